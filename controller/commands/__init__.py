@@ -1,0 +1,1 @@
+"""Subcommands of ``boosterd``; each module exposes ``register(subparsers)``."""

@@ -1,0 +1,66 @@
+"""``boosterd check PATH``: validate a station file and summarise it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from controller.config import ConfigError, StationConfig, load_config
+from drivers.modbus.plan import build_plan
+
+EXIT_CONFIG = 2
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "check", help="validate a station file and print a summary"
+    )
+    p.add_argument("path", help="station YAML file")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    print(summary(cfg, args.path))
+    return 0
+
+
+def summary(cfg: StationConfig, path: str) -> str:
+    """A short human summary, including the Modbus wire budget against the tick."""
+    n_points = sum(len(d.points) for d in cfg.devices.values())
+    lines = [
+        f"{path}: OK",
+        f"  site      {cfg.site.id} ({cfg.site.name}), {cfg.site.timezone}",
+        f"  buses     {len(cfg.buses)}, devices {len(cfg.devices)}, points {n_points}, "
+        f"pumps {len(cfg.pumps)}",
+        f"  control   {cfg.control.pressure_point} at {cfg.control.setpoint_bar} bar "
+        f"({cfg.control.setpoint_min_bar}-{cfg.control.setpoint_max_bar}), "
+        f"tick {cfg.control.tick_s * 1000:.0f} ms",
+    ]
+    plan = build_plan(cfg)
+    tick = cfg.control.tick_s
+    for bp in plan.buses:
+        fast = [b for b in bp.blocks if b.period_s <= tick]
+        fast_s = sum(bp.block_time_s(b) for b in fast)
+        worst_s = bp.worst_cycle_s()
+        where = bp.bus.port if bp.bus.type == "rtu" else f"{bp.bus.host}:{bp.bus.tcp_port}"
+        lines.append(
+            f"  bus {bp.name}: {bp.bus.type} {where} {bp.bus.baudrate} baud, "
+            f"{len(bp.blocks)} block reads"
+        )
+        verdict = "fits" if worst_s <= tick else "DOES NOT FIT"
+        lines.append(
+            f"    wire time per tick ~{fast_s * 1000:.0f} ms (every block due: "
+            f"{worst_s * 1000:.0f} ms) against a {tick * 1000:.0f} ms tick: {verdict}"
+        )
+        if bp.bus.type == "rtu" and worst_s > tick:
+            lines.append(
+                "    raise the baud rate, move slow points to a slower poll class, "
+                "or lengthen control.tick_s"
+            )
+    return "\n".join(lines)

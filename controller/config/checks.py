@@ -1,0 +1,131 @@
+"""Checks that need the whole station: names that refer to each other, shared resources."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from controller.config.loader import Path
+from controller.config.schema import StationConfig
+
+
+def cross_check(cfg: StationConfig) -> list[tuple[Path, str]]:
+    """Return (path, message) for every inconsistency between sections."""
+    errors: list[tuple[Path, str]] = []
+    points = cfg.points()
+
+    seen_points: dict[str, str] = {}
+    for dev_name, dev in cfg.devices.items():
+        if dev.bus not in cfg.buses:
+            errors.append(
+                (
+                    ("devices", dev_name, "bus"),
+                    f"no bus named {dev.bus!r} (buses: {_names(cfg.buses)})",
+                )
+            )
+        for point_name, point in dev.points.items():
+            if point_name in seen_points:
+                errors.append(
+                    (
+                        ("devices", dev_name, "points", point_name),
+                        f"point name {point_name!r} is already used on device "
+                        f"{seen_points[point_name]!r}; point names are station-wide",
+                    )
+                )
+            else:
+                seen_points[point_name] = dev_name
+            if point.poll != "fast" and point.poll not in cfg.poll_classes:
+                errors.append(
+                    (
+                        ("devices", dev_name, "points", point_name, "poll"),
+                        f"no poll class named {point.poll!r} "
+                        f"(poll_classes: {_names(cfg.poll_classes) or 'none defined'})",
+                    )
+                )
+
+    by_bus: dict[tuple[str, int], str] = {}
+    for dev_name, dev in cfg.devices.items():
+        key = (dev.bus, dev.slave_id)
+        if key in by_bus:
+            errors.append(
+                (
+                    ("devices", dev_name, "slave_id"),
+                    f"slave id {dev.slave_id} on bus {dev.bus!r} is already used by "
+                    f"device {by_bus[key]!r}",
+                )
+            )
+        else:
+            by_bus[key] = dev_name
+
+    ports: dict[str, str] = {}
+    for bus_name, bus in cfg.buses.items():
+        if bus.type == "rtu" and bus.port:
+            if bus.port in ports:
+                errors.append(
+                    (
+                        ("buses", bus_name, "port"),
+                        f"serial port {bus.port} is already bus {ports[bus.port]!r}",
+                    )
+                )
+            else:
+                ports[bus.port] = bus_name
+
+    control = cfg.control
+    for field in ("pressure_point", "suction_point", "flow_point"):
+        name = getattr(control, field)
+        if name is not None and name not in points:
+            errors.append(
+                (("control", field), f"no point named {name!r} (points: {_names(points)})")
+            )
+        elif name is not None and points[name][1].kind in ("coil", "discrete"):
+            errors.append((("control", field), f"point {name!r} is a bit, not a measurement"))
+
+    lines: dict[str, Path] = {}
+    for pump_name, pump in cfg.pumps.items():
+        for field in ("relay", "run_feedback", "fault_input"):
+            line = getattr(pump, field)
+            if line is None:
+                continue
+            path: Path = ("pumps", pump_name, field)
+            if line in lines:
+                first = ".".join(str(p) for p in lines[line])
+                errors.append((path, f"line {line} is already used by {first}"))
+            else:
+                lines[line] = path
+
+    staging = control.staging
+    if staging.max_running is not None and staging.max_running > len(cfg.pumps):
+        errors.append(
+            (
+                ("control", "staging", "max_running"),
+                f"max_running {staging.max_running} exceeds the {len(cfg.pumps)} pumps configured",
+            )
+        )
+    if staging.stage_down_demand >= staging.stage_up_demand:
+        errors.append(
+            (
+                ("control", "staging", "stage_down_demand"),
+                "stage_down_demand must be below stage_up_demand (hysteresis)",
+            )
+        )
+    sf = cfg.protections.sensor_failure
+    if sf.pumps > len(cfg.pumps):
+        errors.append(
+            (
+                ("protections", "sensor_failure", "pumps"),
+                f"{sf.pumps} emergency pumps but only {len(cfg.pumps)} configured",
+            )
+        )
+    if cfg.protections.dry_run.suction_min_bar > 0 and control.suction_point is None:
+        # Dry-run protection is the one that saves the pumps: insist it is wired.
+        errors.append(
+            (
+                ("control", "suction_point"),
+                "dry-run protection needs a suction pressure point "
+                "(or set protections.dry_run.suction_min_bar to 0 to disable it knowingly)",
+            )
+        )
+    return errors
+
+
+def _names(d: Mapping[str, object]) -> str:
+    return ", ".join(sorted(d))

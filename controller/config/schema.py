@@ -1,0 +1,348 @@
+"""The station file's schema: one YAML file describes a whole booster station.
+
+Units stand in the key names (``_bar``, ``_s``, ``_m3h``, ``_kw``) so a technician
+never has to guess. Every model forbids unknown keys, so a typo is an error with a
+did-you-mean, never a silently ignored setting. Cross-field checks that need the
+whole station (dangling point names, duplicate relay lines) live in ``checks.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Name = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"),
+]
+SiteId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+
+RegisterKind = Literal["input", "holding", "coil", "discrete"]
+DataType = Literal["int16", "uint16", "int32", "uint32", "float32", "bool"]
+ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
+
+#: Registers a data type occupies (coils and discrete inputs are one bit each).
+REGISTER_COUNT: dict[str, int] = {
+    "int16": 1,
+    "uint16": 1,
+    "int32": 2,
+    "uint32": 2,
+    "float32": 2,
+    "bool": 1,
+}
+
+
+class _Model(BaseModel):
+    # strict: a YAML string "9600" is not silently a number; frozen: config is a value.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SiteConfig(_Model):
+    """Who and where the station is."""
+
+    id: SiteId = Field(description="Short id used in MQTT topics, e.g. 'bs01-sukamaju'.")
+    name: str = Field(min_length=1)
+    timezone: str = "Asia/Jakarta"
+
+    @model_validator(mode="after")
+    def _known_timezone(self) -> SiteConfig:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: PLC0415
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {self.timezone!r} (use an IANA name such as 'Asia/Jakarta')"
+            ) from exc
+        return self
+
+
+class BusConfig(_Model):
+    """One Modbus bus: an RS-485 port, or a TCP gateway."""
+
+    type: Literal["rtu", "tcp", "rtu_over_tcp"] = "rtu"
+    port: str | None = Field(default=None, description="Serial device, e.g. /dev/ttyUSB0.")
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    host: str | None = Field(default=None, description="Gateway host for tcp / rtu_over_tcp.")
+    tcp_port: int = Field(default=502, ge=1, le=65535)
+    timeout_s: float = Field(default=0.3, gt=0, le=10)
+    retries: int = Field(default=0, ge=0, le=5)
+    backoff_s: float = Field(
+        default=10.0, gt=0, le=3600, description="How long a dead slave is left alone."
+    )
+    max_gap_registers: int = Field(
+        default=8,
+        ge=0,
+        le=100,
+        description="Unused registers a block read may bridge when that is cheaper on the wire.",
+    )
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> BusConfig:
+        if self.type == "rtu" and not self.port:
+            raise ValueError("an rtu bus needs 'port' (e.g. /dev/ttyUSB0)")
+        if self.type != "rtu" and not self.host:
+            raise ValueError(f"a {self.type} bus needs 'host'")
+        return self
+
+
+class Span4To20mA(_Model):
+    """A 4-20 mA transmitter read through an analog input module as raw counts."""
+
+    raw_at_4ma: float = Field(description="Register value the module reports at 4 mA.")
+    raw_at_20ma: float = Field(description="Register value the module reports at 20 mA.")
+    eng_at_4ma: float = Field(description="Engineering value at 4 mA, e.g. 0.0 bar.")
+    eng_at_20ma: float = Field(description="Engineering value at 20 mA, e.g. 10.0 bar.")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Span4To20mA:
+        if self.raw_at_4ma == self.raw_at_20ma:
+            raise ValueError("raw_at_4ma and raw_at_20ma must differ")
+        return self
+
+
+class PointConfig(_Model):
+    """One value read from a Modbus device."""
+
+    kind: RegisterKind = "holding"
+    address: int = Field(ge=0, le=65535, description="Zero-based register or bit address.")
+    type: DataType = "uint16"
+    byte_order: ByteOrder = Field(
+        default="ABCD", description="Word/byte order of 32-bit values: ABCD, CDAB, BADC, DCBA."
+    )
+    scale: float = 1.0
+    offset: float = 0.0
+    span_4_20ma: Span4To20mA | None = None
+    unit: str = ""
+    poll: Name = Field(default="fast", description="Poll class name (see poll_classes).")
+    valid_min: float | None = Field(default=None, description="Below this the value is bad.")
+    valid_max: float | None = Field(default=None, description="Above this the value is bad.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PointConfig:
+        bit_kind = self.kind in ("coil", "discrete")
+        if bit_kind and self.type != "bool":
+            raise ValueError(f"a {self.kind} point has type 'bool', not {self.type!r}")
+        if not bit_kind and self.type == "bool":
+            raise ValueError(f"type 'bool' is for coil/discrete points, not {self.kind!r}")
+        if self.span_4_20ma is not None and (self.scale != 1.0 or self.offset != 0.0):
+            raise ValueError("give either scale/offset or span_4_20ma, not both")
+        if self.address + REGISTER_COUNT[self.type] - 1 > 65535:
+            raise ValueError(
+                f"a {self.type} at address {self.address} runs past the last register 65535"
+            )
+        if (
+            self.valid_min is not None
+            and self.valid_max is not None
+            and self.valid_min >= self.valid_max
+        ):
+            raise ValueError("valid_min must be below valid_max")
+        return self
+
+    @property
+    def register_count(self) -> int:
+        return REGISTER_COUNT[self.type]
+
+
+class DeviceConfig(_Model):
+    """One Modbus slave on a bus."""
+
+    bus: Name
+    slave_id: int = Field(ge=1, le=247)
+    points: dict[Name, PointConfig] = Field(min_length=1)
+
+
+class PollClassConfig(_Model):
+    period_s: float = Field(gt=0, le=86400)
+
+
+class PumpConfig(_Model):
+    """A booster pump switched by a relay, with optional feedback and fault inputs."""
+
+    relay: str = Field(min_length=1, description="Output line name, e.g. GPIO17.")
+    relay_active_low: bool = False
+    run_feedback: str | None = Field(default=None, description="Input line, e.g. GPIO22.")
+    fault_input: str | None = Field(default=None, description="Input line, e.g. GPIO23.")
+    inputs_active_low: bool = False
+    rated_flow_m3h: PositiveFloat
+    rated_head_m: PositiveFloat
+    shutoff_head_m: PositiveFloat
+    rated_power_kw: PositiveFloat
+    max_starts_per_hour: int = Field(default=6, ge=1, le=60)
+    min_run_s: NonNegFloat = 60.0
+    min_off_s: NonNegFloat = 60.0
+    feedback_timeout_s: PositiveFloat = 5.0
+
+    @model_validator(mode="after")
+    def _curve(self) -> PumpConfig:
+        if self.shutoff_head_m <= self.rated_head_m:
+            raise ValueError(
+                "shutoff_head_m must be above rated_head_m (the curve falls with flow)"
+            )
+        return self
+
+
+class GpioConfig(_Model):
+    backend: Literal["gpiod", "rpigpio", "sim"] = "gpiod"
+    chip: str | None = Field(default=None, description="gpiochip to use; default: find by name.")
+
+
+class PidConfig(_Model):
+    kp: NonNegFloat = 0.6
+    ki: NonNegFloat = 0.15
+    kd: NonNegFloat = 0.0
+    derivative_filter_s: NonNegFloat = 1.0
+    setpoint_ramp_bar_per_s: NonNegFloat = Field(
+        default=0.0, description="Setpoint rate limit; 0 means step changes."
+    )
+
+
+class StagingConfig(_Model):
+    stage_up_delay_s: NonNegFloat = 10.0
+    stage_down_delay_s: NonNegFloat = 30.0
+    stage_up_demand: float = Field(default=0.95, gt=0, le=1.0)
+    stage_down_demand: float = Field(default=0.4, ge=0, lt=1.0)
+    max_running: int | None = Field(
+        default=None, ge=1, description="Cap on pumps running at once; the rest are standby."
+    )
+    alternation_h: float = Field(default=24.0, ge=0, le=168)
+    station_max_starts_per_hour: int = Field(default=20, ge=1, le=200)
+
+
+class ControlConfig(_Model):
+    pressure_point: Name = Field(description="Point that is controlled (discharge pressure).")
+    suction_point: Name | None = None
+    flow_point: Name | None = None
+    setpoint_bar: float = Field(ge=0, le=25)
+    setpoint_min_bar: float = Field(ge=0, le=25)
+    setpoint_max_bar: float = Field(ge=0, le=25)
+    tick_s: float = Field(default=0.5, ge=0.05, le=10)
+    pid: PidConfig = PidConfig()
+    staging: StagingConfig = StagingConfig()
+
+    @model_validator(mode="after")
+    def _setpoint_range(self) -> ControlConfig:
+        if not self.setpoint_min_bar <= self.setpoint_bar <= self.setpoint_max_bar:
+            raise ValueError(
+                f"setpoint_bar {self.setpoint_bar} must lie between setpoint_min_bar "
+                f"{self.setpoint_min_bar} and setpoint_max_bar {self.setpoint_max_bar}"
+            )
+        return self
+
+
+class DryRunConfig(_Model):
+    suction_min_bar: float = 0.2
+    delay_s: NonNegFloat = 5.0
+    restart_delay_s: NonNegFloat = 30.0
+
+
+class HighPressureConfig(_Model):
+    margin_bar: PositiveFloat = 1.5
+    delay_s: NonNegFloat = 5.0
+
+
+class LowFlowConfig(_Model):
+    flow_min_m3h: NonNegFloat = 0.0
+    band_bar: PositiveFloat = 0.4
+
+
+class SensorFailureConfig(_Model):
+    mode: Literal["fixed_pumps", "stop"] = "fixed_pumps"
+    pumps: int = Field(default=1, ge=0)
+
+
+class ProtectionsConfig(_Model):
+    dry_run: DryRunConfig = DryRunConfig()
+    high_pressure: HighPressureConfig = HighPressureConfig()
+    low_flow: LowFlowConfig = LowFlowConfig()
+    sensor_failure: SensorFailureConfig = SensorFailureConfig()
+    power_on_delay_s: NonNegFloat = 10.0
+
+
+class TlsConfig(_Model):
+    ca_file: str
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class UplinkConfig(_Model):
+    enabled: bool = True
+    host: str = "localhost"
+    port: int = Field(default=1883, ge=1, le=65535)
+    protocol: Literal["3.1.1", "5"] = "5"
+    tls: TlsConfig | None = None
+    credentials_file: str | None = Field(
+        default=None, description="File with 'username:password' (e.g. a systemd credential)."
+    )
+    topic_prefix: str = Field(default="pdam", pattern=r"^[^#+\s]+$")
+    client_id: str | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=600)
+    batch_size: int = Field(default=100, ge=1, le=5000)
+
+
+class BufferConfig(_Model):
+    path: str = "/var/lib/boosterd/buffer.sqlite3"
+    max_mb: PositiveFloat = 512.0
+    max_age_days: PositiveFloat = 60.0
+    commit_interval_s: float = Field(default=1.0, gt=0, le=60)
+
+
+class LoggingConfig(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class SimulationConfig(_Model):
+    """Parameters of the simulated station (used only by the simulator)."""
+
+    suction_bar: float = Field(default=1.0, ge=0, le=10)
+    suction_variation_bar: NonNegFloat = 0.2
+    demand_peak_m3h: NonNegFloat = 60.0
+    demand_night_fraction: float = Field(default=0.25, ge=0, le=1)
+    leakage_m3h_at_3bar: NonNegFloat = 6.0
+    leakage_exponent: float = Field(default=1.15, ge=0.5, le=2.5)
+    compliance_m3_per_bar: PositiveFloat = 0.05
+    reference_pressure_bar: PositiveFloat = 3.0
+
+
+class StationConfig(_Model):
+    """A whole booster station."""
+
+    site: SiteConfig
+    buses: dict[Name, BusConfig] = Field(min_length=1)
+    devices: dict[Name, DeviceConfig] = Field(min_length=1)
+    poll_classes: dict[Name, PollClassConfig] = Field(default_factory=dict)
+    gpio: GpioConfig = GpioConfig()
+    pumps: dict[Name, PumpConfig] = Field(min_length=1)
+    control: ControlConfig
+    protections: ProtectionsConfig = ProtectionsConfig()
+    uplink: UplinkConfig = UplinkConfig()
+    buffer: BufferConfig = BufferConfig()
+    logging: LoggingConfig = LoggingConfig()
+    simulation: SimulationConfig = SimulationConfig()
+
+    def points(self) -> dict[str, tuple[str, PointConfig]]:
+        """Every point by name, with the device it belongs to."""
+        return {
+            name: (dev_name, point)
+            for dev_name, dev in self.devices.items()
+            for name, point in dev.points.items()
+        }
+
+    def poll_period_s(self, poll_class: str) -> float:
+        """The period of a poll class; 'fast' defaults to the control tick."""
+        if poll_class in self.poll_classes:
+            return self.poll_classes[poll_class].period_s
+        return self.control.tick_s

@@ -1,0 +1,1 @@
+"""Hardware drivers: Modbus acquisition and GPIO relays/inputs, one module per backend."""

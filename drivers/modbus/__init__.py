@@ -1,0 +1,1 @@
+"""Modbus acquisition: wire timing, poll planning, register decoding, bus polling."""

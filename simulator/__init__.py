@@ -1,0 +1,1 @@
+"""A simulated booster station: hydraulics, Modbus RTU slaves, relays and faults."""
