@@ -1,0 +1,77 @@
+"""Values with quality: what acquisition hands to control, buffer and uplink."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+
+class Quality(enum.StrEnum):
+    GOOD = "good"
+    BAD = "bad"
+
+
+class BadReason(enum.StrEnum):
+    """Why a value is bad; the words SCADA and the technician see."""
+
+    TIMEOUT = "timeout"  # the slave did not answer
+    FRAMING = "framing"  # CRC error, short or garbled frame
+    EXCEPTION = "exception"  # the slave answered with a Modbus exception (code in detail)
+    OUT_OF_RANGE = "out_of_range"  # outside valid_min/valid_max, or 4-20 mA above 20.5 mA
+    WIRE_BREAK = "wire_break"  # 4-20 mA loop below 3.8 mA
+    STALE = "stale"  # no fresh value within the point's staleness limit
+    BACKOFF = "backoff"  # slave is being left alone after failures
+    NOT_POLLED = "not_polled"  # no read has been made yet
+    DECODE = "decode"  # registers do not decode (e.g. float NaN/inf)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One point's latest value. ``value`` is None exactly when quality is bad."""
+
+    name: str
+    value: float | None
+    unit: str
+    quality: Quality
+    reason: BadReason | None = None
+    detail: str = ""
+    raw: tuple[int, ...] = ()
+    #: monotonic time the value was acquired (or the failure observed)
+    t_mono: float = 0.0
+
+    @property
+    def good(self) -> bool:
+        return self.quality is Quality.GOOD
+
+    @classmethod
+    def ok(
+        cls, name: str, value: float, unit: str, *, raw: tuple[int, ...] = (), t_mono: float = 0.0
+    ) -> Reading:
+        if not math.isfinite(value):
+            return cls.bad(
+                name, unit, BadReason.DECODE, f"not finite: {value}", raw=raw, t_mono=t_mono
+            )
+        return cls(name, value, unit, Quality.GOOD, None, "", raw, t_mono)
+
+    @classmethod
+    def bad(
+        cls,
+        name: str,
+        unit: str,
+        reason: BadReason,
+        detail: str = "",
+        *,
+        raw: tuple[int, ...] = (),
+        t_mono: float = 0.0,
+    ) -> Reading:
+        return cls(name, None, unit, Quality.BAD, reason, detail, raw, t_mono)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form used in telemetry and status."""
+        out: dict[str, object] = {"v": self.value, "unit": self.unit, "q": self.quality.value}
+        if self.reason is not None:
+            out["reason"] = self.reason.value
+            if self.detail:
+                out["detail"] = self.detail
+        return out

@@ -1,0 +1,1 @@
+"""Relay outputs and digital inputs: one protocol, one module per backend."""
