@@ -304,6 +304,15 @@ class LoggingConfig(_Model):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class StatusConfig(_Model):
+    """The local status socket that ``boosterd status`` talks to."""
+
+    socket: str = "/run/boosterd/status.sock"
+    allow_commands: bool = Field(
+        default=False, description="Accept ack/mode commands on the socket (read-only if false)."
+    )
+
+
 class SimulationConfig(_Model):
     """Parameters of the simulated station (used only by the simulator)."""
 
@@ -331,6 +340,7 @@ class StationConfig(_Model):
     uplink: UplinkConfig = UplinkConfig()
     buffer: BufferConfig = BufferConfig()
     logging: LoggingConfig = LoggingConfig()
+    status: StatusConfig = StatusConfig()
     simulation: SimulationConfig = SimulationConfig()
 
     def points(self) -> dict[str, tuple[str, PointConfig]]:
