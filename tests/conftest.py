@@ -45,4 +45,5 @@ def broker(_session_broker: Broker) -> Iterator[Broker]:
 @pytest.fixture
 def topic_root(request: pytest.FixtureRequest) -> str:
     """A topic prefix unique to the test, so tests sharing the broker never cross."""
-    return "test/" + request.node.name.replace("[", "_").replace("]", "_")
+    name: str = request.node.name
+    return "test/" + name.replace("[", "_").replace("]", "_")

@@ -31,10 +31,10 @@ def test_pty_pair_carries_bytes_both_ways_with_serial_settings(serial_pair: Seri
 
 def test_pty_pair_goes_away_when_closed() -> None:
     pair = SerialPair.start()
-    assert pair.alive
+    assert pair.is_alive()
     assert os.path.exists(pair.a)
     pair.close()
-    assert not pair.alive
+    assert not pair.is_alive()
     assert not os.path.exists(pair.a)
 
 

@@ -55,8 +55,7 @@ class SerialPair:
         proc.stderr.close()
         return cls(a, b, proc, tmp)
 
-    @property
-    def alive(self) -> bool:
+    def is_alive(self) -> bool:
         return self._proc.poll() is None
 
     def close(self) -> None:
