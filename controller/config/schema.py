@@ -191,6 +191,11 @@ class PumpConfig(_Model):
 class GpioConfig(_Model):
     backend: Literal["gpiod", "rpigpio", "sim"] = "gpiod"
     chip: str | None = Field(default=None, description="gpiochip to use; default: find by name.")
+    sim_dir: str | None = Field(
+        default=None,
+        description="backend sim only: directory shared with 'boosterd sim' (relays out, "
+        "pump inputs in); without it the simulated lines live in this process only.",
+    )
 
 
 class PidConfig(_Model):
