@@ -1,0 +1,152 @@
+"""Registers to engineering values and back, in every data type and byte/word order.
+
+Byte order names follow the usual vendor convention for a 32-bit value whose bytes,
+most significant first, are A B C D:
+
+* ``ABCD`` big-endian words, high word first (the Modbus specification's order);
+* ``CDAB`` high and low word swapped ("word swap", common on flow meters);
+* ``BADC`` bytes swapped inside each word, high word first;
+* ``DCBA`` fully little-endian.
+
+For 16-bit types only the byte swap matters: ``ABCD``/``CDAB`` read a register as is,
+``BADC``/``DCBA`` swap its two bytes.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+
+from controller.config.schema import REGISTER_COUNT, PointConfig
+from controller.values import BadReason, Reading
+
+#: Loop current below this is an open loop (a cut cable or a dead transmitter).
+WIRE_BREAK_MA = 3.8
+#: Loop current above this is a transmitter fault or a short, not a reading.
+OVER_RANGE_MA = 20.5
+
+_FORMAT = {"int16": ">h", "uint16": ">H", "int32": ">i", "uint32": ">I", "float32": ">f"}
+
+
+def register_count(dtype: str) -> int:
+    return REGISTER_COUNT[dtype]
+
+
+def _order_bytes(data: bytes, byte_order: str) -> bytes:
+    """Reorder between wire order and big-endian ABCD (the permutation is its own inverse)."""
+    if len(data) == 2:
+        return data[::-1] if byte_order in ("BADC", "DCBA") else data
+    a, b, c, d = data
+    if byte_order == "ABCD":
+        return data
+    if byte_order == "CDAB":
+        return bytes((c, d, a, b))
+    if byte_order == "BADC":
+        return bytes((b, a, d, c))
+    if byte_order == "DCBA":
+        return bytes((d, c, b, a))
+    raise ValueError(f"unknown byte order {byte_order!r}")
+
+
+def decode_registers(regs: Sequence[int], *, dtype: str, byte_order: str = "ABCD") -> float:
+    """The number held in ``regs`` (as many registers as ``dtype`` needs)."""
+    n = REGISTER_COUNT[dtype]
+    if len(regs) != n:
+        raise ValueError(f"{dtype} needs {n} registers, got {len(regs)}")
+    wire = b"".join(int(r & 0xFFFF).to_bytes(2, "big") for r in regs)
+    value: float = struct.unpack(_FORMAT[dtype], _order_bytes(wire, byte_order))[0]
+    return value
+
+
+def encode_value(value: float, *, dtype: str, byte_order: str = "ABCD") -> list[int]:
+    """Registers holding ``value`` (rounded and clamped to the integer type's range)."""
+    fmt = _FORMAT[dtype]
+    if dtype == "float32":
+        data = struct.pack(fmt, value)
+    else:
+        bits = 16 if dtype.endswith("16") else 32
+        lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if dtype[0] == "i" else (0, 2**bits - 1)
+        data = struct.pack(fmt, min(max(round(value), lo), hi))
+    wire = _order_bytes(data, byte_order)
+    return [int.from_bytes(wire[i : i + 2], "big") for i in range(0, len(wire), 2)]
+
+
+def raw_to_current_ma(point: PointConfig, raw: float) -> float:
+    span = point.span_4_20ma
+    assert span is not None
+    return 4.0 + 16.0 * (raw - span.raw_at_4ma) / (span.raw_at_20ma - span.raw_at_4ma)
+
+
+def current_to_raw(point: PointConfig, ma: float) -> list[int]:
+    """Registers an analog input module reports for a loop current of ``ma``."""
+    span = point.span_4_20ma
+    if span is None:
+        raise ValueError("not a 4-20 mA point")
+    raw = span.raw_at_4ma + (ma - 4.0) / 16.0 * (span.raw_at_20ma - span.raw_at_4ma)
+    return encode_value(raw, dtype=point.type, byte_order=point.byte_order)
+
+
+def from_engineering(point: PointConfig, value: float) -> list[int]:
+    """Registers (or one bit for coils/discrete inputs) that read back as ``value``."""
+    if point.type == "bool":
+        return [1 if value else 0]
+    span = point.span_4_20ma
+    if span is not None:
+        ma = 4.0 + 16.0 * (value - span.eng_at_4ma) / (span.eng_at_20ma - span.eng_at_4ma)
+        return current_to_raw(point, ma)
+    raw = (value - point.offset) / point.scale if point.scale else 0.0
+    return encode_value(raw, dtype=point.type, byte_order=point.byte_order)
+
+
+def to_engineering(
+    name: str, point: PointConfig, words: Sequence[int], *, t_mono: float = 0.0
+) -> Reading:
+    """Decode, scale and range-check one point; never raises for bad data."""
+    raw = tuple(int(w) for w in words)
+    unit = point.unit
+    if point.type == "bool":
+        if len(raw) != 1:
+            return Reading.bad(name, unit, BadReason.DECODE, "no bit", raw=raw, t_mono=t_mono)
+        return Reading.ok(name, 1.0 if raw[0] else 0.0, unit, raw=raw, t_mono=t_mono)
+    try:
+        number = decode_registers(raw, dtype=point.type, byte_order=point.byte_order)
+    except (ValueError, struct.error) as exc:
+        return Reading.bad(name, unit, BadReason.DECODE, str(exc), raw=raw, t_mono=t_mono)
+    if not math.isfinite(number):
+        return Reading.bad(
+            name, unit, BadReason.DECODE, f"not a number: {number}", raw=raw, t_mono=t_mono
+        )
+    span = point.span_4_20ma
+    if span is not None:
+        ma = raw_to_current_ma(point, number)
+        if ma < WIRE_BREAK_MA:
+            return Reading.bad(
+                name, unit, BadReason.WIRE_BREAK, f"{ma:.2f} mA", raw=raw, t_mono=t_mono
+            )
+        if ma > OVER_RANGE_MA:
+            return Reading.bad(
+                name, unit, BadReason.OUT_OF_RANGE, f"{ma:.2f} mA", raw=raw, t_mono=t_mono
+            )
+        value = span.eng_at_4ma + (ma - 4.0) / 16.0 * (span.eng_at_20ma - span.eng_at_4ma)
+    else:
+        value = number * point.scale + point.offset
+    if point.valid_min is not None and value < point.valid_min:
+        return Reading.bad(
+            name,
+            unit,
+            BadReason.OUT_OF_RANGE,
+            f"{value:g} below {point.valid_min:g}",
+            raw=raw,
+            t_mono=t_mono,
+        )
+    if point.valid_max is not None and value > point.valid_max:
+        return Reading.bad(
+            name,
+            unit,
+            BadReason.OUT_OF_RANGE,
+            f"{value:g} above {point.valid_max:g}",
+            raw=raw,
+            t_mono=t_mono,
+        )
+    return Reading.ok(name, value, unit, raw=raw, t_mono=t_mono)
