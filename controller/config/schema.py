@@ -49,7 +49,7 @@ class SiteConfig(_Model):
 
     @model_validator(mode="after")
     def _known_timezone(self) -> SiteConfig:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: PLC0415
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
         try:
             ZoneInfo(self.timezone)
@@ -253,8 +253,9 @@ class HighPressureConfig(_Model):
 
 
 class LowFlowConfig(_Model):
-    flow_min_m3h: NonNegFloat = 0.0
+    flow_min_m3h: NonNegFloat = Field(default=0.0, description="0 disables the low-flow stop.")
     band_bar: PositiveFloat = 0.4
+    delay_s: NonNegFloat = 10.0
 
 
 class SensorFailureConfig(_Model):
@@ -295,6 +296,9 @@ class UplinkConfig(_Model):
     client_id: str | None = None
     keepalive_s: int = Field(default=30, ge=5, le=600)
     batch_size: int = Field(default=100, ge=1, le=5000)
+    command_max_age_s: float = Field(
+        default=300.0, gt=0, le=86400, description="Older SCADA commands are rejected."
+    )
 
 
 class BufferConfig(_Model):
@@ -318,6 +322,18 @@ class StatusConfig(_Model):
     )
 
 
+SimSignal = Literal[
+    "discharge_bar",
+    "suction_bar",
+    "flow_m3h",
+    "volume_m3",
+    "temperature_c",
+    "power_kw",
+    "energy_kwh",
+    "constant",
+]
+
+
 class SimulationConfig(_Model):
     """Parameters of the simulated station (used only by the simulator)."""
 
@@ -329,6 +345,12 @@ class SimulationConfig(_Model):
     leakage_exponent: float = Field(default=1.15, ge=0.5, le=2.5)
     compliance_m3_per_bar: PositiveFloat = 0.05
     reference_pressure_bar: PositiveFloat = 3.0
+    signals: dict[Name, SimSignal] = Field(
+        default_factory=dict,
+        description="Which simulated quantity a point reads, when its name or unit does "
+        "not say (control points and units m3, m3/h, degC, kW, kWh are found by themselves).",
+    )
+    constant_value: float = Field(default=0.0, description="Value of points with no signal.")
 
 
 class StationConfig(_Model):
