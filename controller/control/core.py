@@ -1,0 +1,266 @@
+"""The control core: the one object the daemon calls every tick.
+
+``step`` takes the freshest readings and pump inputs and returns the relay states.
+Commands from SCADA or the local socket go through the methods below; they change
+the mode or the setpoint, never a protection: ``step`` applies the protections after
+the mode, every tick.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.config.schema import StationConfig
+from controller.control.alarms import AlarmEvent, Alarms
+from controller.control.pid import Pid
+from controller.control.protections import Protections, Verdict
+from controller.control.stager import Stager
+from controller.errors import BoosterError
+from controller.values import Reading
+
+MODES = ("auto", "manual", "off")
+
+
+class CommandRejected(BoosterError):
+    """A command that was not carried out; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class PumpInputs:
+    feedback: bool | None  # None: no run-feedback input configured
+    fault: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ControlOutputs:
+    relays: dict[str, bool]
+    mode: str
+    setpoint_bar: float
+    demand: float
+    state: str
+    events: list[AlarmEvent] = field(default_factory=list)
+
+
+class ControlCore:
+    def __init__(self, cfg: StationConfig, *, now: float) -> None:
+        self.cfg = cfg
+        self.mode = "auto"
+        self.setpoint = cfg.control.setpoint_bar
+        self.alarms = Alarms()
+        self.protections = Protections(cfg, now=now)
+        self.stager = Stager(cfg.pumps, cfg.control.staging, now=now)
+        pid = cfg.control.pid
+        self.pid = Pid(
+            kp=pid.kp,
+            ki=pid.ki,
+            kd=pid.kd,
+            derivative_filter_s=pid.derivative_filter_s,
+            out_min=0.0,
+            out_max=float(self.stager.max_running),
+            ramp_bar_per_s=pid.setpoint_ramp_bar_per_s,
+        )
+        self.manual: dict[str, bool] = {}
+        self.state = "starting"
+        self._last: float | None = None
+        self._pid_live = False  # False when the PID did not drive the last tick
+        self.relays: dict[str, bool] = dict.fromkeys(cfg.pumps, False)
+
+    # -- the tick -------------------------------------------------------------------------
+
+    def step(
+        self,
+        now: float,
+        readings: Mapping[str, Reading],
+        pumps: Mapping[str, PumpInputs],
+    ) -> ControlOutputs:
+        dt = self.cfg.control.tick_s if self._last is None else now - self._last
+        self._last = now
+        running = self.stager.running()
+        verdict = self.protections.update(
+            now, readings, setpoint=self.setpoint, running=running, alarms=self.alarms
+        )
+        feedback = {name: p.feedback for name, p in pumps.items()}
+        fault = {name: p.fault for name, p in pumps.items()}
+        p = readings.get(self.cfg.control.pressure_point)
+        pv = p.value if p is not None and p.good else None
+        self.state = self._decide(
+            now, dt=dt, verdict=verdict, pv=pv, feedback=feedback, fault=fault
+        )
+        for lock in self.stager.new_lockouts:
+            self.alarms.set(
+                f"pump_lockout_{lock.pump}",
+                True,
+                now,
+                severity="major",
+                message=f"{lock.pump} locked out: {lock.reason}",
+                latched=True,
+            )
+        self.stager.new_lockouts.clear()
+        for name, rec in self.stager.pumps.items():
+            if not rec.locked:
+                self.alarms.set(f"pump_lockout_{name}", False, now)
+        return ControlOutputs(
+            relays=dict(self.relays),
+            mode=self.mode,
+            setpoint_bar=self.setpoint,
+            demand=self.pid.output,
+            state=self.state,
+            events=self.alarms.drain(),
+        )
+
+    def _decide(
+        self,
+        now: float,
+        *,
+        dt: float,
+        verdict: Verdict,
+        pv: float | None,
+        feedback: Mapping[str, bool | None],
+        fault: Mapping[str, bool],
+    ) -> str:
+        stager = self.stager
+        common: dict[str, Any] = {"feedback": feedback, "fault": fault}
+        if verdict.stop_all or self.mode == "off":
+            self.relays = stager.update(now, stop_all=True, **common)
+            self._pid_live = False
+            return verdict.state if verdict.stop_all else "off"
+        if verdict.fixed is not None:
+            self.relays = stager.update(now, fixed=verdict.fixed, **common)
+            self._pid_live = False
+            return verdict.state
+        if self.mode == "manual":
+            self.relays = stager.update(now, manual=self.manual, **common)
+            self._pid_live = False
+            return "manual"
+        if verdict.hold_off:
+            self.relays = stager.update(now, fixed=0, **common)
+            self._pid_live = False
+            return verdict.state
+        assert pv is not None  # a bad control pressure gives verdict.fixed or stop_all
+        if not self._pid_live:
+            # Bumpless return to automatic: continue from what is running now, or from
+            # just enough demand for one pump if nothing runs (pressure is low).
+            running = stager.running()
+            hold = running - 0.3 if running else 0.0
+            self.pid.hold(hold, pv, self.setpoint)
+            self._pid_live = True
+        before = stager.running()
+        demand = self.pid.update(pv, self.setpoint, dt)
+        self.relays = stager.update(now, demand=demand, **common)
+        after = stager.running()
+        if after != before:
+            # A whole pump more or less: re-centre the demand in the new stage's band so
+            # the integral does not immediately ask for the next change.
+            self.pid.hold(after - 0.3 if after else 0.0, pv, self.setpoint)
+        return "auto"
+
+    # -- commands -------------------------------------------------------------------------
+
+    def set_setpoint(self, bar: float) -> None:
+        ctl = self.cfg.control
+        if not isinstance(bar, (int, float)) or isinstance(bar, bool) or not math.isfinite(bar):
+            raise CommandRejected("setpoint must be a finite number of bar")
+        if not ctl.setpoint_min_bar <= bar <= ctl.setpoint_max_bar:
+            raise CommandRejected(
+                f"setpoint {bar} bar is outside the allowed "
+                f"{ctl.setpoint_min_bar}-{ctl.setpoint_max_bar} bar"
+            )
+        self.setpoint = float(bar)
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise CommandRejected(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if mode == "manual" and self.mode != "manual":
+            # Manual starts from what runs now: switching mode never switches a pump.
+            self.manual = {name: rec.on for name, rec in self.stager.pumps.items()}
+        self.mode = mode
+
+    def pump(self, name: str, on: bool) -> None:
+        if name not in self.stager.pumps:
+            raise CommandRejected(f"no pump {name!r}; pumps: {', '.join(self.stager.pumps)}")
+        if self.mode != "manual":
+            raise CommandRejected(f"pump commands need manual mode (mode is {self.mode})")
+        rec = self.stager.pumps[name]
+        if on and rec.locked:
+            raise CommandRejected(f"{name} is locked out ({rec.locked}); acknowledge first")
+        self.manual[name] = bool(on)
+
+    def ack(self, alarm_id: str | None = None) -> list[str]:
+        """Acknowledge latched alarms; a pump lockout acknowledged is reset if its cause is gone."""
+        now = self._last if self._last is not None else 0.0
+        if alarm_id is not None and not self.alarms.is_active(alarm_id):
+            raise CommandRejected(f"no active alarm {alarm_id!r}")
+        for rec in self.stager.pumps.values():
+            aid = f"pump_lockout_{rec.name}"
+            if rec.locked and (alarm_id is None or alarm_id == aid):
+                self.stager.reset_lockout(rec.name)
+                self.alarms.set(aid, False, now)
+        return self.alarms.ack(now, alarm_id)
+
+    # -- reload, status, persistence --------------------------------------------------------
+
+    def reconfigure(self, cfg: StationConfig, *, now: float) -> None:
+        """A new station file: keep pump states, run hours and the PID's output."""
+        self.cfg = cfg
+        self.stager.reconfigure(cfg.pumps, cfg.control.staging)
+        self.protections.cfg = cfg
+        pid = cfg.control.pid
+        self.pid.set_limits(0.0, float(self.stager.max_running))
+        self.pid.ramp_bar_per_s = pid.setpoint_ramp_bar_per_s
+        self.pid.derivative_filter_s = pid.derivative_filter_s
+        self.pid.set_gains(pid.kp, pid.ki, pid.kd, self.pid._last_pv)
+        ctl = cfg.control
+        if not ctl.setpoint_min_bar <= self.setpoint <= ctl.setpoint_max_bar:
+            self.setpoint = ctl.setpoint_bar
+        self.relays = {name: rec.on for name, rec in self.stager.pumps.items()}
+
+    def snapshot(self) -> dict[str, Any]:
+        now = self._last if self._last is not None else 0.0
+        pumps = {}
+        for name, rec in self.stager.pumps.items():
+            rec.prune(now)
+            pumps[name] = {
+                "running": rec.on,
+                "run_hours": round(rec.run_s / 3600.0, 3),
+                "starts_last_hour": len(rec.starts),
+                "starts_total": rec.starts_total,
+                "locked_out": rec.locked,
+                "state": "locked out" if rec.locked else ("running" if rec.on else "ready"),
+            }
+        return {
+            "mode": self.mode,
+            "setpoint_bar": self.setpoint,
+            "state": self.state,
+            "demand": round(self.pid.output, 3),
+            "pumps": pumps,
+            "alarms": [a.as_dict() for a in self.alarms.active()],
+        }
+
+    def export_state(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "setpoint_bar": self.setpoint,
+            "pumps": {
+                name: {"run_s": rec.run_s, "starts_total": rec.starts_total}
+                for name, rec in self.stager.pumps.items()
+            },
+        }
+
+    def restore_state(self, data: Mapping[str, Any]) -> None:
+        """Run hours and totals survive restarts; mode and setpoint only when still valid."""
+        for name, saved in dict(data.get("pumps", {})).items():
+            rec = self.stager.pumps.get(name)
+            if rec is not None:
+                rec.run_s = float(saved.get("run_s", 0.0))
+                rec.starts_total = int(saved.get("starts_total", 0))
+        mode = data.get("mode")
+        if mode in MODES:
+            self.mode = str(mode)
+        setpoint = data.get("setpoint_bar")
+        if isinstance(setpoint, (int, float)):
+            with contextlib.suppress(CommandRejected):
+                self.set_setpoint(float(setpoint))

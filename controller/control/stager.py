@@ -1,0 +1,254 @@
+"""Which pumps run: capacity demand in, relay states out, within every motor limit.
+
+Rules, in order of precedence:
+
+1. A pump whose fault input is active, or whose run feedback has not arrived
+   ``feedback_timeout_s`` after its start, is locked out at once (stopped even inside
+   its minimum run time) and stays out until reset; the next pump takes its place.
+2. A protection stop (``stop_all``) stops every pump at once, minimum run time or not:
+   a dry-running or over-pressured pump is worse than a short run.
+3. Otherwise a pump starts only if its minimum off time has passed and the start
+   keeps it within ``max_starts_per_hour`` and the station within
+   ``station_max_starts_per_hour`` (rolling hour); it stops only after its minimum run
+   time. A change that is not allowed yet waits; it is not dropped.
+4. Never more than ``max_running`` pumps at once (the rest are standby).
+5. Lowest run hours start first, highest stop first; a pump that has run
+   ``alternation_h`` without a break hands over to the idle pump with the fewest hours.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from controller.config.schema import PumpConfig, StagingConfig
+
+HOUR_S = 3600.0
+#: Demand (in pumps) above which the first pump starts.
+FIRST_PUMP_DEMAND = 0.05
+
+
+@dataclass
+class PumpRecord:
+    name: str
+    cfg: PumpConfig
+    on: bool = False
+    changed_at: float = -math.inf  # last start or stop
+    started_at: float = -math.inf
+    starts: deque[float] = field(default_factory=deque)
+    starts_total: int = 0
+    run_s: float = 0.0
+    locked: str | None = None  # why it is locked out
+
+    def prune(self, now: float) -> None:
+        while self.starts and self.starts[0] <= now - HOUR_S:
+            self.starts.popleft()
+
+    def can_start(self, now: float) -> bool:
+        if self.on or self.locked:
+            return False
+        if now - self.changed_at < self.cfg.min_off_s:
+            return False
+        self.prune(now)
+        return len(self.starts) < self.cfg.max_starts_per_hour
+
+    def can_stop(self, now: float) -> bool:
+        return self.on and now - self.started_at >= self.cfg.min_run_s
+
+
+@dataclass(frozen=True)
+class Lockout:
+    pump: str
+    reason: str
+
+
+class Stager:
+    """State of every pump and the staging decision; ``update`` once per tick."""
+
+    def __init__(
+        self, pumps: Mapping[str, PumpConfig], staging: StagingConfig, *, now: float
+    ) -> None:
+        self.cfg = staging
+        self.pumps = {name: PumpRecord(name, p) for name, p in pumps.items()}
+        self.station_starts: deque[float] = deque()
+        self.target = 0
+        self._up_since: float | None = None
+        self._down_since: float | None = None
+        self._last = now
+        self.new_lockouts: list[Lockout] = []
+
+    # -- configuration --------------------------------------------------------------------
+
+    @property
+    def max_running(self) -> int:
+        cap = self.cfg.max_running if self.cfg.max_running is not None else len(self.pumps)
+        return min(cap, len(self.pumps))
+
+    def available(self) -> int:
+        return min(self.max_running, sum(1 for p in self.pumps.values() if not p.locked))
+
+    def running(self) -> int:
+        return sum(1 for p in self.pumps.values() if p.on)
+
+    def reconfigure(self, pumps: Mapping[str, PumpConfig], staging: StagingConfig) -> None:
+        """Keep the state of pumps that remain; new pumps start off, dropped ones vanish."""
+        self.cfg = staging
+        old = self.pumps
+        self.pumps = {}
+        for name, p in pumps.items():
+            rec = old.get(name) or PumpRecord(name, p)
+            rec.cfg = p
+            self.pumps[name] = rec
+
+    def reset_lockout(self, name: str | None = None) -> list[str]:
+        done = []
+        for rec in self.pumps.values():
+            if rec.locked and (name is None or rec.name == name):
+                rec.locked = None
+                done.append(rec.name)
+        return done
+
+    # -- the decision ---------------------------------------------------------------------
+
+    def _station_can_start(self, now: float) -> bool:
+        while self.station_starts and self.station_starts[0] <= now - HOUR_S:
+            self.station_starts.popleft()
+        return len(self.station_starts) < self.cfg.station_max_starts_per_hour
+
+    def _start(self, rec: PumpRecord, now: float) -> None:
+        rec.on = True
+        rec.changed_at = rec.started_at = now
+        rec.starts.append(now)
+        rec.starts_total += 1
+        self.station_starts.append(now)
+
+    def _stop(self, rec: PumpRecord, now: float) -> None:
+        rec.on = False
+        rec.changed_at = now
+
+    def _lock(self, rec: PumpRecord, reason: str, now: float) -> None:
+        rec.locked = reason
+        if rec.on:
+            self._stop(rec, now)
+        self.new_lockouts.append(Lockout(rec.name, reason))
+
+    def _check_lockouts(
+        self, now: float, feedback: Mapping[str, bool | None], fault: Mapping[str, bool]
+    ) -> None:
+        for rec in self.pumps.values():
+            if rec.locked:
+                continue
+            if fault.get(rec.name, False):
+                self._lock(rec, "motor protection tripped", now)
+            elif (
+                rec.on
+                and feedback.get(rec.name) is False
+                and now - rec.started_at > rec.cfg.feedback_timeout_s
+            ):
+                self._lock(
+                    rec, f"no run feedback {rec.cfg.feedback_timeout_s:g} s after start", now
+                )
+
+    def _start_one(self, now: float) -> bool:
+        if self.running() >= self.available() or not self._station_can_start(now):
+            return False
+        candidates = [r for r in self.pumps.values() if r.can_start(now)]
+        if not candidates:
+            return False
+        self._start(min(candidates, key=lambda r: (r.run_s, r.name)), now)
+        return True
+
+    def _stop_one(self, now: float) -> bool:
+        candidates = [r for r in self.pumps.values() if r.can_stop(now)]
+        if not candidates:
+            return False
+        self._stop(max(candidates, key=lambda r: (r.run_s, r.name)), now)
+        return True
+
+    def _count_target(self, now: float, demand: float) -> None:
+        n = self.running()
+        up_at = FIRST_PUMP_DEMAND if n == 0 else n + (1.0 - self.cfg.stage_up_demand)
+        down_at = n - 1 + self.cfg.stage_down_demand
+        if demand >= up_at and n < self.available():
+            self._down_since = None
+            self._up_since = now if self._up_since is None else self._up_since
+            if now - self._up_since >= self.cfg.stage_up_delay_s:
+                self.target = n + 1
+                self._up_since = None
+        elif demand <= down_at and n > 0:
+            self._up_since = None
+            self._down_since = now if self._down_since is None else self._down_since
+            if now - self._down_since >= self.cfg.stage_down_delay_s:
+                self.target = n - 1
+                self._down_since = None
+        else:
+            self._up_since = self._down_since = None
+
+    def _alternate(self, now: float) -> None:
+        if self.cfg.alternation_h <= 0:
+            return
+        limit = self.cfg.alternation_h * HOUR_S
+        for rec in sorted(self.pumps.values(), key=lambda r: r.started_at):
+            if not rec.on or now - rec.started_at < limit or not rec.can_stop(now):
+                continue
+            idle = [r for r in self.pumps.values() if r.can_start(now)]
+            if not idle or not self._station_can_start(now):
+                return
+            self._start(min(idle, key=lambda r: (r.run_s, r.name)), now)
+            self._stop(rec, now)
+            return
+
+    def update(
+        self,
+        now: float,
+        *,
+        demand: float = 0.0,
+        fixed: int | None = None,
+        manual: Mapping[str, bool] | None = None,
+        stop_all: bool = False,
+        feedback: Mapping[str, bool | None] | None = None,
+        fault: Mapping[str, bool] | None = None,
+    ) -> dict[str, bool]:
+        """Advance to ``now`` and return the relay state of every pump."""
+        dt = max(0.0, now - self._last)
+        self._last = now
+        for rec in self.pumps.values():
+            if rec.on:
+                rec.run_s += dt
+        self._check_lockouts(now, feedback or {}, fault or {})
+        if stop_all:
+            for rec in self.pumps.values():
+                if rec.on:
+                    self._stop(rec, now)
+            self.target = 0
+            self._up_since = self._down_since = None
+        elif manual is not None:
+            self.target = self.running()
+            for name, want in manual.items():
+                found = self.pumps.get(name)
+                if found is None:
+                    continue
+                rec = found
+                if want and rec.can_start(now) and self.running() < self.available():
+                    if self._station_can_start(now):
+                        self._start(rec, now)
+                elif not want and rec.can_stop(now):
+                    self._stop(rec, now)
+        else:
+            if fixed is not None:
+                self.target = min(fixed, self.available())
+                self._up_since = self._down_since = None
+            else:
+                self._count_target(now, demand)
+            self.target = min(self.target, self.available())
+            while self.running() < self.target and self._start_one(now):
+                pass
+            while self.running() > self.target and self._stop_one(now):
+                pass
+            self._alternate(now)
+        # The cap holds even against a reload that lowered it.
+        while self.running() > self.max_running and self._stop_one(now):
+            pass
+        return {name: rec.on for name, rec in self.pumps.items()}
