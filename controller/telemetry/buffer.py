@@ -1,0 +1,249 @@
+"""The local store-and-forward buffer: every sample on disk until the broker has it.
+
+* SQLite in WAL mode; one row per sample with a per-site sequence number that keeps
+  rising across restarts (a high-water mark in the ``meta`` table, never reused even
+  after rows are deleted) and a UTC timestamp.
+* ``append`` only queues in memory; the flusher commits the queue once per
+  ``commit_interval_s`` in one transaction, to spare the SD card. After SIGKILL or a
+  power cut at most the samples of that uncommitted interval are lost.
+* A size cap and an age cap evict the oldest rows first and count what they evicted.
+* At start-up ``PRAGMA quick_check`` runs; a damaged file is moved aside as
+  ``<name>.corrupt-<UTC time>`` and a fresh buffer started, never refusing to run. Its
+  sequence restarts above the old one (at the current Unix time in milliseconds), so
+  SCADA still sees ``seq`` rise.
+* Every SQLite call runs on one dedicated worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from controller.logs import get_logger
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS samples (seq INTEGER PRIMARY KEY, ts TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class SampleBuffer:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        site: str,
+        max_mb: float = 512.0,
+        max_age_days: float = 60.0,
+        commit_interval_s: float = 1.0,
+    ) -> None:
+        self.path = Path(path)
+        self.site = site
+        self.max_bytes = int(max_mb * 1024 * 1024)
+        self.max_age_s = max_age_days * 86400.0
+        self.commit_interval_s = commit_interval_s
+        self._pending: list[tuple[int, str, str]] = []
+        self._next_seq = 1
+        self._db: sqlite3.Connection | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer")
+        self.rows = 0
+        self.evicted = 0
+        self.corrupt_recovered = 0
+        self.commits = 0
+        self.last_acked = 0
+        self.over_cap = False
+
+    # -- thread plumbing --------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _conn(self) -> sqlite3.Connection:
+        assert self._db is not None, "SampleBuffer.open() first"
+        return self._db
+
+    # -- open / integrity -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._call(self._open)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        restart_seq = 0
+        try:
+            db = self._connect()
+            ok = db.execute("PRAGMA quick_check").fetchone()[0]
+            if ok != "ok":
+                db.close()
+                raise sqlite3.DatabaseError(f"quick_check: {ok}")
+        except sqlite3.DatabaseError as exc:
+            self._quarantine(str(exc))
+            restart_seq = int(time.time() * 1000)
+            db = self._connect()
+        self._db = db
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        top = db.execute("SELECT COALESCE(MAX(seq), 0), COUNT(*) FROM samples").fetchone()
+        self._next_seq = max(int(meta.get("last_seq", 0)), int(top[0]), restart_seq) + 1
+        self.rows = int(top[1])
+        self.evicted = int(meta.get("evicted", 0))
+        self.corrupt_recovered += int(meta.get("corrupt_recovered", 0))
+        if self.corrupt_recovered and restart_seq:
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('corrupt_recovered', ?)",
+                (self.corrupt_recovered,),
+            )
+            db.commit()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives a process crash; a power cut may lose the
+        # last commits but never corrupts the file.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(SCHEMA)
+        return db
+
+    def _quarantine(self, reason: str) -> None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(self.path) + suffix)
+            if src.exists():
+                os.replace(src, Path(f"{self.path}.corrupt-{stamp}{suffix}"))
+        self.corrupt_recovered += 1
+        log.error(
+            "buffer file damaged; moved aside, starting a fresh one",
+            path=str(self.path),
+            reason=reason,
+            moved_to=f"{self.path}.corrupt-{stamp}",
+        )
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def append(self, sample: dict[str, Any]) -> int:
+        """Queue one sample; returns its seq. Never blocks, never touches the disk."""
+        seq = self._next_seq
+        self._next_seq += 1
+        ts = utc_now_iso()
+        self._pending.append((seq, ts, json.dumps(sample, separators=(",", ":"), default=str)))
+        return seq
+
+    async def flush(self) -> int:
+        if not self._pending:
+            return 0
+        batch, self._pending = self._pending, []
+        try:
+            await self._call(self._commit, batch)
+        except BaseException:
+            self._pending[:0] = batch  # keep them for the next attempt
+            raise
+        return len(batch)
+
+    def _commit(self, batch: list[tuple[int, str, str]]) -> None:
+        db = self._conn()
+        with db:
+            db.execute("BEGIN")
+            db.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?)", batch)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (batch[-1][0],))
+        self.rows += len(batch)
+        self.commits += 1
+        self._evict()
+
+    def _evict(self) -> None:
+        db = self._conn()
+        evicted = 0
+        cutoff = datetime.fromtimestamp(time.time() - self.max_age_s, UTC)
+        cutoff_iso = cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        with db:
+            evicted += db.execute("DELETE FROM samples WHERE ts < ?", (cutoff_iso,)).rowcount
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        used = (
+            db.execute("PRAGMA page_count").fetchone()[0]
+            - db.execute("PRAGMA freelist_count").fetchone()[0]
+        ) * page
+        self.over_cap = used > self.max_bytes
+        if self.over_cap and self.rows > 0:
+            # Drop the oldest tenth; freed pages are reused, so the file stops growing.
+            n = max(1, self.rows // 10)
+            with db:
+                evicted += db.execute(
+                    "DELETE FROM samples WHERE seq IN "
+                    "(SELECT seq FROM samples ORDER BY seq LIMIT ?)",
+                    (n,),
+                ).rowcount
+        if evicted:
+            self.rows = max(0, self.rows - evicted)
+            self.evicted += evicted
+            with db:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('evicted', ?)", (self.evicted,))
+            log.warning("buffer full: oldest samples evicted", evicted=evicted, total=self.evicted)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Commit once per interval until ``stop``; then a last flush."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.commit_interval_s)
+            await self.flush()
+
+    # -- reading / acknowledging ------------------------------------------------------------
+
+    async def fetch(self, *, after_seq: int, limit: int) -> list[tuple[int, str, dict[str, Any]]]:
+        return await self._call(self._fetch, after_seq, limit)
+
+    def _fetch(self, after_seq: int, limit: int) -> list[tuple[int, str, dict[str, Any]]]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT seq, ts, data FROM samples WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            )
+            .fetchall()
+        )
+        return [(int(seq), str(ts), json.loads(data)) for seq, ts, data in rows]
+
+    async def delete_upto(self, seq: int) -> int:
+        return await self._call(self._delete_upto, seq)
+
+    def _delete_upto(self, seq: int) -> int:
+        db = self._conn()
+        with db:
+            n = db.execute("DELETE FROM samples WHERE seq <= ?", (seq,)).rowcount
+        self.rows = max(0, self.rows - n)
+        self.last_acked = max(self.last_acked, seq)
+        return int(n)
+
+    async def close(self) -> None:
+        try:
+            await self.flush()
+        finally:
+            if self._db is not None:
+                db, self._db = self._db, None
+                await self._call(db.close)
+            self._executor.shutdown(wait=True)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "backlog": self.rows + len(self._pending),
+            "pending": len(self._pending),
+            "evicted": self.evicted,
+            "over_cap": self.over_cap,
+            "last_seq": self._next_seq - 1,
+            "corrupt_recovered": self.corrupt_recovered,
+            "commits": self.commits,
+        }

@@ -1,0 +1,273 @@
+"""The SCADA link over MQTT (aiomqtt 2.x): telemetry replay, status, alarms, commands.
+
+The SQLite buffer is the only queue: aiomqtt raises on publish while disconnected and
+keeps nothing, so a sample leaves the buffer only after the broker's PUBACK (QoS 1).
+The backlog goes oldest first in batches of ``batch_size`` concurrent publishes (paho
+sends them in order on one connection), while the control loop keeps appending live
+samples behind it. A batch cut by a disconnect is sent again after the reconnect:
+duplicates are possible, as QoS 1 allows, and SCADA drops them by ``seq``.
+
+Topics under ``<prefix>/<site>``: ``telemetry`` (QoS 1), ``status`` (retained, QoS 1;
+the Last Will sets it offline), ``alarm`` (QoS 1), ``cmd/<name>`` in and
+``cmd/<name>/result`` out. See docs/mqtt.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from controller import __version__
+from controller.config.schema import UplinkConfig
+from controller.errors import BoosterError
+from controller.logs import get_logger
+from controller.telemetry.buffer import SampleBuffer, utc_now_iso
+from controller.telemetry.commands import CommandProcessor
+
+log = get_logger(__name__)
+
+IDLE_POLL_S = 0.25  # how often an empty buffer is looked at again
+STATUS_REFRESH_S = 60.0
+MAX_BACKOFF_S = 60.0
+ALARM_QUEUE = 1000
+
+
+class CredentialsError(BoosterError):
+    """The MQTT credentials file is missing or malformed."""
+
+
+def read_credentials(path: str | None) -> tuple[str | None, str | None]:
+    """Username and password from a file (``user:password``, two lines, or key=value lines).
+
+    Without a path, systemd's ``$CREDENTIALS_DIRECTORY/mqtt`` is used when present.
+    """
+    if path is None:
+        creds_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+        candidate = Path(creds_dir, "mqtt") if creds_dir else None
+        if candidate is None or not candidate.exists():
+            return None, None
+        path = str(candidate)
+    try:
+        text = Path(path).read_text().strip()
+    except OSError as exc:
+        raise CredentialsError(f"cannot read MQTT credentials file {path}: {exc.strerror}") from exc
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    pairs = dict(ln.split("=", 1) for ln in lines if "=" in ln)
+    if "username" in pairs:
+        return pairs["username"].strip(), pairs.get("password", "").strip() or None
+    if len(lines) == 1 and ":" in lines[0]:
+        user, _, password = lines[0].partition(":")
+        return user, password or None
+    if len(lines) == 2:
+        return lines[0], lines[1]
+    raise CredentialsError(
+        f"{path}: expected 'username:password', two lines, or username=/password= lines"
+    )
+
+
+class Uplink:
+    def __init__(
+        self,
+        cfg: UplinkConfig,
+        *,
+        site: str,
+        buffer: SampleBuffer,
+        status: Callable[[], dict[str, Any]],
+        commands: CommandProcessor | None,
+    ) -> None:
+        self.cfg = cfg
+        self.site = site
+        self.buffer = buffer
+        self.status = status
+        self.commands = commands
+        self.base = f"{cfg.topic_prefix}/{site}"
+        self.connected = False
+        self.published = 0
+        self.reconnects = 0
+        self.last_error: str | None = None
+        self._acked = 0
+        self._alarms: asyncio.Queue[dict[str, Any]] = asyncio.Queue(ALARM_QUEUE)
+        self._status_dirty = asyncio.Event()
+
+    # -- API for the daemon -----------------------------------------------------------------
+
+    def publish_alarm(self, event: dict[str, Any]) -> None:
+        payload = dict(event, site=self.site, ts=utc_now_iso())
+        with contextlib.suppress(asyncio.QueueFull):
+            self._alarms.put_nowait(payload)
+
+    def notify_status_changed(self) -> None:
+        self._status_dirty.set()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "connected": self.connected,
+            "broker": f"{self.cfg.host}:{self.cfg.port}",
+            "published": self.published,
+            "reconnects": self.reconnects,
+            "backlog": self.buffer.stats()["backlog"],
+            "last_error": self.last_error,
+        }
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _status_payload(self, online: bool) -> bytes:
+        body: dict[str, Any] = {"online": online, "site": self.site, "version": __version__}
+        body["ts"] = utc_now_iso()
+        if online:
+            body.update(self.status())
+        return json.dumps(body, default=str).encode()
+
+    def _client(self) -> aiomqtt.Client:
+        username, password = read_credentials(self.cfg.credentials_file)
+        tls = None
+        if self.cfg.tls is not None:
+            tls = aiomqtt.TLSParameters(
+                ca_certs=self.cfg.tls.ca_file,
+                certfile=self.cfg.tls.cert_file,
+                keyfile=self.cfg.tls.key_file,
+            )
+        protocol = (
+            aiomqtt.ProtocolVersion.V5 if self.cfg.protocol == "5" else aiomqtt.ProtocolVersion.V311
+        )
+        return aiomqtt.Client(
+            self.cfg.host,
+            self.cfg.port,
+            username=username,
+            password=password,
+            identifier=self.cfg.client_id or f"boosterd-{self.site}",
+            protocol=protocol,
+            keepalive=self.cfg.keepalive_s,
+            tls_params=tls,
+            timeout=10,
+            will=aiomqtt.Will(
+                f"{self.base}/status", self._status_payload(False), qos=1, retain=True
+            ),
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect, serve, reconnect with backoff and jitter, until ``stop``."""
+        backoff = 1.0
+        while not stop.is_set():
+            try:
+                async with self._client() as client:
+                    self.connected = True
+                    backoff = 1.0
+                    log.info("uplink connected", broker=f"{self.cfg.host}:{self.cfg.port}")
+                    await self._serve(client, stop)
+                    return
+            except aiomqtt.MqttError as exc:
+                self.last_error = str(exc)
+                log.warning("uplink down", error=str(exc), retry_s=round(backoff, 1))
+            except CredentialsError as exc:
+                self.last_error = str(exc)
+                log.error("uplink cannot start", error=str(exc))
+            finally:
+                if self.connected:
+                    self.reconnects += 1
+                self.connected = False
+            delay = backoff * random.uniform(0.5, 1.0)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+
+    async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        if self.commands is not None:
+            await client.subscribe(f"{self.base}/cmd/+", qos=1)
+        await client.publish(f"{self.base}/status", self._status_payload(True), qos=1, retain=True)
+        tasks = [
+            asyncio.create_task(self._replay(client)),
+            asyncio.create_task(self._send_alarms(client)),
+            asyncio.create_task(self._refresh_status(client)),
+            asyncio.create_task(self._listen(client)),
+        ]
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in [*tasks, stopper]:
+                t.cancel()
+            await asyncio.gather(*tasks, stopper, return_exceptions=True)
+        for t in done:
+            if t is not stopper and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
+        if stop.is_set():
+            # Orderly stop: say so (retained), rather than leaving it to the Last Will.
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                await asyncio.wait_for(self._final_flush(client), 3.0)
+
+    async def _final_flush(self, client: aiomqtt.Client) -> None:
+        await self.buffer.flush()
+        await self._replay_once(client)
+        await client.publish(f"{self.base}/status", self._status_payload(False), qos=1, retain=True)
+
+    # -- the work ---------------------------------------------------------------------------
+
+    async def _replay_once(self, client: aiomqtt.Client) -> int:
+        rows = await self.buffer.fetch(after_seq=self._acked, limit=self.cfg.batch_size)
+        if not rows:
+            return 0
+        topic = f"{self.base}/telemetry"
+        await asyncio.gather(
+            *(
+                client.publish(
+                    topic,
+                    json.dumps({"seq": seq, "ts": ts, "site": self.site, **sample}, default=str),
+                    qos=1,
+                )
+                for seq, ts, sample in rows
+            )
+        )
+        last = rows[-1][0]
+        await self.buffer.delete_upto(last)
+        self._acked = last
+        self.published += len(rows)
+        return len(rows)
+
+    async def _replay(self, client: aiomqtt.Client) -> None:
+        while True:
+            if await self._replay_once(client) == 0:
+                await asyncio.sleep(IDLE_POLL_S)
+
+    async def _send_alarms(self, client: aiomqtt.Client) -> None:
+        while True:
+            event = await self._alarms.get()
+            try:
+                await client.publish(f"{self.base}/alarm", json.dumps(event), qos=1)
+            except BaseException:
+                # Not sent: keep it for the next connection.
+                with contextlib.suppress(asyncio.QueueFull):
+                    self._alarms.put_nowait(event)
+                raise
+
+    async def _refresh_status(self, client: aiomqtt.Client) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._status_dirty.wait(), STATUS_REFRESH_S)
+            self._status_dirty.clear()
+            await client.publish(
+                f"{self.base}/status", self._status_payload(True), qos=1, retain=True
+            )
+
+    async def _listen(self, client: aiomqtt.Client) -> None:
+        if self.commands is None:
+            await asyncio.Event().wait()
+            return
+        async for message in client.messages:
+            name = str(message.topic).rsplit("/", 1)[-1]
+            payload = message.payload
+            raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
+            reply = self.commands.handle(name, raw)
+            log.info(
+                "command", name=name, id=reply.get("id"), ok=reply["ok"], error=reply.get("error")
+            )
+            await client.publish(f"{self.base}/cmd/{name}/result", json.dumps(reply), qos=1)
+            self._status_dirty.set()
