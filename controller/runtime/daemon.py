@@ -1,0 +1,397 @@
+"""The daemon: every subsystem of one station supervised in one asyncio task group.
+
+Failure policy, from most to least important:
+
+* control: an exception in the control loop puts every relay in its safe state and
+  the daemon exits non-zero, so systemd restarts it into a clean state;
+* acquisition: restarted with a back-off; while it is down the values go stale and the
+  control law's sensor-failure mode takes over;
+* buffer, uplink, status socket: restarted with a back-off, never touching control.
+
+Signals: SIGTERM/SIGINT stop everything (relays safe, buffer flushed, offline status
+published) and exit 0; SIGHUP re-reads the station file and applies it only if valid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from controller import __version__
+from controller.config import ConfigError, StationConfig, load_config
+from controller.control.core import ControlCore, ControlOutputs
+from controller.dashboard import headline
+from controller.logs import get_logger
+from controller.runtime.loop import ControlLoop
+from controller.runtime.watchdog import WatchdogGate
+from controller.sdnotify import Notifier, watchdog_interval_s
+from controller.status_server import StatusServer
+from controller.telemetry.buffer import SampleBuffer
+from controller.telemetry.commands import CommandProcessor
+from controller.telemetry.uplink import Uplink
+from controller.values import Reading
+from drivers.gpio.base import GpioBackend
+from drivers.gpio.factory import PumpIO
+
+log = get_logger(__name__)
+
+EXIT_OK = 0
+EXIT_CONTROL_FAILED = 1
+STATE_SAVE_PERIOD_S = 60.0
+
+
+class Source(Protocol):
+    """What the daemon reads values from (Modbus acquisition or the in-process simulator)."""
+
+    def snapshot(self) -> dict[str, Reading]: ...
+
+    @property
+    def progress(self) -> int: ...
+
+    def stats(self) -> dict[str, object]: ...
+
+
+class Daemon:
+    """One station's controller. ``await Daemon(...).run()`` returns the exit code."""
+
+    def __init__(
+        self,
+        cfg: StationConfig,
+        *,
+        config_path: str | None,
+        gpio: GpioBackend,
+        notifier: Notifier | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.gpio = gpio
+        self.notifier = notifier or Notifier()
+        self.clock = clock
+        self.stop = asyncio.Event()
+        self.pump_io = PumpIO(gpio, cfg.pumps)
+        self.core = ControlCore(cfg, now=clock())
+        self.state_file = Path(cfg.buffer.path).parent / "control-state.json"
+        self._restore_state()
+        self.buffer = SampleBuffer(
+            cfg.buffer.path,
+            site=cfg.site.id,
+            max_mb=cfg.buffer.max_mb,
+            max_age_days=cfg.buffer.max_age_days,
+            commit_interval_s=cfg.buffer.commit_interval_s,
+        )
+        self.commands = CommandProcessor(
+            self.core,
+            setpoint_min=cfg.control.setpoint_min_bar,
+            setpoint_max=cfg.control.setpoint_max_bar,
+            max_age_s=cfg.uplink.command_max_age_s,
+        )
+        self.uplink: Uplink | None = None
+        if cfg.uplink.enabled:
+            self.uplink = Uplink(
+                cfg.uplink,
+                site=cfg.site.id,
+                buffer=self.buffer,
+                status=self.status_payload,
+                commands=self.commands,
+            )
+        self.source: Source = self._make_source(cfg)
+        self.loop = ControlLoop(
+            core=self.core,
+            source=self,
+            pumps=self.pump_io,
+            pump_names=list(cfg.pumps),
+            tick_s=cfg.control.tick_s,
+            sink=self.buffer.append,
+            on_events=self._on_events,
+        )
+        self.exit_code = EXIT_OK
+        self.ready = False
+        self.reloads = 0
+        self.reload_errors = 0
+        self._restart_source = asyncio.Event()
+        self._last_status = ""
+
+    # -- overridable parts (the demo swaps acquisition for the simulator) -----------------
+
+    def _make_source(self, cfg: StationConfig) -> Source:
+        from drivers.modbus.acquisition import Acquisition
+
+        return Acquisition(cfg, clock=self.clock)
+
+    async def _run_source(self, source: Source, stop: asyncio.Event) -> None:
+        from drivers.modbus.acquisition import Acquisition
+
+        assert isinstance(source, Acquisition)
+        await source.start()
+        try:
+            await source.run(stop)
+        finally:
+            await source.close()
+
+    async def _run_control(self) -> None:
+        await self.loop.run(self.stop, clock=self.clock)
+
+    def extra_snapshot(self) -> dict[str, Any]:
+        return {}
+
+    # -- the loop reads values through the daemon, so a reload can swap the source -----------
+
+    def snapshot(self) -> dict[str, Reading]:
+        return self.source.snapshot()
+
+    # -- status -------------------------------------------------------------------------
+
+    def status_snapshot(self) -> dict[str, Any]:
+        """Everything ``boosterd status`` and the dashboard show."""
+        snap: dict[str, Any] = dict(self.core.snapshot())
+        snap["site"] = {"id": self.cfg.site.id, "name": self.cfg.site.name}
+        snap["pressure_point"] = self.cfg.control.pressure_point
+        snap["values"] = {name: r.as_dict() for name, r in self.loop.readings.items()}
+        snap["version"] = __version__
+        snap["loop"] = self.loop.stats.as_dict()
+        snap["acquisition"] = self.source.stats()
+        snap["buffer"] = self.buffer.stats()
+        snap["uplink"] = self.uplink.stats() if self.uplink else {"connected": False}
+        snap["ready"] = self.ready
+        snap.update(self.extra_snapshot())
+        return snap
+
+    def status_payload(self) -> dict[str, Any]:
+        """The retained MQTT status (the uplink adds online/version/ts)."""
+        snap = dict(self.core.snapshot())
+        snap["site"] = self.cfg.site.id
+        return snap
+
+    def _on_events(self, out: ControlOutputs) -> None:
+        for event in out.events:
+            payload = event.as_dict()
+            log.warning(
+                f"alarm {event.event}",
+                alarm=event.id,
+                severity=event.severity,
+                message=event.message,
+            )
+            if self.uplink is not None:
+                self.uplink.publish_alarm(payload)
+        if self.uplink is not None:
+            self.uplink.notify_status_changed()
+
+    # -- run ----------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+        await self.buffer.open()
+        log.info("boosterd starting", site=self.cfg.site.id, version=__version__)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._control_task())
+                tg.create_task(self._supervise("acquisition", self._source_task))
+                tg.create_task(self._supervise("buffer", self.buffer.run))
+                if self.uplink is not None:
+                    tg.create_task(self._supervise("uplink", self.uplink.run))
+                tg.create_task(self._supervise("status", self._status_task))
+                tg.create_task(self._watchdog_task())
+                tg.create_task(self._state_task())
+        except* Exception as group:
+            for exc in group.exceptions:
+                log.error("daemon failed", error=repr(exc), exc_info=exc)
+            self.exit_code = EXIT_CONTROL_FAILED
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            await self._shutdown()
+        return self.exit_code
+
+    async def _shutdown(self) -> None:
+        self.notifier.stopping()
+        self.pump_io.all_safe()
+        self._save_state()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.buffer.close(), 3.0)
+        self.pump_io.close()
+        log.info("boosterd stopped", exit_code=self.exit_code)
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        log.info("stopping", signal=sig.name)
+        # Relays first: whatever happens during the orderly stop, the pumps are safe.
+        self.pump_io.all_safe()
+        self.stop.set()
+
+    def _on_reload_signal(self) -> None:
+        asyncio.get_running_loop().create_task(self.reload())
+
+    async def _control_task(self) -> None:
+        try:
+            await self._run_control()
+        except Exception:
+            self.pump_io.all_safe()
+            self.exit_code = EXIT_CONTROL_FAILED
+            self.stop.set()
+            raise
+        finally:
+            self.stop.set()
+
+    async def _source_task(self, stop: asyncio.Event) -> None:
+        """Run the current source; a reload that changes the buses swaps it for a new one."""
+        while not stop.is_set():
+            restart = asyncio.Event()
+            self._restart_source = restart
+            source_stop = asyncio.Event()
+            watcher = asyncio.create_task(_first_of(stop, restart, then=source_stop))
+            try:
+                await self._run_source(self.source, source_stop)
+            finally:
+                watcher.cancel()
+
+    async def _supervise(self, name: str, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+        """Run a non-control subsystem; restart it with a back-off when it fails."""
+        delay = 1.0
+        while not self.stop.is_set():
+            try:
+                await run(self.stop)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error(f"{name} failed; restarting", error=repr(exc), retry_s=delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), delay)
+                delay = min(delay * 2, 60.0)
+
+    async def _status_task(self, stop: asyncio.Event) -> None:
+        handler = self._status_command if self.cfg.status.allow_commands else None
+        async with StatusServer(
+            path=self.cfg.status.socket, snapshot=self.status_snapshot, commands=handler
+        ):
+            await stop.wait()
+
+    async def _status_command(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = str(request.get("name", ""))
+        payload = json.dumps(request.get("payload", {})).encode()
+        return self.commands.handle(name, payload)
+
+    async def _watchdog_task(self) -> None:
+        """READY once control runs on real data; WATCHDOG only while it keeps doing so."""
+        interval = watchdog_interval_s() or 1.0
+        gate = WatchdogGate(acquisition_silence_s=self._acquisition_silence_s())
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), min(interval, self.cfg.control.tick_s))
+            if self.stop.is_set():
+                return
+            ticks = self.loop.stats.ticks
+            if not self.ready and ticks > 0 and self.source.progress > 0:
+                self.ready = True
+                self.notifier.ready(headline(self.status_snapshot()))
+                log.info("ready", ticks=ticks)
+            if not self.ready:
+                continue
+            if gate.check(
+                now=time.monotonic(),
+                loop_ticks=ticks,
+                acquisition_progress=self.source.progress,
+            ):
+                self.notifier.watchdog()
+            else:
+                log.warning("withholding watchdog ping", reason=gate.reason)
+            status = headline(self.status_snapshot())
+            if status != self._last_status:
+                self._last_status = status
+                self.notifier.status(status)
+
+    def _acquisition_silence_s(self) -> float:
+        worst = max(
+            (b.backoff_s + b.timeout_s * (b.retries + 1) for b in self.cfg.buses.values()),
+            default=0.0,
+        )
+        return worst + 4 * self.cfg.control.tick_s + 2.0
+
+    # -- state that survives restarts: run hours and starts ------------------------------
+
+    def _restore_state(self) -> None:
+        try:
+            data = json.loads(self.state_file.read_text())
+            self.core.restore_state(data)
+        except FileNotFoundError:
+            return
+        except (ValueError, TypeError, KeyError, OSError) as exc:
+            log.warning("control state not restored", file=str(self.state_file), error=str(exc))
+
+    def _save_state(self) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        try:
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(self.core.export_state()))
+            os.replace(tmp, self.state_file)
+        except OSError as exc:
+            log.warning("control state not saved", file=str(self.state_file), error=str(exc))
+
+    async def _state_task(self) -> None:
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), STATE_SAVE_PERIOD_S)
+            await asyncio.to_thread(self._save_state)
+
+    # -- SIGHUP ---------------------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        """Re-read the station file; apply it only when it is valid."""
+        if self.config_path is None:
+            return False
+        try:
+            new = await asyncio.to_thread(load_config, self.config_path)
+        except ConfigError as exc:
+            self.reload_errors += 1
+            log.error(
+                "reload rejected; the running configuration stays",
+                file=self.config_path,
+                errors=[str(i) for i in exc.issues],
+            )
+            return False
+        old = self.cfg
+        self.cfg = new
+        self.core.reconfigure(new, now=self.clock())
+        self.pump_io.reclaim(new.pumps)
+        self.loop.pump_names = list(new.pumps)
+        if (new.buses, new.devices, new.poll_classes) != (old.buses, old.devices, old.poll_classes):
+            self.source = self._make_source(new)
+            self._restart_source.set()
+        self.reloads += 1
+        log.info("configuration reloaded", file=self.config_path)
+        return True
+
+
+async def _first_of(*events: asyncio.Event, then: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+    then.set()
+
+
+async def run_daemon(config_path: str, *, notifier: Notifier | None = None) -> int:
+    """``boosterd run``: load, open the GPIO backend, run until stopped."""
+    from drivers.gpio.factory import open_backend
+    from drivers.gpio.shared import SharedGpio
+
+    cfg = load_config(config_path)
+    gpio: GpioBackend
+    if cfg.gpio.backend == "sim" and cfg.gpio.sim_dir:
+        gpio = SharedGpio(cfg.gpio.sim_dir)  # relays go to a 'boosterd sim' process
+    else:
+        gpio = open_backend(cfg.gpio)
+    daemon = Daemon(cfg, config_path=config_path, gpio=gpio, notifier=notifier)
+    return await daemon.run()

@@ -1,0 +1,172 @@
+"""The control loop: each tick reads the freshest values, runs the control law, writes relays.
+
+The loop owns no policy. Protections, PID and staging live in ``controller.control``
+(pure code); acquisition runs in its own task and the loop only takes its latest
+snapshot, so a slow bus can never delay a tick. ``tick`` is synchronous so that the
+closed-loop simulator can call it thousands of times per second; ``run`` drives it from
+a fixed-rate ticker on the monotonic clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from controller.control.core import ControlOutputs, PumpInputs
+from controller.logs import get_logger
+from controller.ticker import FixedRateTicker, Tick
+from controller.values import Reading
+
+log = get_logger(__name__)
+
+
+class ReadingSource(Protocol):
+    """Where the loop gets values: the Modbus acquisition, or the simulator directly."""
+
+    def snapshot(self) -> dict[str, Reading]: ...
+
+
+class ControlLaw(Protocol):
+    """What the loop runs each tick: ``ControlCore``, or the benchmark's baseline."""
+
+    def step(
+        self, now: float, readings: Mapping[str, Reading], pumps: Mapping[str, PumpInputs]
+    ) -> ControlOutputs: ...
+
+
+class PumpLines(Protocol):
+    """The relay outputs and pump inputs (``drivers.gpio.factory.PumpIO``)."""
+
+    def apply(self, relays: Mapping[str, bool]) -> None: ...
+
+    def feedback(self, name: str) -> bool | None: ...
+
+    def fault(self, name: str) -> bool: ...
+
+    def all_safe(self) -> None: ...
+
+
+@dataclass
+class LoopStats:
+    ticks: int = 0
+    overruns: int = 0
+    missed: int = 0
+    max_tick_s: float = 0.0
+    last_tick_mono: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ticks": self.ticks,
+            "overruns": self.overruns,
+            "missed": self.missed,
+            "max_tick_ms": round(self.max_tick_s * 1000, 3),
+        }
+
+
+Sample = dict[str, Any]
+
+
+def make_sample(
+    readings: Mapping[str, Reading],
+    out: ControlOutputs,
+    pumps: Mapping[str, PumpInputs],
+) -> Sample:
+    """The telemetry row for one tick (the buffer adds ``seq`` and ``ts``)."""
+    return {
+        "mode": out.mode,
+        "state": out.state,
+        "setpoint_bar": round(out.setpoint_bar, 4),
+        "demand": round(out.demand, 4),
+        "values": {name: r.as_dict() for name, r in readings.items()},
+        "pumps": {
+            name: {
+                "on": out.relays.get(name, False),
+                "feedback": inputs.feedback,
+                "fault": inputs.fault,
+            }
+            for name, inputs in pumps.items()
+        },
+    }
+
+
+class ControlLoop:
+    """One station's control loop."""
+
+    def __init__(
+        self,
+        *,
+        core: ControlLaw,
+        source: ReadingSource,
+        pumps: PumpLines,
+        pump_names: list[str],
+        tick_s: float,
+        sink: Callable[[Sample], object] | None = None,
+        on_events: Callable[[ControlOutputs], None] | None = None,
+    ) -> None:
+        self.core = core
+        self.source = source
+        self.pumps = pumps
+        self.pump_names = list(pump_names)
+        self.tick_s = tick_s
+        self.sink = sink
+        self.on_events = on_events
+        self.stats = LoopStats()
+        self.readings: dict[str, Reading] = {}
+        self.outputs: ControlOutputs | None = None
+
+    def tick(self, now: float) -> ControlOutputs:
+        """Read, decide, write, record. Exceptions propagate: the daemon makes outputs safe."""
+        readings = self.source.snapshot()
+        inputs = {
+            name: PumpInputs(feedback=self.pumps.feedback(name), fault=self.pumps.fault(name))
+            for name in self.pump_names
+        }
+        out = self.core.step(now, readings, inputs)
+        self.pumps.apply(out.relays)
+        self.readings = readings
+        self.outputs = out
+        self.stats.ticks += 1
+        if self.sink is not None:
+            self.sink(make_sample(readings, out, inputs))
+        if self.on_events is not None and out.events:
+            self.on_events(out)
+        return out
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Tick at a fixed rate until ``stop`` is set."""
+
+        async def sleep(delay: float) -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+
+        ticker = FixedRateTicker(period_s=self.tick_s, clock=clock, sleep=sleep)
+        ticker.on_overrun = self._overrun
+        async for tick in ticker:
+            if stop.is_set():
+                return
+            started = time.perf_counter()
+            self.tick(tick.started)
+            elapsed = time.perf_counter() - started
+            stats = self.stats
+            stats.max_tick_s = max(stats.max_tick_s, elapsed)
+            stats.last_tick_mono = time.monotonic()
+            stats.overruns = ticker.stats.overruns
+            stats.missed = ticker.stats.missed
+            # Give the other tasks (uplink keep-alive, status) a turn even when late.
+            await asyncio.sleep(0)
+
+    def _overrun(self, tick: Tick) -> None:
+        log.warning(
+            "control tick overrun",
+            missed=tick.missed,
+            late_ms=round(tick.lateness * 1000, 1),
+        )

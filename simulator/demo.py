@@ -1,0 +1,158 @@
+"""The simulator and the whole controller in one process (``boosterd demo``).
+
+``SimDaemon`` is the production ``Daemon`` with two parts swapped: values come from the
+simulated station (through the real register map and codec) instead of a serial line,
+and the control loop is driven in simulated time, so ``--speed 60`` runs an hour a
+minute with every tick still computed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controller.config.schema import StationConfig
+from controller.dashboard import headline, render
+from controller.runtime.daemon import Daemon, Source
+from drivers.gpio.sim import SimGpio
+from simulator.faults import FaultSchedule, parse_fault
+from simulator.source import SimSource
+from simulator.station import SimStation
+
+FRAME_S = 0.1  # wall seconds between simulation frames and dashboard refreshes
+
+
+@dataclass
+class DemoOptions:
+    speed: float = 1.0
+    duration_s: float | None = None
+    faults: list[str] = field(default_factory=list)
+    start_hour: float = 6.0
+    seed: int = 1
+    mqtt: str | None = None
+    state_dir: Path = Path("/tmp/boosterd-demo")
+    live: bool = True
+
+
+def demo_config(cfg: StationConfig, options: DemoOptions) -> StationConfig:
+    """The station file with the parts that touch the machine pointed at the demo."""
+    state = options.state_dir
+    uplink: dict[str, Any] = {"enabled": False}
+    if options.mqtt:
+        host, _, port = options.mqtt.rpartition(":")
+        uplink = {"enabled": True, "host": host or "localhost", "port": int(port or 1883)}
+    return cfg.model_copy(
+        update={
+            "gpio": cfg.gpio.model_copy(update={"backend": "sim"}),
+            "buffer": cfg.buffer.model_copy(update={"path": str(state / "buffer.sqlite3")}),
+            "status": cfg.status.model_copy(update={"socket": str(state / "status.sock")}),
+            "uplink": cfg.uplink.model_copy(update=uplink),
+        }
+    )
+
+
+class SimDaemon(Daemon):
+    """The daemon around a simulated station, in simulated time."""
+
+    def __init__(self, cfg: StationConfig, options: DemoOptions) -> None:
+        self.options = options
+        self.sim_gpio = SimGpio()
+        schedule = FaultSchedule([parse_fault(spec) for spec in options.faults])
+        self.station = SimStation(
+            cfg,
+            gpio=self.sim_gpio,
+            seed=options.seed,
+            faults=schedule,
+            start_hour=options.start_hour,
+        )
+        super().__init__(cfg, config_path=None, gpio=self.sim_gpio, clock=self._sim_now)
+        self.wall_started = time.monotonic()
+
+    def _sim_now(self) -> float:
+        return float(self.station.t)
+
+    def _make_source(self, cfg: StationConfig) -> Source:
+        return SimSource(cfg, self.station)
+
+    async def _run_source(self, source: Source, stop: asyncio.Event) -> None:
+        await stop.wait()  # the control task steps the simulator
+
+    async def _run_control(self) -> None:
+        """Advance the station and tick the controller in simulated time."""
+        tick = self.cfg.control.tick_s
+        budget = 0.0
+        next_frame = time.monotonic()
+        while not self.stop.is_set():
+            budget += self.options.speed * FRAME_S
+            while budget >= tick:
+                self.station.step(tick)
+                self.loop.tick(self.station.t)
+                budget -= tick
+                duration = self.options.duration_s
+                if duration is not None and self.station.t >= duration:
+                    self.stop.set()
+                    return
+            next_frame += FRAME_S
+            delay = next_frame - time.monotonic()
+            if delay < 0:  # the machine cannot keep up with --speed: do not pile up
+                next_frame = time.monotonic()
+                delay = 0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), delay)
+
+    def extra_snapshot(self) -> dict[str, Any]:
+        st = self.station.state
+        hours, rem = divmod(int(self.station.t + self.options.start_hour * 3600), 3600)
+        snap: dict[str, Any] = {
+            "sim": {
+                "time": f"day {hours // 24 + 1} {hours % 24:02d}:{rem // 60:02d}",
+                "speed": self.options.speed,
+                "demand_m3h": round(st.demand_m3h, 2),
+                "leakage_m3h": round(st.leakage_m3h, 2),
+            }
+        }
+        return snap
+
+    def status_snapshot(self) -> dict[str, Any]:
+        snap = super().status_snapshot()
+        pumps = snap.get("pumps", {})
+        for name, pump in self.station.state.pumps.items():
+            if name in pumps:
+                pumps[name]["energy_kwh"] = round(pump.energy_kwh, 2)
+        return snap
+
+
+async def run_demo(cfg: StationConfig, options: DemoOptions) -> int:
+    daemon = SimDaemon(demo_config(cfg, options), options)
+    dashboard = asyncio.create_task(_dashboard(daemon, options))
+    try:
+        code = await daemon.run()
+    finally:
+        dashboard.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await dashboard
+    print(headline(daemon.status_snapshot()))
+    return code
+
+
+async def _dashboard(daemon: SimDaemon, options: DemoOptions) -> None:
+    if options.live:
+        from rich.live import Live
+
+        with Live(render(daemon.status_snapshot()), refresh_per_second=4, screen=False) as live:
+            while True:
+                await asyncio.sleep(0.25)
+                live.update(render(daemon.status_snapshot()))
+    else:
+        last_minute = -1
+        while True:
+            await asyncio.sleep(FRAME_S)
+            minute = int(daemon.station.t // 60)
+            if minute != last_minute and daemon.loop.stats.ticks:
+                last_minute = minute
+                sim = daemon.extra_snapshot()["sim"]
+                print(f"{sim['time']}  {headline(daemon.status_snapshot())}", flush=True)
