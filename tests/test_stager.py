@@ -1,0 +1,118 @@
+"""The stager never breaks a motor limit, whatever the demand and the faults do."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controller.config.schema import PumpConfig, StagingConfig
+from controller.control.stager import Stager
+
+
+def pump(relay: str, **kw: object) -> PumpConfig:
+    base: dict[str, object] = {
+        "relay": relay, "rated_flow_m3h": 30, "rated_head_m": 35, "shutoff_head_m": 45,
+        "rated_power_kw": 5.5, "max_starts_per_hour": 6, "min_run_s": 60, "min_off_s": 60,
+        "feedback_timeout_s": 5,
+    }  # fmt: skip
+    base.update(kw)
+    return PumpConfig.model_validate(base)
+
+
+PUMPS = {"P1": pump("GPIO1"), "P2": pump("GPIO2"), "P3": pump("GPIO3")}
+STAGING = StagingConfig(max_running=2, station_max_starts_per_hour=12, stage_up_delay_s=5,
+                        stage_down_delay_s=10, alternation_h=1)  # fmt: skip
+
+step = st.tuples(
+    st.floats(0.1, 120.0),  # time to the next tick
+    st.floats(-0.5, 3.5),  # demand
+    st.sampled_from(["none", "none", "none", "fault", "nofeedback", "stop_all"]),
+    st.sampled_from(["P1", "P2", "P3"]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=st.lists(step, min_size=30, max_size=400))
+def test_limits_hold_for_any_demand_and_fault_sequence(
+    steps: list[tuple[float, float, str, str]],
+) -> None:
+    stager = Stager(PUMPS, STAGING, now=0.0)
+    now = 0.0
+    starts: dict[str, deque[float]] = {n: deque() for n in PUMPS}
+    station: deque[float] = deque()
+    on_since: dict[str, float] = {}
+    off_since: dict[str, float] = dict.fromkeys(PUMPS, -1e9)
+    state = dict.fromkeys(PUMPS, False)
+    for dt, demand, event, target in steps:
+        now += dt
+        fault = {n: event == "fault" and n == target for n in PUMPS}
+        feedback = {n: not (event == "nofeedback" and n == target) and state[n] for n in PUMPS}
+        stop_all = event == "stop_all"
+        relays = stager.update(
+            now, demand=demand, stop_all=stop_all, feedback=feedback, fault=fault
+        )
+        locked = {n for n, r in stager.pumps.items() if r.locked}
+        assert sum(relays.values()) <= 2  # max_running
+        for n, on in relays.items():
+            if n in locked:
+                assert not on, f"{n} runs while locked out"
+            if on and not state[n]:  # a start
+                assert now - off_since[n] >= PUMPS[n].min_off_s - 1e-9, "min off time broken"
+                starts[n].append(now)
+                station.append(now)
+                on_since[n] = now
+            if not on and state[n]:  # a stop
+                forced = stop_all or n in locked
+                if not forced:
+                    assert now - on_since[n] >= PUMPS[n].min_run_s - 1e-9, "min run time broken"
+                off_since[n] = now
+            while starts[n] and starts[n][0] <= now - 3600:
+                starts[n].popleft()
+            assert len(starts[n]) <= PUMPS[n].max_starts_per_hour
+        while station and station[0] <= now - 3600:
+            station.popleft()
+        assert len(station) <= STAGING.station_max_starts_per_hour
+        state = relays
+
+
+def test_lowest_hours_start_first_and_highest_stop_first() -> None:
+    stager = Stager(PUMPS, STAGING.model_copy(update={"alternation_h": 0}), now=0.0)
+    stager.pumps["P1"].run_s = 500.0
+    stager.pumps["P2"].run_s = 100.0
+    stager.pumps["P3"].run_s = 300.0
+    t = 0.0
+    while not any(stager.update(t, demand=1.0).values()):
+        t += 1
+    assert stager.update(t, demand=1.0) == {"P1": False, "P2": True, "P3": False}
+
+
+def test_a_pump_without_run_feedback_is_locked_out_and_replaced() -> None:
+    stager = Stager(PUMPS, STAGING.model_copy(update={"alternation_h": 0}), now=0.0)
+    t = 0.0
+    relays = stager.update(t, demand=1.0)
+    while not any(relays.values()):
+        t += 1
+        relays = stager.update(t, demand=1.0)
+    first = next(n for n, on in relays.items() if on)
+    for _ in range(10):
+        t += 1
+        feedback = dict.fromkeys(PUMPS, False)  # the contactor never closes
+        relays = stager.update(t, demand=1.0, feedback=feedback)
+    assert stager.pumps[first].locked is not None
+    assert not relays[first]
+    assert sum(relays.values()) == 1  # the next pump took over
+    assert [lock.pump for lock in stager.new_lockouts] == [first]
+
+
+def test_alternation_hands_over_after_the_timer() -> None:
+    stager = Stager(PUMPS, STAGING.model_copy(update={"alternation_h": 1.0}), now=0.0)
+    t = 0.0
+    seen: set[str] = set()
+    while t < 4 * 3600:
+        relays = stager.update(t, demand=1.0)
+        seen |= {n for n, on in relays.items() if on}
+        assert sum(relays.values()) == (1 if t > 10 else sum(relays.values()))
+        t += 30
+    assert seen == {"P1", "P2", "P3"}
