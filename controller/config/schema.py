@@ -296,6 +296,9 @@ class UplinkConfig(_Model):
     client_id: str | None = None
     keepalive_s: int = Field(default=30, ge=5, le=600)
     batch_size: int = Field(default=100, ge=1, le=5000)
+    reconnect_max_s: float = Field(
+        default=60.0, ge=0.1, le=3600, description="Longest wait between reconnect attempts."
+    )
     command_max_age_s: float = Field(
         default=300.0, gt=0, le=86400, description="Older SCADA commands are rejected."
     )

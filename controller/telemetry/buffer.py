@@ -39,8 +39,13 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 
+def utc_iso(epoch_s: float | None = None) -> str:
+    t = datetime.now(UTC) if epoch_s is None else datetime.fromtimestamp(epoch_s, UTC)
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_iso()
 
 
 class SampleBuffer:
@@ -52,8 +57,10 @@ class SampleBuffer:
         max_mb: float = 512.0,
         max_age_days: float = 60.0,
         commit_interval_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
+        self.clock = clock
         self.site = site
         self.max_bytes = int(max_mb * 1024 * 1024)
         self.max_age_s = max_age_days * 86400.0
@@ -94,7 +101,7 @@ class SampleBuffer:
                 raise sqlite3.DatabaseError(f"quick_check: {ok}")
         except sqlite3.DatabaseError as exc:
             self._quarantine(str(exc))
-            restart_seq = int(time.time() * 1000)
+            restart_seq = int(self.clock() * 1000)
             db = self._connect()
         self._db = db
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
@@ -139,7 +146,7 @@ class SampleBuffer:
         """Queue one sample; returns its seq. Never blocks, never touches the disk."""
         seq = self._next_seq
         self._next_seq += 1
-        ts = utc_now_iso()
+        ts = utc_iso(self.clock())
         self._pending.append((seq, ts, json.dumps(sample, separators=(",", ":"), default=str)))
         return seq
 
@@ -167,8 +174,7 @@ class SampleBuffer:
     def _evict(self) -> None:
         db = self._conn()
         evicted = 0
-        cutoff = datetime.fromtimestamp(time.time() - self.max_age_s, UTC)
-        cutoff_iso = cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        cutoff_iso = utc_iso(self.clock() - self.max_age_s)
         with db:
             evicted += db.execute("DELETE FROM samples WHERE ts < ?", (cutoff_iso,)).rowcount
         page = db.execute("PRAGMA page_size").fetchone()[0]

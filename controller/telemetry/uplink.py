@@ -36,7 +36,6 @@ log = get_logger(__name__)
 
 IDLE_POLL_S = 0.25  # how often an empty buffer is looked at again
 STATUS_REFRESH_S = 60.0
-MAX_BACKOFF_S = 60.0
 ALARM_QUEUE = 1000
 
 
@@ -155,12 +154,12 @@ class Uplink:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, serve, reconnect with backoff and jitter, until ``stop``."""
-        backoff = 1.0
+        backoff = min(1.0, self.cfg.reconnect_max_s)
         while not stop.is_set():
             try:
                 async with self._client() as client:
                     self.connected = True
-                    backoff = 1.0
+                    backoff = min(1.0, self.cfg.reconnect_max_s)
                     log.info("uplink connected", broker=f"{self.cfg.host}:{self.cfg.port}")
                     await self._serve(client, stop)
                     return
@@ -175,7 +174,7 @@ class Uplink:
                     self.reconnects += 1
                 self.connected = False
             delay = backoff * random.uniform(0.5, 1.0)
-            backoff = min(backoff * 2, MAX_BACKOFF_S)
+            backoff = min(backoff * 2, self.cfg.reconnect_max_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
 

@@ -1,0 +1,289 @@
+"""Telemetry over a real Mosquitto broker: outages, SIGKILL, TLS, commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.config import load_config
+from controller.config.schema import TlsConfig, UplinkConfig
+from controller.control.core import ControlCore
+from controller.telemetry.buffer import SampleBuffer
+from controller.telemetry.commands import CommandProcessor
+from controller.telemetry.uplink import Uplink
+from tests.conftest import EXAMPLE_CONFIG, REPO
+from tests.support.broker import Broker, free_port
+from tests.support.waiting import wait_until
+
+SITE = "test-site"
+
+
+class Subscriber:
+    """mosquitto_sub, an independent client, with a persistent session (QoS 1)."""
+
+    def __init__(self, port: int, topic: str, out: Path, *extra: str) -> None:
+        self.out = out
+        self._fh = out.open("wb")
+        self.proc = subprocess.Popen(
+            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-c",
+             "-i", f"sub-{os.getpid()}-{out.stem}", "-t", topic, *extra],
+            stdout=self._fh, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def messages(self) -> list[dict[str, object]]:
+        lines = self.out.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def seqs(self) -> list[int]:
+        return [int(m["seq"]) for m in self.messages()]  # type: ignore[call-overload]
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=5)
+        self._fh.close()
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory mosquitto can use: started as root it drops to its own user, which
+    cannot enter pytest's private tmp_path."""
+    d = Path(tempfile.mkdtemp(prefix="boosterd-mqtt-files-"))
+    d.chmod(0o777)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def persistent_broker(shared_dir: Path) -> Iterator[Broker]:
+    """A broker that keeps sessions and queued messages across its own restart."""
+    store = shared_dir / "store"
+    store.mkdir()
+    store.chmod(0o777)
+    broker = Broker(extra_config=f"persistence true\npersistence_location {store}/\n")
+    broker.start()
+    yield broker
+    broker.close()
+
+
+def writer(
+    tmp_path: Path, port: int, prefix: str, total: int, rate: float = 20.0
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.support.telemetry_writer", "--db", str(tmp_path / "buf.sqlite3"),
+         "--port", str(port), "--prefix", prefix, "--site", SITE, "--rate", str(rate),
+         "--total", str(total), "--progress", str(tmp_path / "progress")],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def progress(tmp_path: Path) -> int:
+    try:
+        return int((tmp_path / "progress").read_text())
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def assert_complete(seqs: list[int], upto: int) -> None:
+    missing = sorted(set(range(1, upto + 1)) - set(seqs))
+    assert not missing, f"{len(missing)} missing: {missing[:5]}...{missing[-5:]}"
+    # In order: QoS 1 may repeat a message after a reconnect, never reorder the stream.
+    firsts: dict[int, int] = {}
+    for i, s in enumerate(seqs):
+        firsts.setdefault(s, i)
+    ordered = sorted(firsts, key=firsts.__getitem__)
+    assert ordered == sorted(ordered)
+
+
+@pytest.mark.slow
+def test_a_30_s_broker_outage_loses_nothing(persistent_broker: Broker, tmp_path: Path,
+                                             topic_root: str) -> None:  # fmt: skip
+    sub = Subscriber(persistent_broker.port, f"{topic_root}/{SITE}/telemetry", tmp_path / "sub.txt")
+    total = 1000
+    proc = writer(tmp_path, persistent_broker.port, topic_root, total)
+    try:
+        wait_until(lambda: len(sub.seqs()) >= 40, timeout=20, what="first telemetry")
+        persistent_broker.stop()
+        at_stop = progress(tmp_path)
+        # The outage lasts while the controller records 30 s worth of samples (20/s).
+        wait_until(lambda: progress(tmp_path) >= at_stop + 600, timeout=60, what="30 s of samples")
+        persistent_broker.start()
+        wait_until(lambda: total in sub.seqs(), timeout=90, what="the last seq")
+        assert_complete(sub.seqs(), total)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        sub.close()
+
+
+def test_sigkill_loses_no_committed_sample_and_status_follows(
+    broker: Broker, tmp_path: Path, topic_root: str
+) -> None:
+    sub = Subscriber(broker.port, f"{topic_root}/{SITE}/telemetry", tmp_path / "sub.txt")
+    status = Subscriber(broker.port, f"{topic_root}/{SITE}/status", tmp_path / "status.txt")
+    proc = writer(tmp_path, broker.port, topic_root, total=10_000, rate=50)
+    try:
+        wait_until(lambda: len(sub.seqs()) >= 50, timeout=20, what="first telemetry")
+        wait_until(lambda: any(m.get("online") for m in status.messages()), timeout=10,
+                   what="status online")  # fmt: skip
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        with sqlite3.connect(tmp_path / "buf.sqlite3") as db:
+            committed = db.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()[0]
+        assert committed >= 50
+        wait_until(lambda: status.messages()[-1].get("online") is False, timeout=15,
+                   what="the Last Will: offline")  # fmt: skip
+        proc = writer(tmp_path, broker.port, topic_root, total=20, rate=50)
+        wait_until(lambda: max(sub.seqs(), default=0) >= committed + 20, timeout=30,
+                   what="the restarted writer's samples")  # fmt: skip
+        assert_complete(sub.seqs(), committed + 20)
+        wait_until(lambda: status.messages()[-1].get("online") is True, timeout=10,
+                   what="status online again")  # fmt: skip
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        sub.close()
+        status.close()
+
+
+def _certs(d: Path) -> tuple[Path, Path, Path]:
+    ca_key, ca, key, csr, crt = (
+        d / n for n in ("ca.key", "ca.crt", "srv.key", "srv.csr", "srv.crt")
+    )
+
+    def run(*a: str) -> None:
+        subprocess.run(a, check=True, capture_output=True)
+
+    run(
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+    )
+    run(
+        "openssl",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+    )
+    ext = d / "ext.cnf"
+    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(crt))  # fmt: skip
+    return ca, crt, key
+
+
+@pytest.mark.asyncio
+async def test_tls_with_username_and_password(
+    tmp_path: Path, shared_dir: Path, topic_root: str
+) -> None:
+    ca, crt, key = _certs(shared_dir)
+    passwd = shared_dir / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "station", "s3cret-pw"],
+                   check=True, capture_output=True)  # fmt: skip
+    # mosquitto started as root reads these after dropping to its own user.
+    for path in (ca, crt, key, passwd):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    tls_port = free_port()
+    broker = Broker(extra_config=(
+        f"listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {crt}\nkeyfile {key}\n"
+        f"password_file {passwd}\nper_listener_settings false\nallow_anonymous false\n"
+    ))  # fmt: skip
+    broker.start()
+    creds = tmp_path / "mqtt"
+    creds.write_text("station:s3cret-pw\n")
+    buf = SampleBuffer(tmp_path / "b.sqlite3", site=SITE)
+    await buf.open()
+    cfg = UplinkConfig(host="localhost", port=tls_port, topic_prefix=topic_root,
+                       tls=TlsConfig(ca_file=str(ca)), credentials_file=str(creds))  # fmt: skip
+    uplink = Uplink(cfg, site=SITE, buffer=buf, status=dict, commands=None)
+    sub = Subscriber(tls_port, f"{topic_root}/{SITE}/telemetry", tmp_path / "sub.txt",
+                     "--cafile", str(ca), "-u", "station", "-P", "s3cret-pw")  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(uplink.run(stop))
+    try:
+        for i in range(5):
+            buf.append({"n": i})
+        await buf.flush()
+        async with asyncio.timeout(20):
+            while len(sub.seqs()) < 5:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert sub.seqs()[:5] == [1, 2, 3, 4, 5]
+        assert uplink.connected
+    finally:
+        stop.set()
+        await task
+        await buf.close()
+        sub.close()
+        broker.close()
+    assert "s3cret-pw" not in broker.log_path.read_text() if broker.log_path.exists() else True
+
+
+@pytest.mark.asyncio
+async def test_commands_over_mqtt_are_answered_on_the_result_topic(
+    broker: Broker, tmp_path: Path, topic_root: str
+) -> None:
+    core = ControlCore(load_config(EXAMPLE_CONFIG), now=0.0)
+    commands = CommandProcessor(core, setpoint_min=1.5, setpoint_max=4.5)
+    buf = SampleBuffer(tmp_path / "b.sqlite3", site=SITE)
+    await buf.open()
+    cfg = UplinkConfig(host="127.0.0.1", port=broker.port, topic_prefix=topic_root)
+    uplink = Uplink(cfg, site=SITE, buffer=buf, status=core.snapshot, commands=commands)
+    base = f"{topic_root}/{SITE}"
+    results = Subscriber(broker.port, f"{base}/cmd/+/result", tmp_path / "res.txt")
+    stop = asyncio.Event()
+    task = asyncio.create_task(uplink.run(stop))
+
+    async def publish(name: str, payload: dict[str, object]) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            "mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1",
+            "-t", f"{base}/cmd/{name}", "-m", json.dumps(payload),
+        )  # fmt: skip
+        await proc.wait()
+
+    try:
+        async with asyncio.timeout(10):
+            while not uplink.connected:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await publish("setpoint", {"id": "c1", "ts": time.time(), "value": 3.6})
+        await publish("setpoint", {"id": "c2", "ts": time.time(), "value": 7.0})
+        async with asyncio.timeout(10):
+            while len(results.messages()) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        replies = {m["id"]: m for m in results.messages()}
+        assert replies["c1"]["ok"] is True
+        assert replies["c2"]["ok"] is False
+        assert core.setpoint == 3.6
+    finally:
+        stop.set()
+        await task
+        await buf.close()
+        results.close()
