@@ -81,10 +81,11 @@ def writer(
     tmp_path: Path, port: int, prefix: str, total: int, rate: float = 20.0
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.support.telemetry_writer", "--db", str(tmp_path / "buf.sqlite3"),
-         "--port", str(port), "--prefix", prefix, "--site", SITE, "--rate", str(rate),
+        [sys.executable, "-m", "tests.support.telemetry_writer",
+         "--db", str(tmp_path / "buf.sqlite3"), "--port", str(port), "--prefix", prefix,
+         "--site", SITE, "--rate", str(rate),
          "--total", str(total), "--progress", str(tmp_path / "progress")],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
 
