@@ -204,7 +204,12 @@ class ControlCore:
     # -- reload, status, persistence --------------------------------------------------------
 
     def reconfigure(self, cfg: StationConfig, *, now: float) -> None:
-        """A new station file: keep pump states, run hours and the PID's output."""
+        """A new station file: keep pump states, run hours and the PID's output.
+
+        The setpoint follows the file when the file's setpoint changed (the technician
+        edited it); otherwise a setpoint SCADA set stays, if still inside the new range.
+        """
+        old_setpoint = self.cfg.control.setpoint_bar
         self.cfg = cfg
         self.stager.reconfigure(cfg.pumps, cfg.control.staging)
         self.protections.cfg = cfg
@@ -214,7 +219,8 @@ class ControlCore:
         self.pid.derivative_filter_s = pid.derivative_filter_s
         self.pid.set_gains(pid.kp, pid.ki, pid.kd, self.pid._last_pv)
         ctl = cfg.control
-        if not ctl.setpoint_min_bar <= self.setpoint <= ctl.setpoint_max_bar:
+        in_range = ctl.setpoint_min_bar <= self.setpoint <= ctl.setpoint_max_bar
+        if ctl.setpoint_bar != old_setpoint or not in_range:
             self.setpoint = ctl.setpoint_bar
         self.relays = {name: rec.on for name, rec in self.stager.pumps.items()}
 

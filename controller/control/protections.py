@@ -77,6 +77,8 @@ class Protections:
     ) -> Verdict:
         prot = self.cfg.protections
         ctl = self.cfg.control
+        # Before the first values arrive nothing runs anyway: no sensor alarms for that.
+        starting = now - self.started < prot.power_on_delay_s
         p = readings.get(ctl.pressure_point)
         pressure = p.value if p is not None and p.good else None
 
@@ -97,7 +99,7 @@ class Protections:
                 self.dry = False
             alarms.set(
                 "suction_sensor_failure",
-                suction_bad,
+                suction_bad and not starting,
                 now,
                 severity="critical",
                 message=f"suction pressure {ctl.suction_point} unreadable: pumps stopped",
@@ -145,13 +147,13 @@ class Protections:
         sensor_failed = pressure is None
         alarms.set(
             "pressure_sensor_failure",
-            sensor_failed,
+            sensor_failed and not starting,
             now,
             severity="major",
             message=f"{ctl.pressure_point} unreadable: emergency mode {prot.sensor_failure.mode}",
         )
 
-        if now - self.started < prot.power_on_delay_s:
+        if starting:
             return Verdict(stop_all=True, state="power_on_delay")
         if self.dry or suction_bad:
             return Verdict(stop_all=True, state="dry_run" if self.dry else "suction_sensor_failure")
