@@ -69,7 +69,9 @@ class Reading:
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form used in telemetry and status."""
-        out: dict[str, object] = {"v": self.value, "unit": self.unit, "q": self.quality.value}
+        # Seven significant digits: all a float32 register or a 4-20 mA loop carries.
+        v = None if self.value is None else float(f"{self.value:.7g}")
+        out: dict[str, object] = {"v": v, "unit": self.unit, "q": self.quality.value}
         if self.reason is not None:
             out["reason"] = self.reason.value
             if self.detail:

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from controller.config import ConfigError, StationConfig, load_config
 from controller.errors import BoosterError
 
@@ -124,7 +126,9 @@ async def serve(cfg: StationConfig, args: argparse.Namespace) -> int:
             await slave.start()
             slaves.append(slave)
             print(f"bus {bus_name}: serving {where}", flush=True)
+        derived = _controller_config(args, {p.device: p for p in pairs})
         print(f"relays: gpio.sim_dir {args.gpio_dir}; speed x{args.speed:g}", flush=True)
+        print(f"station file for the controller: {derived}", flush=True)
         await _advance(station, source, args, stop)
     finally:
         for s in slaves:
@@ -132,6 +136,31 @@ async def serve(cfg: StationConfig, args: argparse.Namespace) -> int:
         for pair in pairs:
             pair.close()
     return 0
+
+
+def _controller_config(args: argparse.Namespace, pairs: dict[str, Any]) -> Path:
+    """The station file as the controller must see it: buses on the ptys, relays shared."""
+    data = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
+    out_dir = Path(args.pty_dir)
+    for name, bus in data.get("buses", {}).items():
+        if bus.get("type", "rtu") == "rtu":
+            bus["port"] = str(out_dir / name)
+    data["gpio"] = {"backend": "sim", "sim_dir": str(args.gpio_dir)}
+    data["buffer"] = {**data.get("buffer", {}), "path": str(out_dir / "buffer.sqlite3")}
+    data["status"] = {**data.get("status", {}), "socket": str(out_dir / "status.sock")}
+    uplink = data.get("uplink", {})
+    data["uplink"] = {
+        "host": "localhost",
+        "port": 1883,
+        "topic_prefix": uplink.get("topic_prefix", "pdam"),
+    }
+    path = out_dir / "station.yaml"
+    path.write_text(
+        "# Written by 'boosterd sim': the simulated station as the controller sees it.\n"
+        + yaml.safe_dump(data, sort_keys=False),
+        encoding="utf-8",
+    )
+    return path
 
 
 async def _advance(
