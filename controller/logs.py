@@ -93,8 +93,11 @@ def configure_logging(
     root.setLevel(level.upper())
     # Third-party chatter stays at warning unless we are debugging ourselves.
     noisy = logging.DEBUG if level == "debug" else logging.WARNING
-    for name in ("pymodbus", "paho", "aiomqtt", "asyncio"):
+    for name in ("paho", "aiomqtt", "asyncio"):
         logging.getLogger(name).setLevel(noisy)
+    # pymodbus logs every timeout as an error with a frame dump; acquisition reports each
+    # slave failure once, with its reason, so pymodbus speaks only when debugging.
+    logging.getLogger("pymodbus").setLevel(logging.DEBUG if level == "debug" else logging.CRITICAL)
 
 
 def get_logger(name: str) -> Any:

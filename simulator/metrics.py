@@ -10,6 +10,8 @@ from simulator.closed_loop import ClosedLoop
 #: Ticks this long after a change in the number of running pumps count as a stage change.
 STAGE_SETTLE_S = 60.0
 BAND_BAR = 0.2
+#: The first minutes (power-on delay, filling) are start-up, not control: not scored.
+WARM_UP_S = 120.0
 
 
 def max_starts_in_any_hour(starts: list[float]) -> int:
@@ -35,7 +37,10 @@ def summarise(run: ClosedLoop) -> dict[str, Any]:
     iae = 0.0
     last_change = -1e9
     previous = tr.running[0]
-    for i in range(n):
+    first = next((i for i, t in enumerate(tr.t) if t >= WARM_UP_S), n)
+    if first >= n:
+        raise ValueError("the run is shorter than the warm-up")
+    for i in range(first, n):
         err = abs(tr.pressure_bar[i] - tr.setpoint_bar[i])
         iae += err * tick
         ok = err <= BAND_BAR
@@ -52,10 +57,10 @@ def summarise(run: ClosedLoop) -> dict[str, Any]:
     supplied = st.supplied_m3
     return {
         "within_0_2_bar_pct": round(100.0 * within_outside / max(outside_total, 1), 3),
-        "within_0_2_bar_pct_all_ticks": round(100.0 * within / n, 3),
+        "within_0_2_bar_pct_all_ticks": round(100.0 * within / (n - first), 3),
         "iae_bar_s": round(iae, 1),
-        "min_pressure_bar": round(min(tr.pressure_bar), 3),
-        "max_pressure_bar": round(max(tr.pressure_bar), 3),
+        "min_pressure_bar": round(min(tr.pressure_bar[first:]), 3),
+        "max_pressure_bar": round(max(tr.pressure_bar[first:]), 3),
         "max_starts_per_pump_per_hour": max(
             (max_starts_in_any_hour(ts) for ts in starts.values()), default=0
         ),

@@ -61,10 +61,11 @@ def test_high_pressure_cutout_latches_its_alarm(cfg: StationConfig) -> None:
     loop = ClosedLoop(cfg, start_hour=2.0)  # night: little demand
     assert loop.core is not None
     loop.run(20)
+    loop.core.set_setpoint(cfg.control.setpoint_min_bar)  # limit: 1.5 + 1.5 = 3.0 bar
     loop.core.set_mode("manual")
     loop.core.pump("P1", True)
-    loop.core.pump("P2", True)
-    limit = cfg.control.setpoint_bar + cfg.protections.high_pressure.margin_bar
+    loop.core.pump("P2", True)  # two pumps at night push past it
+    limit = cfg.control.setpoint_min_bar + cfg.protections.high_pressure.margin_bar
     assert loop.run_until(lambda c: c.core is not None and c.core.state == "high_pressure",
                           limit_s=120)  # fmt: skip
     assert max(loop.trace.pressure_bar) > limit

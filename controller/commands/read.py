@@ -34,8 +34,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from controller.logs import configure_logging
     from drivers.modbus.acquisition import read_once
 
+    configure_logging(level="error", fmt="console", stream=sys.stderr)
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:

@@ -203,6 +203,12 @@ class PidConfig(_Model):
     ki: NonNegFloat = 0.15
     kd: NonNegFloat = 0.0
     derivative_filter_s: NonNegFloat = 1.0
+    deadband_bar: NonNegFloat = Field(
+        default=0.0,
+        description="Pressure error ignored by the PID. With fixed-speed pumps only, each "
+        "stage lands somewhere in a band around the setpoint; a deadband of about half that "
+        "band stops the integral from staging pumps on and off forever.",
+    )
     setpoint_ramp_bar_per_s: NonNegFloat = Field(
         default=0.0, description="Setpoint rate limit; 0 means step changes."
     )

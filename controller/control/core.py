@@ -62,6 +62,7 @@ class ControlCore:
             out_min=0.0,
             out_max=float(self.stager.max_running),
             ramp_bar_per_s=pid.setpoint_ramp_bar_per_s,
+            deadband=pid.deadband_bar,
         )
         self.manual: dict[str, bool] = {}
         self.state = "starting"
@@ -217,6 +218,7 @@ class ControlCore:
         self.pid.set_limits(0.0, float(self.stager.max_running))
         self.pid.ramp_bar_per_s = pid.setpoint_ramp_bar_per_s
         self.pid.derivative_filter_s = pid.derivative_filter_s
+        self.pid.deadband = pid.deadband_bar
         self.pid.set_gains(pid.kp, pid.ki, pid.kd, self.pid._last_pv)
         ctl = cfg.control
         in_range = ctl.setpoint_min_bar <= self.setpoint <= ctl.setpoint_max_bar

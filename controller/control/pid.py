@@ -21,6 +21,7 @@ class Pid:
     out_min: float
     out_max: float
     ramp_bar_per_s: float = 0.0
+    deadband: float = 0.0
     integral: float = 0.0
     output: float = 0.0
     _last_pv: float | None = None
@@ -38,12 +39,19 @@ class Pid:
             self._sp += max(-step, min(step, target - self._sp))
         return self._sp
 
+    def _error(self, sp: float, pv: float) -> float:
+        error = sp - pv
+        if self.deadband > 0:
+            # Errors inside the band are no error; outside it, only the excess counts.
+            error = math.copysign(max(abs(error) - self.deadband, 0.0), error)
+        return error
+
     def update(self, pv: float, target_sp: float, dt: float) -> float:
         if not (math.isfinite(pv) and math.isfinite(dt)) or dt <= 0:
             return self.output
         dt = min(dt, self.MAX_DT_S)
         sp = self.setpoint_in_force(target_sp, dt)
-        error = sp - pv
+        error = self._error(sp, pv)
         if self._last_pv is None:
             self._last_pv = pv
         raw_d = -(pv - self._last_pv) / dt
@@ -67,7 +75,7 @@ class Pid:
         """Bumpless transfer: the next update continues from ``output``."""
         output = max(self.out_min, min(self.out_max, output))
         self._sp = target_sp if self._sp is None or self.ramp_bar_per_s <= 0 else self._sp
-        error = (self._sp - pv) if pv is not None else 0.0
+        error = self._error(self._sp, pv) if pv is not None else 0.0
         self.integral = output - self.kp * error
         self.output = output
         self._last_pv = pv
