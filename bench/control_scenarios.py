@@ -36,7 +36,7 @@ SCENARIOS = [
     Scenario("diurnal_24h", 24 * 3600, 0.0),
     Scenario("demand_step", 3600, 10.0, ["demand_step@1200,factor=1.8"]),
     Scenario("suction_loss", 3600, 8.0, ["suction_loss@1200+600"]),
-    Scenario("pump_trip", 3600, 7.0, ["pump_trip:p1@1200"]),
+    Scenario("pump_trip", 3600, 7.0, ["pump_trip:P1@1200"]),
     Scenario("sensor_failure", 3600, 9.0, ["wire_break:discharge_pressure@1200+600"]),
     Scenario("pipe_burst", 3600, 11.0, ["burst@1200,flow_m3h=40"]),
 ]

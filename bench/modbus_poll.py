@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import statistics
 import sys
@@ -79,7 +80,7 @@ async def measure(baud: int, cycles: int) -> dict[str, Any]:
         await runner
         live = [i for i, b in fast if b.slave_id != 2]
         stamps = [t for i, t in poller.history if i in live]
-        gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(stamps)]
     finally:
         await acq.close()
         await slave.close()

@@ -37,7 +37,7 @@ KINDS: dict[str, tuple[str | None, dict[str, float]]] = {
 
 _SPEC = re.compile(
     r"^(?P<kind>[a-z_]+)(?::(?P<target>[A-Za-z0-9_.-]+))?"
-    r"@(?P<at>[0-9.]+)(?:\+(?P<dur>[0-9.]+))?(?P<params>(?:,[a-z_]+=[-0-9.eE]+)*)$"
+    r"@(?P<at>[0-9.]+)(?:\+(?P<dur>[0-9.]+))?(?P<params>(?:,[a-z_][a-z0-9_]*=[-0-9.eE]+)*)$"
 )
 
 

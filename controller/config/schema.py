@@ -224,6 +224,12 @@ class StagingConfig(_Model):
     )
     alternation_h: float = Field(default=24.0, ge=0, le=168)
     station_max_starts_per_hour: int = Field(default=20, ge=1, le=200)
+    last_pump_stops_on_demand: bool = Field(
+        default=False,
+        description="false: the last running pump stops only for low flow, a protection or "
+        "the operator, never because the PID's demand dipped (the zone is never left at "
+        "bare supply pressure, and the last pump does not cycle).",
+    )
 
 
 class ControlConfig(_Model):

@@ -171,6 +171,8 @@ class Stager:
         n = self.running()
         up_at = FIRST_PUMP_DEMAND if n == 0 else n + (1.0 - self.cfg.stage_up_demand)
         down_at = n - 1 + self.cfg.stage_down_demand
+        if n == 1 and not self.cfg.last_pump_stops_on_demand:
+            down_at = -math.inf  # only low flow, a protection or the operator stops it
         if demand >= up_at and n < self.available():
             self._down_since = None
             self._up_since = now if self._up_since is None else self._up_since

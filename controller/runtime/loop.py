@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from controller.control.core import ControlOutputs, PumpInputs
@@ -57,13 +58,23 @@ class LoopStats:
     missed: int = 0
     max_tick_s: float = 0.0
     last_tick_mono: float | None = None
+    #: how late each recent tick started after its deadline (the loop's jitter)
+    lateness_s: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
 
     def as_dict(self) -> dict[str, Any]:
+        late = sorted(self.lateness_s)
+
+        def pct(q: float) -> float | None:
+            return round(1000 * late[min(len(late) - 1, int(q * len(late)))], 3) if late else None
+
         return {
             "ticks": self.ticks,
             "overruns": self.overruns,
             "missed": self.missed,
             "max_tick_ms": round(self.max_tick_s * 1000, 3),
+            "jitter_ms_p50": pct(0.50),
+            "jitter_ms_p99": pct(0.99),
+            "jitter_ms_max": round(1000 * late[-1], 3) if late else None,
         }
 
 
@@ -157,6 +168,7 @@ class ControlLoop:
             self.tick(tick.started)
             elapsed = time.perf_counter() - started
             stats = self.stats
+            stats.lateness_s.append(tick.lateness)
             stats.max_tick_s = max(stats.max_tick_s, elapsed)
             stats.last_tick_mono = time.monotonic()
             stats.overruns = ticker.stats.overruns
