@@ -59,14 +59,15 @@ def test_relays_start_pumps_and_feedback_comes_back() -> None:
     gpio = SimGpio()
     station = SimStation(CFG, gpio=gpio, seed=1, start_hour=8.0)
     relay = gpio.output("GPIO17", active_low=True)
-    feedback_level = lambda: gpio.level("GPIO22")  # noqa: E731
+    pump = station.state.pumps["P1"]
     station.step(1.0)
-    assert not station.state.pumps["P1"].running
+    assert not pump.running
+    assert gpio.level("GPIO22") is False
     relay.set(True)
     for _ in range(240):
         station.step(0.5)
-    assert station.state.pumps["P1"].running
-    assert feedback_level() is True  # inputs active high in the example
+    assert pump.running
+    assert gpio.level("GPIO22") is True  # run feedback (inputs active high in the example)
     assert station.state.discharge_bar > 2.0
     assert station.state.pumps["P1"].energy_kwh > 0
 
@@ -132,4 +133,5 @@ def test_bad_fault_specs_say_what_is_wrong(spec: str, error: str) -> None:
 def test_fault_spec_parses_times_and_parameters() -> None:
     f = parse_fault("burst@1200+600,flow_m3h=40")
     assert (f.kind, f.at_s, f.duration_s, f.param("flow_m3h")) == ("burst", 1200, 600, 40)
-    assert f.active(1500) and not f.active(1800)
+    assert f.active(1500)
+    assert not f.active(1800)
