@@ -61,13 +61,13 @@ def test_relays_start_pumps_and_feedback_comes_back() -> None:
     relay = gpio.output("GPIO17", active_low=True)
     pump = station.state.pumps["P1"]
     station.step(1.0)
-    assert not pump.running
-    assert gpio.level("GPIO22") is False
+    before = (pump.running, gpio.level("GPIO22"))
     relay.set(True)
     for _ in range(240):
         station.step(0.5)
-    assert pump.running
-    assert gpio.level("GPIO22") is True  # run feedback (inputs active high in the example)
+    after = (pump.running, gpio.level("GPIO22"))  # run feedback: inputs active high here
+    assert before == (False, False)
+    assert after == (True, True)
     assert station.state.discharge_bar > 2.0
     assert station.state.pumps["P1"].energy_kwh > 0
 
