@@ -17,7 +17,7 @@ from controller.config import load_config
 from controller.config.schema import StationConfig
 from controller.values import BadReason
 from drivers.modbus.acquisition import Acquisition
-from simulator.modbus_slave import RtuSlave, SlaveFault
+from simulator.modbus_slave import RtuSlave, SlaveFault, TcpSlave
 from simulator.registers import RegisterImage
 from tests.support.serial_pair import SerialPair
 from tests.support.stations import ORDERS, three_slave_station, write_station
@@ -200,3 +200,29 @@ async def test_read_command_shows_engineering_values_and_exits_by_quality(bench:
     assert code == 1
     assert "timeout" in out
     assert "discharge_pressure" in out
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("bus_type", ["tcp", "rtu_over_tcp"])
+async def test_tcp_and_rtu_over_tcp_gateways(tmp_path: Path, bus_type: str) -> None:
+    from tests.support.broker import free_port
+
+    port = free_port()
+    data = three_slave_station("/dev/null")
+    data["buses"] = {"rs485": {"type": bus_type, "host": "127.0.0.1", "tcp_port": port,
+                               "timeout_s": 0.2, "backoff_s": 1.0}}  # fmt: skip
+    cfg = load_config(write_station(tmp_path / "tcp.yaml", data))
+    image = RegisterImage.from_config(cfg)
+    image.set_value("float32_DCBA", -7.25)
+    image.set_value("flow", 12.5)
+    faults: dict[int, SlaveFault] = {1: SlaveFault("exception", 2)}
+    framing = "rtu" if bus_type == "rtu_over_tcp" else "mbap"
+    slave = TcpSlave(image, bus="rs485", port=port, framing=framing, faults=faults.get)
+    await slave.start()
+    try:
+        readings = await _poll(cfg)
+    finally:
+        await slave.close()
+    assert readings["float32_DCBA"].value == pytest.approx(-7.25)  # type: ignore[attr-defined]
+    assert readings["flow"].value == pytest.approx(12.5)  # type: ignore[attr-defined]
+    assert readings["discharge_pressure"].reason is BadReason.EXCEPTION  # type: ignore[attr-defined]
