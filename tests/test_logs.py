@@ -49,14 +49,25 @@ def test_json_lines_carry_journald_priority() -> None:
 def test_third_party_loggers_use_the_same_pipeline() -> None:
     buf = io.StringIO()
     configure_logging(level="info", fmt="json", stream=buf)
-    logging.getLogger("pymodbus.client").warning("port closed %s", "/dev/ttyUSB0")
-    logging.getLogger("pymodbus.client").info("chatter that stays hidden")
+    logging.getLogger("paho.mqtt.client").warning("connection lost %s", "broker:8883")
+    logging.getLogger("paho.mqtt.client").info("chatter that stays hidden")
+    # pymodbus reports every timeout with a frame dump; acquisition reports those itself.
+    logging.getLogger("pymodbus.client").error("No response received")
     lines = _lines(buf)
     assert len(lines) == 1
     assert lines[0].startswith("<4>")
     record = json.loads(lines[0][3:])
-    assert record["event"] == "port closed /dev/ttyUSB0"
+    assert record["event"] == "connection lost broker:8883"
+    assert record["logger"] == "paho.mqtt.client"
+
+
+def test_pymodbus_speaks_through_the_pipeline_when_debugging() -> None:
+    buf = io.StringIO()
+    configure_logging(level="debug", fmt="json", stream=buf)
+    logging.getLogger("pymodbus.client").error("No response received")
+    record = json.loads(_lines(buf)[-1][3:])
     assert record["logger"] == "pymodbus.client"
+    assert record["level"] == "error"
 
 
 def test_secrets_are_masked() -> None:

@@ -37,10 +37,13 @@ class Subscriber:
         self.out = out
         self._fh = out.open("wb")
         self.proc = subprocess.Popen(
-            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-c",
-             "-i", f"sub-{os.getpid()}-{out.stem}", "-t", topic, *extra],
+            ["stdbuf", "-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-c",
+             "-i", f"sub-{os.getpid()}-{out.stem}", "-t", topic, "-d", *extra],
             stdout=self._fh, stderr=subprocess.DEVNULL,
         )  # fmt: skip
+        # -d prints the protocol exchange: once SUBACK is in, nothing published is missed.
+        wait_until(lambda: "SUBACK" in out.read_text(errors="replace"), timeout=10,
+                   what=f"mosquitto_sub subscribed to {topic}")  # fmt: skip
 
     def messages(self) -> list[dict[str, object]]:
         lines = self.out.read_text().splitlines()
