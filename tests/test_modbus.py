@@ -15,8 +15,8 @@ import pytest_asyncio
 
 from controller.config import load_config
 from controller.config.schema import StationConfig
-from controller.values import BadReason
-from drivers.modbus.acquisition import Acquisition
+from controller.values import BadReason, Reading
+from drivers.modbus.acquisition import Acquisition, read_once
 from simulator.modbus_slave import RtuSlave, SlaveFault, TcpSlave
 from simulator.registers import RegisterImage
 from tests.support.serial_pair import SerialPair
@@ -64,16 +64,8 @@ async def bench(serial_pair: SerialPair, tmp_path: Path) -> AsyncIterator[Bench]
         await slave.close()
 
 
-async def _poll(cfg: StationConfig) -> dict[str, object]:
-    acq = Acquisition(cfg)
-    await acq.start()
-    try:
-        for p in acq.pollers:
-            for i, block in enumerate(p.blocks):
-                await p._poll_block(i, block, p.slaves[block.slave_id])
-        return dict(acq.snapshot())
-    finally:
-        await acq.close()
+async def _poll(cfg: StationConfig) -> dict[str, Reading]:
+    return await read_once(cfg)
 
 
 @pytest.mark.asyncio
@@ -82,19 +74,19 @@ async def test_every_type_and_word_order_decodes_exactly(bench: Bench) -> None:
     for dtype, value in VALUES.items():
         for order in ORDERS:
             r = readings[f"{dtype}_{order}"]
-            assert r.good, r  # type: ignore[attr-defined]
+            assert r.good, r
             if dtype == "float32":
-                assert r.value == pytest.approx(value, rel=1e-7)  # type: ignore[attr-defined]
+                assert r.value == pytest.approx(value, rel=1e-7)
             else:
-                assert r.value == value  # type: ignore[attr-defined]
+                assert r.value == value
     for name in ("int16_ABCD", "int16_BADC", "uint16_ABCD", "uint16_BADC"):
-        assert readings[name].value == 101.5  # type: ignore[attr-defined]
-    assert readings["suction_pressure"].value == pytest.approx(1.25)  # type: ignore[attr-defined]
-    assert readings["flow"].value == pytest.approx(42.25)  # type: ignore[attr-defined]
-    assert readings["volume_total"].value == pytest.approx(1234.567)  # type: ignore[attr-defined]
-    assert readings["panel_temperature"].value == pytest.approx(-3.5)  # type: ignore[attr-defined]
-    assert readings["pump_contactor"].value == 1.0  # type: ignore[attr-defined]
-    assert readings["door_switch"].value == 0.0  # type: ignore[attr-defined]
+        assert readings[name].value == 101.5
+    assert readings["suction_pressure"].value == pytest.approx(1.25)
+    assert readings["flow"].value == pytest.approx(42.25)
+    assert readings["volume_total"].value == pytest.approx(1234.567)
+    assert readings["panel_temperature"].value == pytest.approx(-3.5)
+    assert readings["pump_contactor"].value == 1.0
+    assert readings["door_switch"].value == 0.0
 
 
 @pytest.mark.asyncio
@@ -113,10 +105,10 @@ async def test_slave_faults_give_quality_and_reason_others_stay_good(
     bench.faults[2] = fault
     readings = await _poll(bench.cfg)
     flow = readings["flow"]
-    assert flow.reason is reason  # type: ignore[attr-defined]
-    assert detail in flow.detail  # type: ignore[attr-defined]
-    assert readings["discharge_pressure"].good  # type: ignore[attr-defined]
-    assert readings["float32_CDAB"].good  # type: ignore[attr-defined]
+    assert flow.reason is reason
+    assert detail in flow.detail
+    assert readings["discharge_pressure"].good
+    assert readings["float32_CDAB"].good
 
 
 @pytest.mark.asyncio
@@ -124,8 +116,8 @@ async def test_wire_break_and_over_range_on_a_4_20_ma_input(bench: Bench) -> Non
     bench.image.set_current_ma("discharge_pressure", 0.0)
     bench.image.set_current_ma("suction_pressure", 21.0)
     readings = await _poll(bench.cfg)
-    assert readings["discharge_pressure"].reason is BadReason.WIRE_BREAK  # type: ignore[attr-defined]
-    assert readings["suction_pressure"].reason is BadReason.OUT_OF_RANGE  # type: ignore[attr-defined]
+    assert readings["discharge_pressure"].reason is BadReason.WIRE_BREAK
+    assert readings["suction_pressure"].reason is BadReason.OUT_OF_RANGE
 
 
 @pytest.mark.asyncio
@@ -223,6 +215,6 @@ async def test_tcp_and_rtu_over_tcp_gateways(tmp_path: Path, bus_type: str) -> N
         readings = await _poll(cfg)
     finally:
         await slave.close()
-    assert readings["float32_DCBA"].value == pytest.approx(-7.25)  # type: ignore[attr-defined]
-    assert readings["flow"].value == pytest.approx(12.5)  # type: ignore[attr-defined]
-    assert readings["discharge_pressure"].reason is BadReason.EXCEPTION  # type: ignore[attr-defined]
+    assert readings["float32_DCBA"].value == pytest.approx(-7.25)
+    assert readings["flow"].value == pytest.approx(12.5)
+    assert readings["discharge_pressure"].reason is BadReason.EXCEPTION

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from controller.config import ConfigError, StationConfig, load_config
+from controller.commands._station import EXIT_CONFIG, load_or_report
+from controller.config import StationConfig
 from drivers.modbus.plan import build_plan
-
-EXIT_CONFIG = 2
 
 
 def register(sub: Any) -> None:
@@ -21,10 +19,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(args.path)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+    cfg = load_or_report(args.path)
+    if cfg is None:
         return EXIT_CONFIG
     print(summary(cfg, args.path))
     return 0

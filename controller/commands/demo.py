@@ -15,10 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from controller.config import ConfigError, load_config
+from controller.commands._station import EXIT_CONFIG, load_or_report
 from controller.errors import BoosterError
 
-EXIT_CONFIG = 2
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "station.example.yaml"
 
 
@@ -50,10 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from controller.logs import configure_logging
     from simulator.demo import DemoOptions, run_demo
 
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+    cfg = load_or_report(args.config)
+    if cfg is None:
         return EXIT_CONFIG
     if args.speed <= 0:
         print("boosterd demo: --speed must be positive", file=sys.stderr)

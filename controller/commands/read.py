@@ -17,11 +17,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from controller.config import ConfigError, load_config
+from controller.commands._station import EXIT_CONFIG, load_or_report
 from controller.values import Reading
 
 EXIT_BAD_POINT = 1
-EXIT_CONFIG = 2
 
 
 def register(sub: Any) -> None:
@@ -38,10 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from drivers.modbus.acquisition import read_once
 
     configure_logging(level="error", fmt="console", stream=sys.stderr)
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+    cfg = load_or_report(args.config)
+    if cfg is None:
         return EXIT_CONFIG
     readings = asyncio.run(read_once(cfg))
     if args.json:

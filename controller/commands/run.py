@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from typing import Any
 
-from controller.config import ConfigError, load_config
+from controller.commands._station import EXIT_CONFIG, load_or_report
 from controller.errors import BoosterError
 from controller.logs import configure_logging, get_logger
 
-EXIT_CONFIG = 2
 EXIT_STARTUP = 3
 
 
@@ -25,10 +23,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+    cfg = load_or_report(args.config)
+    if cfg is None:
         return EXIT_CONFIG
     configure_logging(level=args.log_level or cfg.logging.level, fmt=cfg.logging.format)
     from controller.runtime.daemon import run_daemon

@@ -21,10 +21,10 @@ from typing import Any
 
 import yaml
 
-from controller.config import ConfigError, StationConfig, load_config
+from controller.commands._station import EXIT_CONFIG, load_or_report
+from controller.config import StationConfig
 from controller.errors import BoosterError
 
-EXIT_CONFIG = 2
 STEP_S = 0.05  # wall seconds between physics steps
 
 
@@ -50,10 +50,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+    cfg = load_or_report(args.config)
+    if cfg is None:
         return EXIT_CONFIG
     try:
         return asyncio.run(serve(cfg, args))
