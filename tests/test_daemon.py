@@ -235,3 +235,22 @@ async def test_a_stalled_control_loop_stops_the_watchdog_pings(tmp_path: Path) -
         daemon.stop.set()
         await task
         rx.close()
+
+
+@pytest.mark.asyncio
+async def test_a_full_buffer_raises_an_alarm(tmp_path: Path) -> None:
+    from controller.config import load_config
+
+    options = DemoOptions(speed=400.0, state_dir=tmp_path, live=False)
+    cfg = demo_config(load_config(EXAMPLE_CONFIG), options)
+    small = cfg.buffer.model_copy(update={"max_mb": 0.02, "commit_interval_s": 0.05})
+    daemon = SimDaemon(cfg.model_copy(update={"buffer": small}), options)
+    task = asyncio.create_task(daemon.run())
+    try:
+        async with asyncio.timeout(60):
+            while not daemon.core.alarms.is_active("buffer_evicting"):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert daemon.buffer.evicted > 0
+    finally:
+        daemon.stop.set()
+        await task

@@ -109,7 +109,7 @@ class Daemon:
             pumps=self.pump_io,
             pump_names=list(cfg.pumps),
             tick_s=cfg.control.tick_s,
-            sink=self.buffer.append,
+            sink=self._record,
             on_events=self._on_events,
         )
         self.exit_code = EXIT_OK
@@ -117,6 +117,7 @@ class Daemon:
         self.reloads = 0
         self.reload_errors = 0
         self._restart_source = asyncio.Event()
+        self._evicted_seen = 0
         self._last_status = ""
 
     # -- overridable parts (the demo swaps acquisition for the simulator) -----------------
@@ -170,6 +171,19 @@ class Daemon:
         snap["site"] = self.cfg.site.id
         return snap
 
+    def _record(self, sample: dict[str, Any]) -> None:
+        """Buffer the tick's sample; a buffer evicting old samples is an alarm."""
+        self.buffer.append(sample)
+        evicting = self.buffer.over_cap or self.buffer.evicted > self._evicted_seen
+        self._evicted_seen = self.buffer.evicted
+        self.core.alarms.set(
+            "buffer_evicting",
+            evicting,
+            self.clock(),
+            severity="warning",
+            message=f"local buffer full: oldest samples evicted ({self.buffer.evicted} so far)",
+        )
+
     def _on_events(self, out: ControlOutputs) -> None:
         for event in out.events:
             payload = event.as_dict()
@@ -192,6 +206,7 @@ class Daemon:
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         await self.buffer.open()
+        self._evicted_seen = self.buffer.evicted  # evictions before this start are history
         log.info("boosterd starting", site=self.cfg.site.id, version=__version__)
         try:
             async with asyncio.TaskGroup() as tg:
