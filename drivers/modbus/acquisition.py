@@ -88,6 +88,7 @@ class BusPoller:
         self.slaves: dict[int, SlaveStats] = {b.slave_id: SlaveStats() for b in blocks}
         self.readings: dict[str, Reading] = {}
         self.progress = 0
+        self.passes = 0  # poll_due calls: a dead slave must not turn them into a busy loop
         #: (block index, monotonic time) of every completed read, newest last (bounded)
         self.history: list[tuple[int, float]] = []
         self._rx = bytearray()
@@ -169,13 +170,17 @@ class BusPoller:
         return regs
 
     async def poll_due(self) -> None:
+        self.passes += 1
         for i, block in enumerate(self.blocks):
             now = self.clock()
             if now < self.next_due[i]:
                 continue
             stats = self.slaves[block.slave_id]
             if now < stats.backoff_until:
-                continue  # the slave is being left alone; its points keep their bad reason
+                # The slave is being left alone: its points keep their bad reason, and
+                # this block is due again when the window ends (one probe per window).
+                self.next_due[i] = stats.backoff_until
+                continue
             self.next_due[i] = max(self.next_due[i] + block.period_s, now)
             await self._poll_block(i, block, stats)
 
@@ -263,9 +268,7 @@ class Acquisition:
             while not stop.is_set():
                 started = self.clock()
                 await poller.poll_due()
-                due = min(poller.next_due.values(), default=started + self.period_s)
-                backoff = [s.backoff_until for s in poller.slaves.values() if s.backoff_until]
-                wake = min([due, *backoff]) if backoff else due
+                wake = min(poller.next_due.values(), default=started + self.period_s)
                 delay = max(0.0, wake - self.clock())
                 if delay:
                     with contextlib.suppress(TimeoutError):
