@@ -23,8 +23,6 @@ def processor() -> tuple[ControlCore, CommandProcessor]:
     core = ControlCore(CFG, now=0.0)
     proc = CommandProcessor(
         core,
-        setpoint_min=CFG.control.setpoint_min_bar,
-        setpoint_max=CFG.control.setpoint_max_bar,
         max_age_s=300,
         clock=lambda: NOW,
     )
@@ -42,8 +40,16 @@ def test_setpoint_inside_the_range_is_applied_outside_rejected() -> None:
     assert core.setpoint == 3.4
     reply = send(proc, "setpoint", id="b", value=9.0)
     assert reply["ok"] is False
-    assert "outside 1.5-4.5" in reply["error"]
+    assert "outside the allowed 1.5-4.5 bar" in reply["error"]
     assert core.setpoint == 3.4
+
+
+def test_the_range_follows_a_reloaded_station_file() -> None:
+    core, proc = processor()
+    ctl = CFG.control.model_copy(update={"setpoint_max_bar": 5.5})
+    core.reconfigure(CFG.model_copy(update={"control": ctl}), now=1.0)
+    assert send(proc, "setpoint", id="r", value=5.0)["ok"] is True
+    assert core.setpoint == 5.0
 
 
 def test_a_repeated_id_is_answered_again_not_executed_twice() -> None:

@@ -256,7 +256,7 @@ async def test_commands_over_mqtt_are_answered_on_the_result_topic(
     broker: Broker, tmp_path: Path, topic_root: str
 ) -> None:
     core = ControlCore(load_config(EXAMPLE_CONFIG), now=0.0)
-    commands = CommandProcessor(core, setpoint_min=1.5, setpoint_max=4.5)
+    commands = CommandProcessor(core)
     buf = SampleBuffer(tmp_path / "b.sqlite3", site=SITE)
     await buf.open()
     cfg = UplinkConfig(host="127.0.0.1", port=broker.port, topic_prefix=topic_root)

@@ -89,8 +89,6 @@ class Daemon:
         )
         self.commands = CommandProcessor(
             self.core,
-            setpoint_min=cfg.control.setpoint_min_bar,
-            setpoint_max=cfg.control.setpoint_max_bar,
             max_age_s=cfg.uplink.command_max_age_s,
         )
         self.uplink: Uplink | None = None

@@ -10,8 +10,9 @@ A command is a JSON object on ``<prefix>/<site>/cmd/<name>``::
 The reply on ``.../cmd/<name>/result`` is ``{"id", "ok", "error"}``. A repeated id is
 answered with the stored reply and not executed again; a command older than
 ``max_age_s`` (or from too far in the future) is rejected; so is anything malformed.
-The target (the control core) applies its own checks: a setpoint outside the allowed
-range, a pump command outside manual mode. Protections are applied after commands on
+The target (the control core) applies the checks that depend on the station: a
+setpoint outside the allowed range (as the current station file sets it), a pump
+command outside manual mode. Protections are applied after commands on
 every tick, so no command can switch one off.
 """
 
@@ -90,14 +91,10 @@ class CommandProcessor:
         self,
         target: CommandTarget,
         *,
-        setpoint_min: float,
-        setpoint_max: float,
         max_age_s: float = 300.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.target = target
-        self.setpoint_min = setpoint_min
-        self.setpoint_max = setpoint_max
         self.max_age_s = max_age_s
         self.clock = clock
         self._replies: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -144,13 +141,8 @@ class CommandProcessor:
                 raise Invalid(f"command is from the future ({-age:.0f} s ahead)")
             result: dict[str, Any] = {}
             if name == "setpoint":
-                value = _number(data, "value")
-                if not self.setpoint_min <= value <= self.setpoint_max:
-                    raise Invalid(
-                        f"setpoint {value:g} bar outside {self.setpoint_min:g}-"
-                        f"{self.setpoint_max:g} bar"
-                    )
-                self.target.set_setpoint(value)
+                # The range check is the target's: it follows the station file on reload.
+                self.target.set_setpoint(_number(data, "value"))
             elif name == "mode":
                 mode = _text(data, "mode")
                 assert mode is not None
