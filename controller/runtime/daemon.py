@@ -45,6 +45,8 @@ log = get_logger(__name__)
 EXIT_OK = 0
 EXIT_CONTROL_FAILED = 1
 STATE_SAVE_PERIOD_S = 60.0
+#: How often readiness and the watchdog are looked at (at most; WatchdogSec/2 if shorter).
+WATCHDOG_CHECK_S = 0.5
 
 
 class Source(Protocol):
@@ -148,12 +150,17 @@ class Daemon:
 
     # -- status -------------------------------------------------------------------------
 
-    def status_snapshot(self) -> dict[str, Any]:
-        """Everything ``boosterd status`` and the dashboard show."""
+    def brief_snapshot(self) -> dict[str, Any]:
+        """What the one-line headline needs (systemd's STATUS=), cheap enough to build often."""
         snap: dict[str, Any] = dict(self.core.snapshot())
-        snap["site"] = {"id": self.cfg.site.id, "name": self.cfg.site.name}
         snap["pressure_point"] = self.cfg.control.pressure_point
         snap["values"] = {name: r.as_dict() for name, r in self.loop.readings.items()}
+        return snap
+
+    def status_snapshot(self) -> dict[str, Any]:
+        """Everything ``boosterd status`` and the dashboard show."""
+        snap = self.brief_snapshot()
+        snap["site"] = {"id": self.cfg.site.id, "name": self.cfg.site.name}
         snap["version"] = __version__
         snap["loop"] = self.loop.stats.as_dict()
         snap["acquisition"] = self.source.stats()
@@ -300,13 +307,13 @@ class Daemon:
         gate = WatchdogGate(acquisition_silence_s=self._acquisition_silence_s())
         while not self.stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), min(interval, self.cfg.control.tick_s))
+                await asyncio.wait_for(self.stop.wait(), min(interval, WATCHDOG_CHECK_S))
             if self.stop.is_set():
                 return
             ticks = self.loop.stats.ticks
             if not self.ready and ticks > 0 and self.source.progress > 0:
                 self.ready = True
-                self.notifier.ready(headline(self.status_snapshot()))
+                self.notifier.ready(headline(self.brief_snapshot()))
                 log.info("ready", ticks=ticks)
             if not self.ready:
                 continue
@@ -318,7 +325,7 @@ class Daemon:
                 self.notifier.watchdog()
             else:
                 log.warning("withholding watchdog ping", reason=gate.reason)
-            status = headline(self.status_snapshot())
+            status = headline(self.brief_snapshot())
             if status != self._last_status:
                 self._last_status = status
                 self.notifier.status(status)
