@@ -46,3 +46,14 @@ def test_all_safe_and_double_claim(tmp_path: Path) -> None:
     assert peer.outputs() == {"GPIO5": False, "GPIO6": False}
     with pytest.raises(SharedGpioError, match="GPIO5"):
         gpio.output("GPIO5")
+
+
+def test_a_released_line_can_be_claimed_again(tmp_path: Path) -> None:
+    gpio = SharedGpio(tmp_path)
+    peer = SharedGpioPeer(tmp_path)
+    gpio.output("GPIO5").set(True)
+    gpio.release("GPIO5")
+    assert "GPIO5" not in peer.outputs()
+    again = gpio.output("GPIO5")
+    assert again.value is False
+    assert peer.outputs() == {"GPIO5": False}

@@ -28,6 +28,7 @@ from controller import __version__
 from controller.config import ConfigError, StationConfig, load_config
 from controller.control.core import ControlCore, ControlOutputs
 from controller.dashboard import headline
+from controller.errors import BoosterError
 from controller.logs import get_logger
 from controller.runtime.loop import ControlLoop
 from controller.runtime.watchdog import WatchdogGate
@@ -380,10 +381,19 @@ class Daemon:
             )
             return False
         old = self.cfg
+        try:
+            # Lines first: a line that cannot be claimed leaves the control law untouched.
+            self.pump_io.reclaim(new.pumps)
+        except BoosterError as exc:
+            self.reload_errors += 1
+            log.error("reload could not claim the new lines; restart the service",
+                      file=self.config_path, error=str(exc))  # fmt: skip
+            return False
         self.cfg = new
         self.core.reconfigure(new, now=self.clock())
-        self.pump_io.reclaim(new.pumps)
         self.loop.pump_names = list(new.pumps)
+        if new.control.tick_s != old.control.tick_s:
+            log.warning("control.tick_s changes at the next restart", tick_s=old.control.tick_s)
         if (new.buses, new.devices, new.poll_classes) != (old.buses, old.devices, old.poll_classes):
             self.source = self._make_source(new)
             self._restart_source.set()

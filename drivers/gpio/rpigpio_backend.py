@@ -89,6 +89,15 @@ class RpiGpioBackend:
         self._claim(name)
         return RpiInput(self._gpio, name, active_low=active_low)
 
+    def release(self, name: str) -> None:
+        """Give a line back (a reload that rewired a pump): safe first, then an input again."""
+        line = self._outputs.pop(name, None)
+        if line is not None:
+            line.to_safe_state()
+        if name in self._claimed:
+            self._claimed.discard(name)
+            self._gpio.cleanup([_bcm(name)])
+
     def all_safe(self) -> None:
         for line in self._outputs.values():
             line.to_safe_state()

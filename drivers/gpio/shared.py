@@ -122,6 +122,12 @@ class SharedGpio:
         self._claim(name)
         return _Input(self, name, active_low)
 
+    def release(self, name: str) -> None:
+        """Give a line back (a reload that rewired a pump)."""
+        self._claimed.discard(name)
+        if self._outputs.pop(name, None) is not None:
+            self._publish()
+
     def all_safe(self) -> None:
         for line in self._outputs.values():
             line._value = line._safe
