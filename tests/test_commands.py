@@ -149,3 +149,22 @@ def test_fuzzed_commands_never_crash_and_never_accept_an_out_of_range_setpoint(
     assert (reply["error"] is None) == reply["ok"]
     lo, hi = CFG.control.setpoint_min_bar, CFG.control.setpoint_max_bar
     assert lo <= core.setpoint <= hi
+
+
+def test_credentials_file_formats(tmp_path: Any) -> None:
+    from controller.telemetry.uplink import CredentialsError, read_credentials
+
+    f = tmp_path / "mqtt"
+    for text, expected in [
+        ("station:s3cret\n", ("station", "s3cret")),
+        ("station\ns3cret\n", ("station", "s3cret")),
+        ("username=station\npassword=s3:cret\n", ("station", "s3:cret")),
+        ("", (None, None)),
+    ]:
+        f.write_text(text)
+        assert read_credentials(str(f)) == expected
+    f.write_text("a\nb\nc\n")
+    with pytest.raises(CredentialsError, match="expected"):
+        read_credentials(str(f))
+    with pytest.raises(CredentialsError, match="cannot read"):
+        read_credentials(str(tmp_path / "missing"))

@@ -59,6 +59,8 @@ def read_credentials(path: str | None) -> tuple[str | None, str | None]:
     except OSError as exc:
         raise CredentialsError(f"cannot read MQTT credentials file {path}: {exc.strerror}") from exc
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    if not lines:
+        return None, None  # installed empty: the broker takes anonymous clients
     pairs = dict(ln.split("=", 1) for ln in lines if "=" in ln)
     if "username" in pairs:
         return pairs["username"].strip(), pairs.get("password", "").strip() or None
