@@ -16,6 +16,7 @@ from typing import Literal
 
 from controller.config.schema import StationConfig
 from controller.control.core import ControlCore, ControlOutputs, PumpInputs
+from controller.runtime.drives import SpeedWriter
 from controller.runtime.loop import ControlLaw, ControlLoop
 from controller.values import Reading
 from drivers.gpio.factory import PumpIO
@@ -127,6 +128,7 @@ class ClosedLoop:
             pumps=self.pump_io,
             pump_names=list(cfg.pumps),
             tick_s=cfg.control.tick_s,
+            speeds=SpeedWriter(cfg, self.source.write),
         )
         self.trace = Trace()
         self.outputs: list[ControlOutputs] = []

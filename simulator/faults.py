@@ -29,6 +29,7 @@ KINDS: dict[str, tuple[str | None, dict[str, float]]] = {
     "wire_break": ("point", {}),
     "pump_trip": ("pump", {}),
     "pump_no_feedback": ("pump", {}),
+    "drive_fault": ("pump", {}),
     "suction_loss": (None, {"bar": 0.0}),
     "power_cut": (None, {}),
     "demand_step": (None, {"factor": 1.5}),

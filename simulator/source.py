@@ -10,7 +10,7 @@ YAML declares it and decoded back by the acquisition's codec, so scaling, word o
 
 from __future__ import annotations
 
-from controller.config.schema import StationConfig
+from controller.config.schema import PointConfig, StationConfig
 from controller.values import BadReason, Reading
 from drivers.modbus.codec import to_engineering
 from simulator.registers import RegisterImage
@@ -38,6 +38,12 @@ class SimSource:
         ]
         self._progress = 0
         self._bad = 0
+        self._speed_points = {
+            name: (pcfg.vfd, self._point(pcfg.vfd.speed_point))
+            for name, pcfg in cfg.pumps.items()
+            if pcfg.vfd is not None
+        }
+        station.speed_ref = self._speed_ref
 
     @property
     def progress(self) -> int:
@@ -46,6 +52,24 @@ class SimSource:
     def stats(self) -> dict[str, object]:
         return {"source": "simulator", "snapshots": self._progress, "bad_readings": self._bad}
 
+    def _point(self, name: str) -> tuple[str, int, PointConfig]:
+        dev, point = self.cfg.points()[name]
+        device = self.cfg.devices[dev]
+        return device.bus, device.slave_id, point
+
+    def _speed_ref(self, pump: str) -> float | None:
+        """What the drive reads from its speed register, as a fraction of rated speed."""
+        vfd, (bus, slave_id, point) = self._speed_points[pump]
+        words = self.image.read(bus, slave_id, point.kind, point.address, point.register_count)
+        r = to_engineering(vfd.speed_point, point, words)
+        if r.value is None:
+            return None
+        return r.value / 100.0 if vfd.speed_unit == "percent" else r.value / vfd.rated_hz
+
+    def write(self, point: str, value: float) -> None:
+        """What acquisition's write does on the bus: the drive's register takes the value."""
+        self.image.set_value(point, value)
+
     def publish(self) -> None:
         """Write the station's current values into the register image (what slaves serve)."""
         station = self.station
@@ -53,6 +77,8 @@ class SimSource:
         broken = station.wire_broken()
         image = self.image
         for name, _bus, _slave, point in self._points:
+            if name not in values:
+                continue  # written by the controller (a drive's speed reference)
             if name in broken and point.span_4_20ma is not None:
                 image.set_current_ma(name, 0.0)
             elif point.type == "bool":

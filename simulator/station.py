@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from controller.config.schema import StationConfig
+from controller.config.schema import PumpConfig, StationConfig
 from simulator.faults import Fault, FaultSchedule
 from simulator.hydraulics import (
     Network,
@@ -45,6 +46,7 @@ class GpioLines(Protocol):
 @dataclass
 class PumpState:
     running: bool = False
+    speed: float = 0.0  # fraction of rated speed (1.0 for a fixed-speed pump that runs)
     flow_m3h: float = 0.0
     power_kw: float = 0.0
     energy_kwh: float = 0.0
@@ -110,6 +112,10 @@ class SimStation:
         self._starts: dict[str, list[float]] = {name: [] for name in cfg.pumps}
         self._noise_walk = 0.0
         self._stuck: dict[str, float] = {}
+        self._drive_fault: dict[str, bool] = {}
+        #: The speed reference each drive reads (fraction of rated speed); the register
+        #: image's reader is plugged in here by SimSource. None: drives run flat out.
+        self.speed_ref: Callable[[str], float | None] | None = None
         self._active: list[Fault] = []
         self._values: dict[str, float] = {}
         self._signals = self._assign_signals()
@@ -138,7 +144,7 @@ class SimStation:
         base = self._base_demand(kinds)
         names = list(self.curves)
         curves = [self.curves[n] for n in names]
-        speeds = [1.0 if st.pumps[n].running else 0.0 for n in names]
+        speeds = [st.pumps[n].speed if st.pumps[n].running else 0.0 for n in names]
         burst = sum(f.param("flow_m3h") for f in self._active if f.kind == "burst")
         p = step_pressure(
             st.discharge_bar,
@@ -161,7 +167,7 @@ class SimStation:
         for n, q in zip(names, flows.pumps_m3h, strict=True):
             pump = st.pumps[n]
             pump.flow_m3h = q
-            pump.power_kw = self.curves[n].power_kw(q, head_m) if pump.running else 0.0
+            pump.power_kw = self.curves[n].power_kw(q, head_m, pump.speed) if pump.running else 0.0
             pump.energy_kwh += pump.power_kw * dt / 3600.0
         st.supplied_m3 += st.flow_m3h * dt / 3600.0
         st.leakage_total_m3 += st.leakage_m3h * dt / 3600.0
@@ -188,13 +194,15 @@ class SimStation:
     def _update_pumps(self, dt: float, kinds: set[str]) -> None:
         levels = self.gpio.outputs()
         tripped = {f.target for f in self._active if f.kind == "pump_trip"}
+        drive_faults = {f.target for f in self._active if f.kind == "drive_fault"}
         dead = {f.target for f in self._active if f.kind == "pump_no_feedback"}
         for name, pcfg in self.cfg.pumps.items():
             pump = self.state.pumps[name]
             level = levels.get(pcfg.relay)
             commanded = level is not None and level != pcfg.relay_active_low
             pump.tripped = name in tripped
-            if commanded and not self.state.power_cut and not pump.tripped and name not in dead:
+            stopped = pump.tripped or name in dead or name in drive_faults
+            if commanded and not self.state.power_cut and not stopped:
                 pump.commanded_for_s += dt
             else:
                 pump.commanded_for_s = 0.0
@@ -205,6 +213,21 @@ class SimStation:
             pump.running = running
             if running:
                 pump.run_s += dt
+            self._drive(name, pcfg, pump, dt, faulted=name in drive_faults)
+
+    def _drive(
+        self, name: str, pcfg: PumpConfig, pump: PumpState, dt: float, *, faulted: bool
+    ) -> None:
+        """A VFD follows its speed reference along its ramp; a tripped drive stops its pump."""
+        vfd = pcfg.vfd
+        if vfd is None:
+            pump.speed = 1.0 if pump.running else 0.0
+            return
+        self._drive_fault[name] = faulted
+        ref = self.speed_ref(name) if self.speed_ref is not None else None
+        target = 0.0 if (faulted or not pump.running) else (ref if ref is not None else 1.0)
+        step = dt / vfd.ramp_s if vfd.ramp_s > 0 else 1.0
+        pump.speed += max(-step, min(step, target - pump.speed))
 
     def _write_inputs(self) -> None:
         for name, pcfg in self.cfg.pumps.items():
@@ -228,6 +251,12 @@ class SimStation:
         if ctl.flow_point:
             roles[ctl.flow_point] = "flow_m3h"
         roles.update(self.cfg.simulation.signals)
+        for pump_name, pcfg in self.cfg.pumps.items():
+            if pcfg.vfd is not None:
+                if pcfg.vfd.frequency_point:
+                    roles[pcfg.vfd.frequency_point] = f"drive_hz:{pump_name}"
+                if pcfg.vfd.fault_point:
+                    roles[pcfg.vfd.fault_point] = f"drive_fault:{pump_name}"
         by_unit = {
             "m3": "volume_m3",
             "m3/h": "flow_m3h",
@@ -235,9 +264,12 @@ class SimStation:
             "kw": "power_kw",
             "kwh": "energy_kwh",
         }
+        # Speed references are written by the controller, not measured: never served over.
+        written = {p.vfd.speed_point for p in self.cfg.pumps.values() if p.vfd is not None}
         out: dict[str, str] = {}
         for name, (_, point) in self.cfg.points().items():
-            out[name] = roles.get(name) or by_unit.get(point.unit.lower(), "constant")
+            if name not in written:
+                out[name] = roles.get(name) or by_unit.get(point.unit.lower(), "constant")
         return out
 
     def _signal(self, signal: str, name: str) -> float:
@@ -256,6 +288,12 @@ class SimStation:
             return sum(p.power_kw for p in st.pumps.values())
         if signal == "energy_kwh":
             return sum(p.energy_kwh for p in st.pumps.values())
+        kind, _, pump_name = signal.partition(":")
+        if kind == "drive_hz":
+            vfd = self.cfg.pumps[pump_name].vfd
+            return st.pumps[pump_name].speed * (vfd.rated_hz if vfd else 50.0)
+        if kind == "drive_fault":
+            return 1.0 if self._drive_fault.get(pump_name) else 0.0
         _, point = self.cfg.points()[name]
         if point.valid_min is not None and point.valid_max is not None:
             return (point.valid_min + point.valid_max) / 2

@@ -12,6 +12,7 @@ from tests.support.serial_pair import SerialPair
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "config" / "station.example.yaml"
+VFD_CONFIG = REPO / "config" / "station.vfd-example.yaml"
 
 
 @pytest.fixture

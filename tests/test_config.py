@@ -264,3 +264,21 @@ def test_yaml_anchors_and_merge_keys_work() -> None:
     text = EXAMPLE_TEXT.replace("  P2:\n    relay: GPIO27", "  P2: &p2\n    relay: GPIO27")
     cfg = parse_config(text)
     assert cfg.pumps["P2"].relay == "GPIO27"
+
+
+@pytest.mark.parametrize("path", sorted((EXAMPLE_CONFIG.parent).glob("*.yaml")), ids=str)
+def test_every_shipped_station_file_is_valid(path: Path) -> None:
+    assert load_config(path).pumps
+
+
+def test_a_drive_must_name_existing_points_and_write_a_holding_register() -> None:
+    text = EXAMPLE_TEXT.replace(
+        "    min_off_s: 60\n",
+        "    min_off_s: 60\n    vfd:\n      speed_point: flow\n      fault_point: nope\n",
+        1,
+    )
+    errors = _errors(text)
+    assert any("pumps.P1.vfd.fault_point" in e and "no point named 'nope'" in e for e in errors)
+    assert not any("speed_point" in e for e in errors)  # flow is a holding register
+    text = text.replace("speed_point: flow", "speed_point: suction_pressure")
+    assert any("must be a holding register" in e for e in _errors(text))

@@ -220,3 +220,19 @@ async def test_tcp_and_rtu_over_tcp_gateways(tmp_path: Path, bus_type: str) -> N
     assert readings["float32_DCBA"].value == pytest.approx(-7.25)
     assert readings["flow"].value == pytest.approx(12.5)
     assert readings["discharge_pressure"].reason is BadReason.EXCEPTION
+
+
+@pytest.mark.asyncio
+async def test_a_queued_write_reaches_the_slave_before_the_next_reads(bench: Bench) -> None:
+    acq = Acquisition(bench.cfg)
+    await acq.start()
+    try:
+        acq.write("int32_CDAB", -42)  # two registers: function 16
+        acq.write("int16_ABCD", 21.0)  # one register (input kind here: the slave refuses)
+        await acq.poll_due()
+        snap = acq.snapshot()
+    finally:
+        await acq.close()
+    assert snap["int32_CDAB"].value == -42
+    assert bench.slave.stats.requests > 0
+    assert acq.pollers[0].write_errors == 1  # the input register cannot be written

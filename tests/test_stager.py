@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +23,8 @@ def pump(relay: str, **kw: object) -> PumpConfig:
 
 
 PUMPS = {"P1": pump("GPIO1"), "P2": pump("GPIO2"), "P3": pump("GPIO3")}
+DRIVE = {"speed_point": "speed"}
+WITH_DRIVE = {**PUMPS, "P1": pump("GPIO1", vfd=DRIVE)}
 STAGING = StagingConfig(max_running=2, station_max_starts_per_hour=12, stage_up_delay_s=5,
                         stage_down_delay_s=10, alternation_h=1)  # fmt: skip
 
@@ -33,20 +36,27 @@ step = st.tuples(
 )
 
 
+@pytest.mark.parametrize("pumps", [PUMPS, WITH_DRIVE], ids=["relays", "drive_leads"])
 @settings(max_examples=150, deadline=None)
-@given(steps=st.lists(step, min_size=30, max_size=400))
+@given(steps=st.lists(step, min_size=30, max_size=400), drive_live=st.lists(st.booleans()))
 def test_limits_hold_for_any_demand_and_fault_sequence(
+    pumps: dict[str, PumpConfig],
     steps: list[tuple[float, float, str, str]],
+    drive_live: list[bool],
 ) -> None:
-    stager = Stager(PUMPS, STAGING, now=0.0)
+    stager = Stager(pumps, STAGING, now=0.0)
     now = 0.0
     starts: dict[str, deque[float]] = {n: deque() for n in PUMPS}
     station: deque[float] = deque()
     on_since: dict[str, float] = {}
     off_since: dict[str, float] = dict.fromkeys(PUMPS, -1e9)
     state = dict.fromkeys(PUMPS, False)
-    for dt, demand, event, target in steps:
+    for k, (dt, demand, event, target) in enumerate(steps):
         now += dt
+        # A drive that comes and goes (trips, loses its bus) changes the order, never a limit.
+        stager.lead_vfd = (
+            pumps is WITH_DRIVE and bool(drive_live) and drive_live[k % len(drive_live)]
+        )
         fault = {n: event == "fault" and n == target for n in PUMPS}
         feedback = {n: not (event == "nofeedback" and n == target) and state[n] for n in PUMPS}
         stop_all = event == "stop_all"

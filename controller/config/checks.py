@@ -92,6 +92,19 @@ def cross_check(cfg: StationConfig) -> list[tuple[Path, str]]:
             else:
                 lines[line] = path
 
+    for pump_name, pump in cfg.pumps.items():
+        if pump.vfd is None:
+            continue
+        for field in ("speed_point", "frequency_point", "fault_point"):
+            name = getattr(pump.vfd, field)
+            if name is None:
+                continue
+            path = ("pumps", pump_name, "vfd", field)
+            if name not in points:
+                errors.append((path, f"no point named {name!r} (points: {_names(points)})"))
+            elif field == "speed_point" and points[name][1].kind != "holding":
+                errors.append((path, f"point {name!r} must be a holding register (it is written)"))
+
     staging = control.staging
     if staging.max_running is not None and staging.max_running > len(cfg.pumps):
         errors.append(

@@ -162,6 +162,33 @@ class PollClassConfig(_Model):
     period_s: float = Field(gt=0, le=86400)
 
 
+class VfdConfig(_Model):
+    """A variable-frequency drive on a pump, controlled over Modbus.
+
+    The drive's register profile is described as points of its Modbus device (under
+    ``devices:``), so any drive can be described: its speed reference (written), and
+    optionally its output frequency and fault word (read). The pump's relay is the
+    drive's run command.
+    """
+
+    speed_point: Name = Field(description="Holding-register point the speed reference goes to.")
+    speed_unit: Literal["percent", "hz"] = Field(
+        default="percent", description="What the speed point holds: % of rated speed, or Hz."
+    )
+    rated_hz: PositiveFloat = 50.0
+    frequency_point: Name | None = Field(default=None, description="Output frequency read back.")
+    fault_point: Name | None = Field(default=None, description="Non-zero means the drive tripped.")
+    min_speed_pct: float = Field(default=30.0, ge=0, le=100)
+    max_speed_pct: float = Field(default=100.0, gt=0, le=120)
+    ramp_s: NonNegFloat = Field(default=5.0, description="Drive ramp 0 to 100 % (simulator).")
+
+    @model_validator(mode="after")
+    def _speeds(self) -> VfdConfig:
+        if self.min_speed_pct >= self.max_speed_pct:
+            raise ValueError("min_speed_pct must be below max_speed_pct")
+        return self
+
+
 class PumpConfig(_Model):
     """A booster pump switched by a relay, with optional feedback and fault inputs."""
 
@@ -178,6 +205,7 @@ class PumpConfig(_Model):
     min_run_s: NonNegFloat = 60.0
     min_off_s: NonNegFloat = 60.0
     feedback_timeout_s: PositiveFloat = 5.0
+    vfd: VfdConfig | None = Field(default=None, description="The drive, on a VFD pump.")
 
     @model_validator(mode="after")
     def _curve(self) -> PumpConfig:

@@ -43,6 +43,8 @@ class ControlOutputs:
     demand: float
     state: str
     events: list[AlarmEvent] = field(default_factory=list)
+    #: speed reference of every drive-equipped pump, as a fraction of rated speed
+    speeds: dict[str, float] = field(default_factory=dict)
 
 
 class ControlCore:
@@ -88,9 +90,11 @@ class ControlCore:
         fault = {name: p.fault for name, p in pumps.items()}
         p = readings.get(self.cfg.control.pressure_point)
         pv = p.value if p is not None and p.good else None
+        self._check_drives(now, readings)
         self.state = self._decide(
             now, dt=dt, verdict=verdict, pv=pv, feedback=feedback, fault=fault
         )
+        speeds = self._speeds()
         for lock in self.stager.new_lockouts:
             self.alarms.set(
                 f"pump_lockout_{lock.pump}",
@@ -111,6 +115,7 @@ class ControlCore:
             demand=self.pid.output,
             state=self.state,
             events=self.alarms.drain(),
+            speeds=speeds,
         )
 
     def _decide(
@@ -153,11 +158,70 @@ class ControlCore:
         demand = self.pid.update(pv, self.setpoint, dt)
         self.relays = stager.update(now, demand=demand, **common)
         after = stager.running()
-        if after != before:
+        if after != before and not stager.lead_vfd:
             # A whole pump more or less: re-centre the demand in the new stage's band so
             # the integral does not immediately ask for the next change.
             self.pid.hold(after - 0.3 if after else 0.0, pv, self.setpoint)
+        # With a drive leading, the demand is not re-centred: when a fixed pump starts,
+        # the drive's share drops by one pump at once (and rises when one stops), which
+        # is what keeps the pressure dip of a stage change small.
         return "auto"
+
+    # -- drives ---------------------------------------------------------------------------
+
+    def _check_drives(self, now: float, readings: Mapping[str, Reading]) -> None:
+        """Drive trips lock their pump out; lost drive communication falls back to relays."""
+        live = False
+        for name, pcfg in self.cfg.pumps.items():
+            vfd = pcfg.vfd
+            if vfd is None:
+                continue
+            tripped = False
+            if vfd.fault_point is not None:
+                r = readings.get(vfd.fault_point)
+                tripped = r is not None and r.good and bool(r.value)
+            if tripped:
+                self.stager.lock_out(name, "drive tripped", now)
+            talking = all(
+                (r := readings.get(point)) is not None and r.good
+                for point in (vfd.speed_point, vfd.frequency_point, vfd.fault_point)
+                if point is not None
+            )
+            self.alarms.set(
+                f"drive_comms_{name}",
+                not talking and not self._starting(now),
+                now,
+                severity="major",
+                message=f"drive of {name} not answering: staging fixed-speed",
+            )
+            live = live or (talking and not self.stager.pumps[name].locked)
+        if live != self.stager.lead_vfd:
+            self.stager.lead_vfd = live
+            # Continuous control with a drive; a deadband only for fixed-speed steps.
+            self.pid.deadband = 0.0 if live else self.cfg.control.pid.deadband_bar
+
+    def _starting(self, now: float) -> bool:
+        return now - self.protections.started < self.cfg.protections.power_on_delay_s
+
+    def _speeds(self) -> dict[str, float]:
+        """Speed of each drive: the demand left after the fixed pumps, shared by the drives."""
+        drives = [n for n, p in self.cfg.pumps.items() if p.vfd is not None]
+        out = dict.fromkeys(drives, 0.0)
+        running = [n for n in drives if self.relays.get(n)]
+        if not running:
+            return out
+        fixed = sum(1 for n, on in self.relays.items() if on and self.cfg.pumps[n].vfd is None)
+        share = (self.pid.output - fixed) / len(running)
+        for n in running:
+            vfd = self.cfg.pumps[n].vfd
+            assert vfd is not None
+            if self.stager.lead_vfd and self._pid_live:
+                out[n] = min(max(share, vfd.min_speed_pct / 100.0), vfd.max_speed_pct / 100.0)
+            else:
+                # No live speed control (drive silent, manual, emergency): flat out,
+                # as a fixed-speed pump would run.
+                out[n] = vfd.max_speed_pct / 100.0
+        return out
 
     # -- commands -------------------------------------------------------------------------
 

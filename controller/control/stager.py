@@ -78,6 +78,8 @@ class Stager:
         self._down_since: float | None = None
         self._last = now
         self.new_lockouts: list[Lockout] = []
+        #: True while a healthy drive can lead: the control core sets it every tick.
+        self.lead_vfd = False
 
     # -- configuration --------------------------------------------------------------------
 
@@ -151,20 +153,36 @@ class Stager:
                     rec, f"no run feedback {rec.cfg.feedback_timeout_s:g} s after start", now
                 )
 
+    def _start_order(self, rec: PumpRecord) -> tuple[bool, float, str]:
+        """Lowest first to start, highest first to stop: with a live drive, the VFD
+        pump leads (starts first, stops last); then by run hours."""
+        fixed = self.lead_vfd and rec.cfg.vfd is None
+        return (fixed, rec.run_s, rec.name)
+
+    def lock_out(self, name: str, reason: str, now: float) -> None:
+        """Lock a pump out from outside (a drive that tripped)."""
+        rec = self.pumps[name]
+        if not rec.locked:
+            self._lock(rec, reason, now)
+
     def _start_one(self, now: float) -> bool:
         if self.running() >= self.available() or not self._station_can_start(now):
             return False
         candidates = [r for r in self.pumps.values() if r.can_start(now)]
         if not candidates:
             return False
-        self._start(min(candidates, key=lambda r: (r.run_s, r.name)), now)
+        self._start(min(candidates, key=self._start_order), now)
         return True
 
     def _stop_one(self, now: float) -> bool:
-        candidates = [r for r in self.pumps.values() if r.can_stop(now)]
+        running = [r for r in self.pumps.values() if r.on]
+        if self.lead_vfd and any(r.cfg.vfd is None for r in running):
+            # The drive leads: fixed pumps go first, and if none may stop yet, wait.
+            running = [r for r in running if r.cfg.vfd is None]
+        candidates = [r for r in running if r.can_stop(now)]
         if not candidates:
             return False
-        self._stop(max(candidates, key=lambda r: (r.run_s, r.name)), now)
+        self._stop(max(candidates, key=self._start_order), now)
         return True
 
     def _count_target(self, now: float, demand: float) -> None:
@@ -198,7 +216,9 @@ class Stager:
             idle = [r for r in self.pumps.values() if r.can_start(now)]
             if not idle or not self._station_can_start(now):
                 return
-            self._start(min(idle, key=lambda r: (r.run_s, r.name)), now)
+            if self.lead_vfd and rec.cfg.vfd is not None and all(r.cfg.vfd is None for r in idle):
+                continue  # no other drive is free: this one keeps the lead role
+            self._start(min(idle, key=self._start_order), now)
             self._stop(rec, now)
             return
 

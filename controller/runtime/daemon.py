@@ -30,6 +30,7 @@ from controller.control.core import ControlCore, ControlOutputs
 from controller.dashboard import headline
 from controller.errors import BoosterError
 from controller.logs import get_logger
+from controller.runtime.drives import SpeedWriter
 from controller.runtime.loop import ControlLoop
 from controller.runtime.watchdog import WatchdogGate
 from controller.sdnotify import Notifier, watchdog_interval_s
@@ -59,6 +60,8 @@ class Source(Protocol):
     def progress(self) -> int: ...
 
     def stats(self) -> dict[str, object]: ...
+
+    def write(self, point: str, value: float) -> None: ...
 
 
 class Daemon:
@@ -112,6 +115,7 @@ class Daemon:
             tick_s=cfg.control.tick_s,
             sink=self._record,
             on_events=self._on_events,
+            speeds=SpeedWriter(cfg, self._write),
         )
         self.exit_code = EXIT_OK
         self.ready = False
@@ -148,6 +152,9 @@ class Daemon:
 
     def snapshot(self) -> dict[str, Reading]:
         return self.source.snapshot()
+
+    def _write(self, point: str, value: float) -> None:
+        self.source.write(point, value)
 
     # -- status -------------------------------------------------------------------------
 
@@ -392,6 +399,7 @@ class Daemon:
         self.cfg = new
         self.core.reconfigure(new, now=self.clock())
         self.loop.pump_names = list(new.pumps)
+        self.loop.speeds = SpeedWriter(new, self._write)
         if new.control.tick_s != old.control.tick_s:
             log.warning("control.tick_s changes at the next restart", tick_s=old.control.tick_s)
         if (new.buses, new.devices, new.poll_classes) != (old.buses, old.devices, old.poll_classes):

@@ -117,6 +117,7 @@ class ControlLoop:
         tick_s: float,
         sink: Callable[[Sample], object] | None = None,
         on_events: Callable[[ControlOutputs], None] | None = None,
+        speeds: Callable[[Mapping[str, float]], None] | None = None,
     ) -> None:
         self.core = core
         self.source = source
@@ -125,6 +126,7 @@ class ControlLoop:
         self.tick_s = tick_s
         self.sink = sink
         self.on_events = on_events
+        self.speeds = speeds
         self.stats = LoopStats()
         self.readings: dict[str, Reading] = {}
         self.outputs: ControlOutputs | None = None
@@ -138,6 +140,8 @@ class ControlLoop:
         }
         out = self.core.step(now, readings, inputs)
         self.pumps.apply(out.relays)
+        if self.speeds is not None and out.speeds:
+            self.speeds(out.speeds)
         self.readings = readings
         self.outputs = out
         self.stats.ticks += 1

@@ -26,7 +26,7 @@ from pymodbus.exceptions import ModbusException
 from controller.config.schema import BusConfig, StationConfig
 from controller.logs import get_logger
 from controller.values import BadReason, Reading
-from drivers.modbus.codec import to_engineering
+from drivers.modbus.codec import from_engineering, to_engineering
 from drivers.modbus.plan import Block, build_plan
 
 log = get_logger(__name__)
@@ -89,6 +89,9 @@ class BusPoller:
         self.readings: dict[str, Reading] = {}
         self.progress = 0
         self.passes = 0  # poll_due calls: a dead slave must not turn them into a busy loop
+        #: point name -> (slave id, address, registers): the latest value wins
+        self.pending_writes: dict[str, tuple[int, int, list[int]]] = {}
+        self.write_errors = 0
         #: (block index, monotonic time) of every completed read, newest last (bounded)
         self.history: list[tuple[int, float]] = []
         self._rx = bytearray()
@@ -169,8 +172,26 @@ class BusPoller:
             raise _Failure(BadReason.FRAMING, f"{len(regs)} registers, asked {block.count}")
         return regs
 
+    async def _write_pending(self) -> None:
+        """Writes go first in a pass: a speed reference should not wait behind reads."""
+        while self.pending_writes:
+            name, (slave_id, address, words) = next(iter(self.pending_writes.items()))
+            del self.pending_writes[name]
+            try:
+                if len(words) == 1:
+                    rr = await self.client.write_register(address, words[0], device_id=slave_id)
+                else:
+                    rr = await self.client.write_registers(address, words, device_id=slave_id)
+                if rr.isError():
+                    raise ModbusException(f"exception response {rr}")
+            except (ModbusException, OSError) as exc:
+                self.write_errors += 1
+                log.warning("write failed", bus=self.name, point=name, error=str(exc))
+            self.progress += 1
+
     async def poll_due(self) -> None:
         self.passes += 1
+        await self._write_pending()
         for i, block in enumerate(self.blocks):
             now = self.clock()
             if now < self.next_due[i]:
@@ -250,9 +271,21 @@ class Acquisition:
             for dev in [cfg.devices[dev_name].bus]
         }
         self.period_s = min((b.period_s for p in self.pollers for b in p.blocks), default=1.0)
+        self._wake = asyncio.Event()  # a queued write wakes the bus loops early
 
     async def start(self) -> None:
         await asyncio.gather(*(p.connect() for p in self.pollers))
+
+    def write(self, point: str, value: float) -> None:
+        """Queue a write of ``value`` (engineering units) to a holding-register point."""
+        dev_name, cfg_point = self.cfg.points()[point]
+        dev = self.cfg.devices[dev_name]
+        for poller in self.pollers:
+            if poller.name == dev.bus:
+                words = from_engineering(cfg_point, value)
+                poller.pending_writes[point] = (dev.slave_id, cfg_point.address, words)
+                self._wake.set()
+                return
 
     async def close(self) -> None:
         for p in self.pollers:
@@ -270,9 +303,10 @@ class Acquisition:
                 await poller.poll_due()
                 wake = min(poller.next_due.values(), default=started + self.period_s)
                 delay = max(0.0, wake - self.clock())
-                if delay:
+                if delay and not poller.pending_writes:
+                    self._wake.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), delay)
+                        await asyncio.wait_for(_either(stop, self._wake), delay)
                 else:
                     await asyncio.sleep(0)
 
@@ -309,6 +343,15 @@ class Acquisition:
         return {
             p.name: {str(sid): s.as_dict() for sid, s in p.slaves.items()} for p in self.pollers
         }
+
+
+async def _either(a: asyncio.Event, b: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
 
 
 async def read_once(cfg: StationConfig) -> dict[str, Reading]:
