@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.control_scenarios [--only NAME] [--plot bench/diurnal.png]
 
-Runs every scenario for both controllers with the full control stack (register map,
+Runs every scenario for each controller with the full control stack (register map,
 codec, ControlCore, ControlLoop, PumpIO on the simulated GPIO) and prints one JSON
 object: scenario -> controller -> figures (see ``simulator.metrics.summarise``).
 """
@@ -39,12 +39,22 @@ SCENARIOS = [
     Scenario("pump_trip", 3600, 7.0, ["pump_trip:P1@1200"]),
     Scenario("sensor_failure", 3600, 9.0, ["wire_break:discharge_pressure@1200+600"]),
     Scenario("pipe_burst", 3600, 11.0, ["burst@1200,flow_m3h=40"]),
+    # Only the VFD station has a drive to trip; for the others P1 carries on.
+    Scenario("drive_trip", 3600, 9.0, ["drive_fault:P1@1200"]),
 ]
-CONTROLLERS: tuple[Controller, ...] = ("boosterd", "pressure_switch")
+VFD_CONFIG = REPO / "config" / "station.vfd-example.yaml"
+#: label -> (controller, station file): ours on the relay-only example and on the same
+#: station with a drive on P1, and the pressure-switch panel on the relay-only example.
+CONTROLLERS: dict[str, tuple[Controller, Path]] = {
+    "boosterd": ("boosterd", CONFIG),
+    "boosterd_vfd": ("boosterd", VFD_CONFIG),
+    "pressure_switch": ("pressure_switch", CONFIG),
+}
 
 
-def run_scenario(scenario: Scenario, controller: Controller) -> tuple[ClosedLoop, dict[str, Any]]:
-    cfg = load_config(CONFIG)
+def run_scenario(scenario: Scenario, label: str) -> tuple[ClosedLoop, dict[str, Any]]:
+    controller, config = CONTROLLERS[label]
+    cfg = load_config(config)
     loop = ClosedLoop(
         cfg,
         controller=controller,
@@ -76,7 +86,7 @@ def plot(runs: dict[str, ClosedLoop], path: Path) -> None:
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right", fontsize=8)
-    fig.suptitle("24 h diurnal day, example station: boosterd vs pressure-switch panel")
+    fig.suptitle("24 h diurnal day: boosterd (relays / VFD lead) vs a pressure-switch panel")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -92,12 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and scenario.name != args.only:
             continue
         results[scenario.name] = {}
-        for controller in CONTROLLERS:
-            loop, figures = run_scenario(scenario, controller)
-            results[scenario.name][controller] = figures
+        for label in CONTROLLERS:
+            loop, figures = run_scenario(scenario, label)
+            results[scenario.name][label] = figures
             if scenario.name == "diurnal_24h":
-                diurnal[controller] = loop
-            print(f"{scenario.name} {controller}: {figures}", file=sys.stderr)
+                diurnal[label] = loop
+            print(f"{scenario.name} {label}: {figures}", file=sys.stderr)
     if args.plot and diurnal:
         plot(diurnal, args.plot)
     print(json.dumps(results, indent=2))

@@ -68,6 +68,10 @@ def summarise(run: ClosedLoop) -> dict[str, Any]:
         "energy_kwh": round(energy, 2),
         "supplied_m3": round(supplied, 1),
         "energy_kwh_per_m3": round(energy / supplied, 4) if supplied > 0 else None,
+        # Useful hydraulic work per electrical energy: compares stations that hold
+        # different pressures, which kWh/m3 alone does not.
+        "wire_to_water_pct": round(100 * st.hydraulic_kwh / energy, 1) if energy > 0 else None,
+        "mean_pressure_bar": round(sum(tr.pressure_bar[first:]) / (n - first), 3),
         "leakage_m3": round(st.leakage_total_m3, 1),
         "sim_s": round(n * tick, 1),
         "wall_s": round(run.wall_s, 2),

@@ -66,6 +66,7 @@ class StationState:
     supplied_m3: float = 0.0
     leakage_total_m3: float = 0.0
     consumed_m3: float = 0.0
+    hydraulic_kwh: float = 0.0  # rho*g*Q*H delivered by the pumps: the useful work
     power_cut: bool = False
     pumps: dict[str, PumpState] = field(default_factory=dict)
 
@@ -169,6 +170,8 @@ class SimStation:
             pump.flow_m3h = q
             pump.power_kw = self.curves[n].power_kw(q, head_m, pump.speed) if pump.running else 0.0
             pump.energy_kwh += pump.power_kw * dt / 3600.0
+        pumped_m3h = sum(flows.pumps_m3h)
+        st.hydraulic_kwh += 9.81 * pumped_m3h / 3600.0 * max(head_m, 0.0) * dt / 3600.0
         st.supplied_m3 += st.flow_m3h * dt / 3600.0
         st.leakage_total_m3 += st.leakage_m3h * dt / 3600.0
         st.consumed_m3 += st.demand_m3h * dt / 3600.0

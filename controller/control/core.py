@@ -23,6 +23,7 @@ from controller.errors import BoosterError
 from controller.values import Reading
 
 MODES = ("auto", "manual", "off")
+VFD_DESTAGE_MARGIN_BAR = 0.15
 
 
 class CommandRejected(BoosterError):
@@ -156,7 +157,12 @@ class ControlCore:
             self._pid_live = True
         before = stager.running()
         demand = self.pid.update(pv, self.setpoint, dt)
-        self.relays = stager.update(now, demand=demand, **common)
+        # With a drive leading, a fixed pump goes only once the pressure stands above the
+        # setpoint with the drive at its minimum: near the point where one pump at full
+        # speed just holds the setpoint, destaging on demand alone would start and stop
+        # the fixed pump over and over (the drive's flow is far from linear in speed).
+        may_destage = not stager.lead_vfd or pv > self.setpoint + VFD_DESTAGE_MARGIN_BAR
+        self.relays = stager.update(now, demand=demand, may_destage=may_destage, **common)
         after = stager.running()
         if after != before and not stager.lead_vfd:
             # A whole pump more or less: re-centre the demand in the new stage's band so

@@ -185,7 +185,7 @@ class Stager:
         self._stop(max(candidates, key=self._start_order), now)
         return True
 
-    def _count_target(self, now: float, demand: float) -> None:
+    def _count_target(self, now: float, demand: float, *, may_destage: bool) -> None:
         n = self.running()
         up_at = FIRST_PUMP_DEMAND if n == 0 else n + (1.0 - self.cfg.stage_up_demand)
         down_at = n - 1 + self.cfg.stage_down_demand
@@ -197,7 +197,7 @@ class Stager:
             if now - self._up_since >= self.cfg.stage_up_delay_s:
                 self.target = n + 1
                 self._up_since = None
-        elif demand <= down_at and n > 0:
+        elif demand <= down_at and n > 0 and may_destage:
             self._up_since = None
             self._down_since = now if self._down_since is None else self._down_since
             if now - self._down_since >= self.cfg.stage_down_delay_s:
@@ -227,6 +227,7 @@ class Stager:
         now: float,
         *,
         demand: float = 0.0,
+        may_destage: bool = True,
         fixed: int | None = None,
         manual: Mapping[str, bool] | None = None,
         stop_all: bool = False,
@@ -263,7 +264,7 @@ class Stager:
                 self.target = min(fixed, self.available())
                 self._up_since = self._down_since = None
             else:
-                self._count_target(now, demand)
+                self._count_target(now, demand, may_destage=may_destage)
             self.target = min(self.target, self.available())
             while self.running() < self.target and self._start_one(now):
                 pass
