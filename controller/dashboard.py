@@ -60,13 +60,14 @@ def render(snap: dict[str, Any]) -> Group:
         )
 
     pumps = Table(title="Pumps", expand=False)
-    for col in ("pump", "running", "run h", "starts/h", "starts", "energy kWh", "state"):
+    for col in ("pump", "running", "speed %", "run h", "starts/h", "starts", "energy kWh", "state"):
         pumps.add_column(col)
     for name, p in snap.get("pumps", {}).items():
         state = p.get("locked_out") or p.get("state") or ""
         pumps.add_row(
             name,
             Text("RUN", "bold green") if p.get("running") else Text("off", "dim"),
+            _fmt(p.get("speed_pct"), 0),
             _fmt(p.get("run_hours"), 1),
             _fmt(p.get("starts_last_hour")),
             _fmt(p.get("starts_total")),

@@ -46,5 +46,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(snapshot, indent=2, sort_keys=True))
     else:
-        Console().print(render(snapshot))
+        # Piped into a file or a ticket, keep whole rows rather than 80 columns.
+        Console(width=None if sys.stdout.isatty() else 120).print(render(snapshot))
     return 0

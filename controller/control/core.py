@@ -72,6 +72,7 @@ class ControlCore:
         self._last: float | None = None
         self._pid_live = False  # False when the PID did not drive the last tick
         self.relays: dict[str, bool] = dict.fromkeys(cfg.pumps, False)
+        self.speeds: dict[str, float] = {}
 
     # -- the tick -------------------------------------------------------------------------
 
@@ -95,7 +96,7 @@ class ControlCore:
         self.state = self._decide(
             now, dt=dt, verdict=verdict, pv=pv, feedback=feedback, fault=fault
         )
-        speeds = self._speeds()
+        speeds = self.speeds = self._speeds()
         for lock in self.stager.new_lockouts:
             self.alarms.set(
                 f"pump_lockout_{lock.pump}",
@@ -309,6 +310,8 @@ class ControlCore:
                 "locked_out": rec.locked,
                 "state": "locked out" if rec.locked else ("running" if rec.on else "ready"),
             }
+            if name in self.speeds:
+                pumps[name]["speed_pct"] = round(100 * self.speeds[name], 1)
         return {
             "mode": self.mode,
             "setpoint_bar": self.setpoint,
