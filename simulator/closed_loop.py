@@ -92,6 +92,7 @@ class Trace:
     setpoint_bar: list[float] = field(default_factory=list)
     flow_m3h: list[float] = field(default_factory=list)
     running: list[int] = field(default_factory=list)
+    far_end_bar: list[float] = field(default_factory=list)
     state: list[str] = field(default_factory=list)
 
 
@@ -119,6 +120,7 @@ class ClosedLoop:
         law: ControlLaw
         if controller == "boosterd":
             self.core = ControlCore(cfg, now=self.station.t)
+            self.core.local_time = self.station.local_time
             law = self.core
         else:
             law = PressureSwitchController(cfg)
@@ -156,6 +158,7 @@ class ClosedLoop:
             trace.setpoint_bar.append(out.setpoint_bar)
             trace.flow_m3h.append(st.flow_m3h)
             trace.running.append(sum(1 for p in st.pumps.values() if p.running))
+            trace.far_end_bar.append(station.far_end_bar())
             trace.state.append(out.state)
             if self.keep_outputs:
                 self.outputs.append(out)

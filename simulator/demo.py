@@ -70,6 +70,7 @@ class SimDaemon(Daemon):
             start_hour=options.start_hour,
         )
         super().__init__(cfg, config_path=None, gpio=self.sim_gpio, clock=self._sim_now)
+        self.core.local_time = self.station.local_time  # schedules follow simulated time
         self.wall_started = time.monotonic()
 
     def _sim_now(self) -> float:

@@ -73,6 +73,7 @@ def summarise(run: ClosedLoop) -> dict[str, Any]:
         "wire_to_water_pct": round(100 * st.hydraulic_kwh / energy, 1) if energy > 0 else None,
         "mean_pressure_bar": round(sum(tr.pressure_bar[first:]) / (n - first), 3),
         "leakage_m3": round(st.leakage_total_m3, 1),
+        "far_end_min_bar": round(min(tr.far_end_bar[first:]), 3),
         "sim_s": round(n * tick, 1),
         "wall_s": round(run.wall_s, 2),
     }

@@ -129,6 +129,24 @@ class SimStation:
     def hour_of_day(self) -> float:
         return (self.start_hour + self.t / 3600.0) % 24.0
 
+    @property
+    def weekday(self) -> int:
+        """0 = Monday; runs start on a Monday."""
+        return int((self.start_hour + self.t / 3600.0) // 24.0) % 7
+
+    def local_time(self) -> tuple[int, float]:
+        return self.weekday, self.hour_of_day
+
+    def far_end_bar(self) -> float:
+        """Pressure at the zone's critical point: the station's, less friction and height."""
+        sim = self.cfg.simulation
+        st = self.state
+        # The zone's own flow (what is drawn and what leaks), not the pumps' flow, which
+        # also fills and empties the pressure vessel during transients.
+        zone_flow = st.demand_m3h + st.leakage_m3h
+        friction = sim.zone_headloss_bar * (zone_flow / sim.demand_peak_m3h) ** 2
+        return st.discharge_bar - friction - sim.zone_elevation_m / 10.2
+
     def step(self, dt: float) -> None:
         if dt <= 0:
             return
@@ -279,6 +297,8 @@ class SimStation:
         st = self.state
         if signal == "discharge_bar":
             return st.discharge_bar
+        if signal == "far_end_bar":
+            return self.far_end_bar()
         if signal == "suction_bar":
             return st.suction_bar
         if signal == "flow_m3h":

@@ -282,3 +282,19 @@ def test_a_drive_must_name_existing_points_and_write_a_holding_register() -> Non
     assert not any("speed_point" in e for e in errors)  # flow is a holding register
     text = text.replace("speed_point: flow", "speed_point: suction_pressure")
     assert any("must be a holding register" in e for e in _errors(text))
+
+
+def test_pressure_management_entries_must_lie_in_the_setpoint_range() -> None:
+    text = EXAMPLE_TEXT.replace(
+        "  staging:\n",
+        "  pressure_management:\n    schedule:\n      - {at: '22:00', setpoint_bar: 0.5}\n"
+        "      - {at: '25:00', setpoint_bar: 3.0}\n  staging:\n",
+        1,
+    )
+    errors = _errors(text)
+    assert any("schedule[1].at" in e and "HH:MM" in e for e in errors)
+    fixed = text.replace("'25:00'", "'05:00'")
+    assert any(
+        "pressure_management.schedule[0].setpoint_bar" in e and "outside" in e
+        for e in _errors(fixed)
+    )

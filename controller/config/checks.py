@@ -105,6 +105,24 @@ def cross_check(cfg: StationConfig) -> list[tuple[Path, str]]:
             elif field == "speed_point" and points[name][1].kind != "holding":
                 errors.append((path, f"point {name!r} must be a holding register (it is written)"))
 
+    pm = control.pressure_management
+    for i, entry in enumerate(pm.schedule if pm else []):
+        if not control.setpoint_min_bar <= entry.setpoint_bar <= control.setpoint_max_bar:
+            errors.append(
+                (
+                    ("control", "pressure_management", "schedule", i, "setpoint_bar"),
+                    f"{entry.setpoint_bar} bar is outside setpoint_min_bar..setpoint_max_bar "
+                    f"({control.setpoint_min_bar}-{control.setpoint_max_bar})",
+                )
+            )
+    if pm and pm.flow_compensation and control.flow_point is None:
+        errors.append(
+            (
+                ("control", "pressure_management", "flow_compensation"),
+                "flow compensation needs control.flow_point",
+            )
+        )
+
     staging = control.staging
     if staging.max_running is not None and staging.max_running > len(cfg.pumps):
         errors.append(

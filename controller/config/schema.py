@@ -8,9 +8,17 @@ whole station (dangling point names, duplicate relay lines) live in ``checks.py`
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 Name = Annotated[
     str,
@@ -260,6 +268,43 @@ class StagingConfig(_Model):
     )
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+class ScheduleEntry(_Model):
+    """From ``at`` (HH:MM, station time zone) on, the base setpoint is ``setpoint_bar``."""
+
+    at: str
+    setpoint_bar: float = Field(ge=0, le=25)
+    days: list[Weekday] | None = Field(default=None, description="Only on these days.")
+
+    @field_validator("at")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        if not _TIME_OF_DAY.match(value):
+            raise ValueError(f"a time of day HH:MM from 00:00 to 23:59, not {value!r}")
+        return value
+
+
+class FlowCompensationConfig(_Model):
+    """setpoint = base + k_bar * (Q / flow_design_m3h) ^ exponent (proportional pressure)."""
+
+    flow_design_m3h: PositiveFloat
+    k_bar: NonNegFloat = Field(description="Pressure added at the design flow.")
+    exponent: float = Field(default=2.0, ge=1.0, le=2.0, description="1 linear .. 2 quadratic")
+
+
+class PressureManagementConfig(_Model):
+    """Lower pressure when demand is low: a time-of-day schedule and flow compensation."""
+
+    schedule: list[ScheduleEntry] = Field(default_factory=list)
+    flow_compensation: FlowCompensationConfig | None = None
+    ramp_bar_per_min: PositiveFloat = Field(
+        default=0.1, description="How fast the managed setpoint may move."
+    )
+
+
 class ControlConfig(_Model):
     pressure_point: Name = Field(description="Point that is controlled (discharge pressure).")
     suction_point: Name | None = None
@@ -270,6 +315,7 @@ class ControlConfig(_Model):
     tick_s: float = Field(default=0.5, ge=0.05, le=10)
     pid: PidConfig = PidConfig()
     staging: StagingConfig = StagingConfig()
+    pressure_management: PressureManagementConfig | None = None
 
     @model_validator(mode="after")
     def _setpoint_range(self) -> ControlConfig:
@@ -366,6 +412,7 @@ class StatusConfig(_Model):
 
 
 SimSignal = Literal[
+    "far_end_bar",
     "discharge_bar",
     "suction_bar",
     "flow_m3h",
@@ -387,6 +434,10 @@ class SimulationConfig(_Model):
     leakage_m3h_at_3bar: NonNegFloat = 6.0
     leakage_exponent: float = Field(default=1.15, ge=0.5, le=2.5)
     compliance_m3_per_bar: PositiveFloat = 0.05
+    zone_headloss_bar: NonNegFloat = Field(
+        default=0.8, description="Friction loss to the zone's far end at demand_peak_m3h."
+    )
+    zone_elevation_m: float = Field(default=0.0, description="Far end above the station.")
     reference_pressure_bar: PositiveFloat = 3.0
     signals: dict[Name, SimSignal] = Field(
         default_factory=dict,

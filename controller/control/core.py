@@ -10,20 +10,41 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from controller.config.schema import StationConfig
 from controller.control.alarms import AlarmEvent, Alarms
 from controller.control.pid import Pid
 from controller.control.protections import Protections, Verdict
+from controller.control.setpoint import SetpointManager
 from controller.control.stager import Stager
 from controller.errors import BoosterError
 from controller.values import Reading
 
 MODES = ("auto", "manual", "off")
+
+
+def _wall_clock(timezone: str) -> Callable[[], tuple[int, float]]:
+    """Weekday and hour of day now in the station's time zone (schedules use it)."""
+    try:
+        zone: tzinfo = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = UTC
+
+    def local() -> tuple[int, float]:
+        t = datetime.now(zone)
+        return t.weekday(), t.hour + t.minute / 60 + t.second / 3600
+
+    return local
+
+
 VFD_DESTAGE_MARGIN_BAR = 0.15
+#: Without a run-feedback input, a started fixed pump is taken as running after this.
+HANDOVER_S = 2.0
 
 
 class CommandRejected(BoosterError):
@@ -52,7 +73,13 @@ class ControlCore:
     def __init__(self, cfg: StationConfig, *, now: float) -> None:
         self.cfg = cfg
         self.mode = "auto"
-        self.setpoint = cfg.control.setpoint_bar
+        self.setpoint = cfg.control.setpoint_bar  # the operator's (or SCADA's) base
+        self.manager = SetpointManager(cfg.control)
+        #: the setpoint actually controlled to: the base, or the managed one
+        self.active_setpoint = self.setpoint
+        #: (weekday 0=Monday, hour of day) in the station's time zone; the simulator
+        #: replaces it with its own clock.
+        self.local_time: Callable[[], tuple[int, float]] = _wall_clock(cfg.site.timezone)
         self.alarms = Alarms()
         self.protections = Protections(cfg, now=now)
         self.stager = Stager(cfg.pumps, cfg.control.staging, now=now)
@@ -85,8 +112,9 @@ class ControlCore:
         dt = self.cfg.control.tick_s if self._last is None else now - self._last
         self._last = now
         running = self.stager.running()
+        self.active_setpoint = self._managed_setpoint(now, readings)
         verdict = self.protections.update(
-            now, readings, setpoint=self.setpoint, running=running, alarms=self.alarms
+            now, readings, setpoint=self.active_setpoint, running=running, alarms=self.alarms
         )
         feedback = {name: p.feedback for name, p in pumps.items()}
         fault = {name: p.fault for name, p in pumps.items()}
@@ -96,7 +124,7 @@ class ControlCore:
         self.state = self._decide(
             now, dt=dt, verdict=verdict, pv=pv, feedback=feedback, fault=fault
         )
-        speeds = self.speeds = self._speeds()
+        speeds = self.speeds = self._speeds(now, feedback)
         for lock in self.stager.new_lockouts:
             self.alarms.set(
                 f"pump_lockout_{lock.pump}",
@@ -113,7 +141,7 @@ class ControlCore:
         return ControlOutputs(
             relays=dict(self.relays),
             mode=self.mode,
-            setpoint_bar=self.setpoint,
+            setpoint_bar=self.active_setpoint,
             demand=self.pid.output,
             state=self.state,
             events=self.alarms.drain(),
@@ -154,25 +182,37 @@ class ControlCore:
             # just enough demand for one pump if nothing runs (pressure is low).
             running = stager.running()
             hold = running - 0.3 if running else 0.0
-            self.pid.hold(hold, pv, self.setpoint)
+            self.pid.hold(hold, pv, self.active_setpoint)
             self._pid_live = True
         before = stager.running()
-        demand = self.pid.update(pv, self.setpoint, dt)
+        demand = self.pid.update(pv, self.active_setpoint, dt)
         # With a drive leading, a fixed pump goes only once the pressure stands above the
         # setpoint with the drive at its minimum: near the point where one pump at full
         # speed just holds the setpoint, destaging on demand alone would start and stop
         # the fixed pump over and over (the drive's flow is far from linear in speed).
-        may_destage = not stager.lead_vfd or pv > self.setpoint + VFD_DESTAGE_MARGIN_BAR
+        may_destage = not stager.lead_vfd or pv > self.active_setpoint + VFD_DESTAGE_MARGIN_BAR
         self.relays = stager.update(now, demand=demand, may_destage=may_destage, **common)
         after = stager.running()
         if after != before and not stager.lead_vfd:
             # A whole pump more or less: re-centre the demand in the new stage's band so
             # the integral does not immediately ask for the next change.
-            self.pid.hold(after - 0.3 if after else 0.0, pv, self.setpoint)
+            self.pid.hold(after - 0.3 if after else 0.0, pv, self.active_setpoint)
         # With a drive leading, the demand is not re-centred: when a fixed pump starts,
         # the drive's share drops by one pump at once (and rises when one stops), which
         # is what keeps the pressure dip of a stage change small.
         return "auto"
+
+    # -- pressure management --------------------------------------------------------------
+
+    def _managed_setpoint(self, now: float, readings: Mapping[str, Reading]) -> float:
+        if self.cfg.control.pressure_management is None:
+            return self.setpoint
+        flow = None
+        if self.cfg.control.flow_point:
+            r = readings.get(self.cfg.control.flow_point)
+            flow = r.value if r is not None and r.good else None
+        weekday, hour = self.local_time()
+        return self.manager.update(now, self.setpoint, weekday=weekday, hour=hour, flow_m3h=flow)
 
     # -- drives ---------------------------------------------------------------------------
 
@@ -210,14 +250,25 @@ class ControlCore:
     def _starting(self, now: float) -> bool:
         return now - self.protections.started < self.cfg.protections.power_on_delay_s
 
-    def _speeds(self) -> dict[str, float]:
-        """Speed of each drive: the demand left after the fixed pumps, shared by the drives."""
+    def _speeds(self, now: float, feedback: Mapping[str, bool | None]) -> dict[str, float]:
+        """Speed of each drive: the demand left after the fixed pumps, shared by the drives.
+
+        A fixed pump counts only once it runs (its feedback closed, or, without a
+        feedback input, a few seconds after its start): until then the drive carries
+        its share, so a stage change does not dip the pressure while a contactor closes.
+        """
         drives = [n for n, p in self.cfg.pumps.items() if p.vfd is not None]
         out = dict.fromkeys(drives, 0.0)
         running = [n for n in drives if self.relays.get(n)]
         if not running:
             return out
-        fixed = sum(1 for n, on in self.relays.items() if on and self.cfg.pumps[n].vfd is None)
+        fixed = 0
+        for n, on in self.relays.items():
+            if not on or self.cfg.pumps[n].vfd is not None:
+                continue
+            fb = feedback.get(n)
+            started = self.stager.pumps[n].started_at
+            fixed += fb is True or (fb is None and now - started >= HANDOVER_S)
         share = (self.pid.output - fixed) / len(running)
         for n in running:
             vfd = self.cfg.pumps[n].vfd
@@ -283,6 +334,7 @@ class ControlCore:
         """
         old_setpoint = self.cfg.control.setpoint_bar
         self.cfg = cfg
+        self.manager = SetpointManager(cfg.control)
         self.stager.reconfigure(cfg.pumps, cfg.control.staging)
         self.protections.cfg = cfg
         pid = cfg.control.pid
@@ -314,7 +366,8 @@ class ControlCore:
                 pumps[name]["speed_pct"] = round(100 * self.speeds[name], 1)
         return {
             "mode": self.mode,
-            "setpoint_bar": self.setpoint,
+            "setpoint_bar": self.active_setpoint,
+            "base_setpoint_bar": self.setpoint,
             "state": self.state,
             "demand": round(self.pid.output, 3),
             "pumps": pumps,
