@@ -26,7 +26,7 @@ PUMPS = {"P1": pump("GPIO1"), "P2": pump("GPIO2"), "P3": pump("GPIO3")}
 DRIVE = {"speed_point": "speed"}
 WITH_DRIVE = {**PUMPS, "P1": pump("GPIO1", vfd=DRIVE)}
 STAGING = StagingConfig(max_running=2, station_max_starts_per_hour=12, stage_up_delay_s=5,
-                        stage_down_delay_s=10, alternation_h=1)  # fmt: skip
+                        stage_down_delay_s=10, alternation_h=1, exercise_interval_h=0.5)  # fmt: skip
 
 step = st.tuples(
     st.floats(0.1, 120.0),  # time to the next tick
@@ -60,6 +60,7 @@ def test_limits_hold_for_any_demand_and_fault_sequence(
         fault = {n: event == "fault" and n == target for n in PUMPS}
         feedback = {n: not (event == "nofeedback" and n == target) and state[n] for n in PUMPS}
         stop_all = event == "stop_all"
+        exercising = {n for n, r in stager.pumps.items() if r.exercise_until is not None}
         relays = stager.update(
             now, demand=demand, stop_all=stop_all, feedback=feedback, fault=fault
         )
@@ -74,7 +75,8 @@ def test_limits_hold_for_any_demand_and_fault_sequence(
                 station.append(now)
                 on_since[n] = now
             if not on and state[n]:  # a stop
-                forced = stop_all or n in locked
+                # Protections and lockouts stop at once; an exercise run is short by design.
+                forced = stop_all or n in locked or n in exercising
                 if not forced:
                     assert now - on_since[n] >= PUMPS[n].min_run_s - 1e-9, "min run time broken"
                 off_since[n] = now
@@ -88,7 +90,9 @@ def test_limits_hold_for_any_demand_and_fault_sequence(
 
 
 def test_lowest_hours_start_first_and_highest_stop_first() -> None:
-    stager = Stager(PUMPS, STAGING.model_copy(update={"alternation_h": 0}), now=0.0)
+    stager = Stager(
+        PUMPS, STAGING.model_copy(update={"alternation_h": 0, "exercise_interval_h": 0}), now=0.0
+    )
     stager.pumps["P1"].run_s = 500.0
     stager.pumps["P2"].run_s = 100.0
     stager.pumps["P3"].run_s = 300.0
@@ -99,7 +103,9 @@ def test_lowest_hours_start_first_and_highest_stop_first() -> None:
 
 
 def test_a_pump_without_run_feedback_is_locked_out_and_replaced() -> None:
-    stager = Stager(PUMPS, STAGING.model_copy(update={"alternation_h": 0}), now=0.0)
+    stager = Stager(
+        PUMPS, STAGING.model_copy(update={"alternation_h": 0, "exercise_interval_h": 0}), now=0.0
+    )
     t = 0.0
     relays = stager.update(t, demand=1.0)
     while not any(relays.values()):
@@ -117,7 +123,9 @@ def test_a_pump_without_run_feedback_is_locked_out_and_replaced() -> None:
 
 
 def test_alternation_hands_over_after_the_timer() -> None:
-    stager = Stager(PUMPS, STAGING.model_copy(update={"alternation_h": 1.0}), now=0.0)
+    stager = Stager(
+        PUMPS, STAGING.model_copy(update={"alternation_h": 1.0, "exercise_interval_h": 0}), now=0.0
+    )
     t = 0.0
     seen: set[str] = set()
     while t < 4 * 3600:
@@ -126,3 +134,25 @@ def test_alternation_hands_over_after_the_timer() -> None:
         assert sum(relays.values()) == (1 if t > 10 else sum(relays.values()))
         t += 30
     assert seen == {"P1", "P2", "P3"}
+
+
+def test_an_idle_standby_pump_is_exercised_briefly_once_per_interval() -> None:
+    staging = STAGING.model_copy(update={"alternation_h": 0, "exercise_interval_h": 24})
+    stager = Stager(PUMPS, staging, now=0.0)
+    runs: dict[str, list[float]] = {n: [] for n in PUMPS}
+    t = 0.0
+    previous = dict.fromkeys(PUMPS, False)
+    while t < 50 * 3600:
+        relays = stager.update(t, demand=1.0)  # one pump's worth all the time
+        for n, on in relays.items():
+            if on and not previous[n]:
+                runs[n].append(t)
+        previous = relays
+        t += 1.0
+    duty = max(PUMPS, key=lambda n: stager.pumps[n].run_s)
+    assert runs[duty] == [5.0]  # the duty pump was never interrupted
+    idle = [n for n in PUMPS if n != duty]
+    for n in idle:  # started once a day, one after the other, never for long
+        assert len(runs[n]) == 2, runs
+        assert 24 * 3600 <= runs[n][0] <= 24 * 3600 + 30
+        assert stager.pumps[n].run_s == pytest.approx(2 * staging.exercise_s, abs=2)

@@ -260,6 +260,10 @@ class StagingConfig(_Model):
     )
     alternation_h: float = Field(default=24.0, ge=0, le=168)
     station_max_starts_per_hour: int = Field(default=20, ge=1, le=200)
+    exercise_interval_h: float = Field(
+        default=24.0, ge=0, le=720, description="Run a pump idle this long briefly; 0: never."
+    )
+    exercise_s: float = Field(default=10.0, gt=0, le=300, description="Length of an exercise run.")
     last_pump_stops_on_demand: bool = Field(
         default=False,
         description="false: the last running pump stops only for low flow, a protection or "

@@ -360,7 +360,11 @@ class ControlCore:
                 "starts_last_hour": len(rec.starts),
                 "starts_total": rec.starts_total,
                 "locked_out": rec.locked,
-                "state": "locked out" if rec.locked else ("running" if rec.on else "ready"),
+                "state": "locked out"
+                if rec.locked
+                else "exercising"
+                if rec.exercise_until is not None
+                else ("running" if rec.on else "ready"),
             }
             if name in self.speeds:
                 pumps[name]["speed_pct"] = round(100 * self.speeds[name], 1)

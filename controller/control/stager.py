@@ -41,6 +41,7 @@ class PumpRecord:
     starts_total: int = 0
     run_s: float = 0.0
     locked: str | None = None  # why it is locked out
+    exercise_until: float | None = None  # running only to be exercised, until then
 
     def prune(self, now: float) -> None:
         while self.starts and self.starts[0] <= now - HOUR_S:
@@ -77,6 +78,7 @@ class Stager:
         self._up_since: float | None = None
         self._down_since: float | None = None
         self._last = now
+        self._born = now
         self.new_lockouts: list[Lockout] = []
         #: True while a healthy drive can lead: the control core sets it every tick.
         self.lead_vfd = False
@@ -92,6 +94,10 @@ class Stager:
         return min(self.max_running, sum(1 for p in self.pumps.values() if not p.locked))
 
     def running(self) -> int:
+        """Pumps running for the demand (a pump being exercised does not count)."""
+        return sum(1 for p in self.pumps.values() if p.on and p.exercise_until is None)
+
+    def _on_count(self) -> int:
         return sum(1 for p in self.pumps.values() if p.on)
 
     def reconfigure(self, pumps: Mapping[str, PumpConfig], staging: StagingConfig) -> None:
@@ -166,7 +172,13 @@ class Stager:
             self._lock(rec, reason, now)
 
     def _start_one(self, now: float) -> bool:
-        if self.running() >= self.available() or not self._station_can_start(now):
+        if self.running() >= self.available():
+            return False
+        for rec in self.pumps.values():
+            if rec.on and rec.exercise_until is not None:
+                rec.exercise_until = None  # the demand needs a pump: keep the one running
+                return True
+        if not self._station_can_start(now):
             return False
         candidates = [r for r in self.pumps.values() if r.can_start(now)]
         if not candidates:
@@ -175,7 +187,7 @@ class Stager:
         return True
 
     def _stop_one(self, now: float) -> bool:
-        running = [r for r in self.pumps.values() if r.on]
+        running = [r for r in self.pumps.values() if r.on and r.exercise_until is None]
         if self.lead_vfd and any(r.cfg.vfd is None for r in running):
             # The drive leads: fixed pumps go first, and if none may stop yet, wait.
             running = [r for r in running if r.cfg.vfd is None]
@@ -205,6 +217,24 @@ class Stager:
                 self._down_since = None
         else:
             self._up_since = self._down_since = None
+
+    def _exercise(self, now: float) -> None:
+        """Run a pump that has stood idle for ``exercise_interval_h`` for ``exercise_s``,
+        when the station can spare it: below the running cap, within every start limit."""
+        interval = self.cfg.exercise_interval_h * HOUR_S
+        if interval <= 0 or any(r.exercise_until is not None for r in self.pumps.values()):
+            return
+        if self._on_count() >= self.max_running or not self._station_can_start(now):
+            return
+        idle = [
+            r
+            for r in self.pumps.values()
+            if r.can_start(now) and now - max(r.changed_at, self._born) >= interval
+        ]
+        if idle:
+            rec = min(idle, key=lambda r: (max(r.changed_at, self._born), r.name))
+            self._start(rec, now)
+            rec.exercise_until = now + self.cfg.exercise_s
 
     def _alternate(self, now: float) -> None:
         if self.cfg.alternation_h <= 0:
@@ -271,7 +301,17 @@ class Stager:
             while self.running() > self.target and self._stop_one(now):
                 pass
             self._alternate(now)
+            if fixed is None:
+                self._exercise(now)
+        # An exercise run ends on time, and at once when the station is not in automatic.
+        for rec in self.pumps.values():
+            if rec.exercise_until is not None and (
+                now >= rec.exercise_until or stop_all or manual is not None or fixed is not None
+            ):
+                rec.exercise_until = None
+                if rec.on:
+                    self._stop(rec, now)  # a short run by design: min run time does not apply
         # The cap holds even against a reload that lowered it.
-        while self.running() > self.max_running and self._stop_one(now):
+        while self._on_count() > self.max_running and self._stop_one(now):
             pass
         return {name: rec.on for name, rec in self.pumps.items()}
