@@ -25,8 +25,14 @@ def pump(relay: str, **kw: object) -> PumpConfig:
 PUMPS = {"P1": pump("GPIO1"), "P2": pump("GPIO2"), "P3": pump("GPIO3")}
 DRIVE = {"speed_point": "speed"}
 WITH_DRIVE = {**PUMPS, "P1": pump("GPIO1", vfd=DRIVE)}
-STAGING = StagingConfig(max_running=2, station_max_starts_per_hour=12, stage_up_delay_s=5,
-                        stage_down_delay_s=10, alternation_h=1, exercise_interval_h=0.5)  # fmt: skip
+STAGING = StagingConfig(
+    max_running=2,
+    station_max_starts_per_hour=12,
+    stage_up_delay_s=5,
+    stage_down_delay_s=10,
+    alternation_h=1,
+    exercise_interval_h=0.5,
+)
 
 step = st.tuples(
     st.floats(0.1, 120.0),  # time to the next tick
