@@ -309,6 +309,23 @@ class PressureManagementConfig(_Model):
     )
 
 
+class FillingConfig(_Model):
+    """Refilling an emptied network gently (after a supply or power outage)."""
+
+    empty_below_bar: PositiveFloat = Field(
+        default=0.5, description="Automatic starting below this pressure fills the network first."
+    )
+    ramp_bar_per_min: PositiveFloat = Field(default=0.5, description="Pressure ramp while filling.")
+    max_pumps: int = Field(default=1, ge=1)
+    max_s: PositiveFloat = Field(
+        default=900.0,
+        description="Still below empty_below_bar by then (a burst main never fills): alarm, stop.",
+    )
+    filled_below_bar: PositiveFloat = Field(
+        default=1.0, description="'Filled' means within this of the setpoint."
+    )
+
+
 class ControlConfig(_Model):
     pressure_point: Name = Field(description="Point that is controlled (discharge pressure).")
     suction_point: Name | None = None
@@ -320,6 +337,7 @@ class ControlConfig(_Model):
     pid: PidConfig = PidConfig()
     staging: StagingConfig = StagingConfig()
     pressure_management: PressureManagementConfig | None = None
+    filling: FillingConfig | None = FillingConfig()
 
     @model_validator(mode="after")
     def _setpoint_range(self) -> ControlConfig:

@@ -100,6 +100,9 @@ class ControlCore:
         self._pid_live = False  # False when the PID did not drive the last tick
         self.relays: dict[str, bool] = dict.fromkeys(cfg.pumps, False)
         self.speeds: dict[str, float] = {}
+        self._filling_since: float | None = None
+        self._fill_from = 0.0
+        self._fill_capped_since: float | None = None
 
     # -- the tick -------------------------------------------------------------------------
 
@@ -177,6 +180,11 @@ class ControlCore:
             self._pid_live = False
             return verdict.state
         assert pv is not None  # a bad control pressure gives verdict.fixed or stop_all
+        if self.alarms.unacknowledged("filling_failed"):
+            # A main that would not fill may be burst: no pumping until someone looked.
+            self.relays = stager.update(now, stop_all=True, **common)
+            self._pid_live = False
+            return "filling_failed"
         if not self._pid_live:
             # Bumpless return to automatic: continue from what is running now, or from
             # just enough demand for one pump if nothing runs (pressure is low).
@@ -184,6 +192,13 @@ class ControlCore:
             hold = running - 0.3 if running else 0.0
             self.pid.hold(hold, pv, self.active_setpoint)
             self._pid_live = True
+            self._start_filling(now, pv)
+        if self._filling_since is not None:
+            failed = self._fill(now, pv)
+            if failed:
+                self.relays = stager.update(now, stop_all=True, **common)
+                self._pid_live = False
+                return "filling_failed"
         before = stager.running()
         demand = self.pid.update(pv, self.active_setpoint, dt)
         # With a drive leading, a fixed pump goes only once the pressure stands above the
@@ -200,7 +215,65 @@ class ControlCore:
         # With a drive leading, the demand is not re-centred: when a fixed pump starts,
         # the drive's share drops by one pump at once (and rises when one stops), which
         # is what keeps the pressure dip of a stage change small.
-        return "auto"
+        return "filling" if self._filling_since is not None else "auto"
+
+    # -- pipe filling ---------------------------------------------------------------------
+
+    def _start_filling(self, now: float, pv: float) -> None:
+        fill = self.cfg.control.filling
+        if fill is None or pv >= fill.empty_below_bar:
+            return
+        self._filling_since = now
+        self._fill_from = pv
+        self._fill_capped_since = None
+        self.pid.set_limits(0.0, float(min(fill.max_pumps, self.stager.max_running)))
+
+    def _fill(self, now: float, pv: float) -> bool:
+        """Ramp the setpoint up from where the network stood; True when filling failed.
+
+        Filling ends when the ramp has reached the setpoint and either the pressure is
+        near it or the pumps allowed for filling are flat out (the network is full; the
+        demand needs more pumps, which normal control adds). It fails when, after
+        ``max_s``, the network still stands empty: a burst main never fills.
+        """
+        fill = self.cfg.control.filling
+        assert fill is not None and self._filling_since is not None
+        elapsed = now - self._filling_since
+        ramp = self._fill_from + fill.ramp_bar_per_min / 60.0 * elapsed
+        ramping = ramp < self.active_setpoint
+        if ramping:
+            self.active_setpoint = ramp
+        capped = self.pid.output >= self.pid.out_max - 1e-6
+        self._fill_capped_since = (
+            (self._fill_capped_since if self._fill_capped_since is not None else now)
+            if capped and not ramping
+            else None
+        )
+        near = pv >= self.active_setpoint - fill.filled_below_bar
+        full = (
+            pv >= fill.empty_below_bar  # it holds pressure: not a burst main
+            and self._fill_capped_since is not None
+            and now - self._fill_capped_since >= 30.0
+        )
+        if not ramping and (near or full):
+            self._end_filling()
+            return False
+        if elapsed <= fill.max_s or pv >= fill.empty_below_bar:
+            return False
+        self._end_filling()
+        self.alarms.set(
+            "filling_failed",
+            True,
+            now,
+            severity="critical",
+            message=f"network still empty after {fill.max_s:.0f} s (burst main?): pumps stopped",
+            latched=True,
+        )
+        return True
+
+    def _end_filling(self) -> None:
+        self._filling_since = None
+        self.pid.set_limits(0.0, float(self.stager.max_running))
 
     # -- pressure management --------------------------------------------------------------
 
