@@ -237,7 +237,8 @@ class ControlCore:
         ``max_s``, the network still stands empty: a burst main never fills.
         """
         fill = self.cfg.control.filling
-        assert fill is not None and self._filling_since is not None
+        assert fill is not None
+        assert self._filling_since is not None
         elapsed = now - self._filling_since
         ramp = self._fill_from + fill.ramp_bar_per_min / 60.0 * elapsed
         ramping = ramp < self.active_setpoint
