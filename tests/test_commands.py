@@ -126,11 +126,13 @@ json_values = st.recursive(
 
 @settings(max_examples=300, deadline=None)
 @given(
-    name=st.sampled_from(["setpoint", "mode", "pump", "ack", "x", ""]),
+    name=st.sampled_from(["setpoint", "mode", "pump", "ack", "pressure_management", "x", ""]),
     body=st.one_of(
         st.binary(max_size=64),
         st.dictionaries(
-            st.sampled_from(["id", "ts", "value", "mode", "pump", "on", "alarm", "extra"]),
+            st.sampled_from(
+                ["id", "ts", "value", "mode", "pump", "on", "alarm", "pressure_management"]
+            ),
             json_values,
         ).map(lambda d: json.dumps(d).encode()),
         st.fixed_dictionaries(
@@ -149,6 +151,8 @@ def test_fuzzed_commands_never_crash_and_never_accept_an_out_of_range_setpoint(
     assert (reply["error"] is None) == reply["ok"]
     lo, hi = CFG.control.setpoint_min_bar, CFG.control.setpoint_max_bar
     assert lo <= core.setpoint <= hi
+    pm = core.cfg.control.pressure_management
+    assert all(lo <= e.setpoint_bar <= hi for e in (pm.schedule if pm else []))
 
 
 def test_credentials_file_formats(tmp_path: Any) -> None:
@@ -168,3 +172,25 @@ def test_credentials_file_formats(tmp_path: Any) -> None:
         read_credentials(str(f))
     with pytest.raises(CredentialsError, match="cannot read"):
         read_credentials(str(tmp_path / "missing"))
+
+
+def test_scada_changes_the_pressure_management_with_the_same_validation() -> None:
+    core, proc = processor()
+    pm = {
+        "schedule": [{"at": "05:00", "setpoint_bar": 3.0}, {"at": "23:00", "setpoint_bar": 2.2}],
+        "flow_compensation": {"flow_design_m3h": 60, "k_bar": 0.5, "exponent": 1.5},
+    }
+    assert send(proc, "pressure_management", id="pm1", pressure_management=pm)["ok"] is True
+    snap = core.snapshot()["pressure_management"]
+    assert snap["schedule"][1]["setpoint_bar"] == 2.2
+    assert core.manager.scheduled(0, 23.5) == 2.2
+    bad_time = {"schedule": [{"at": "24:00", "setpoint_bar": 3.0}]}
+    reply = send(proc, "pressure_management", id="pm2", pressure_management=bad_time)
+    assert "schedule.0.at" in reply["error"]
+    low = {"schedule": [{"at": "01:00", "setpoint_bar": 0.5}]}
+    reply = send(proc, "pressure_management", id="pm3", pressure_management=low)
+    assert "outside the allowed" in reply["error"]
+    assert "is required" in send(proc, "pressure_management", id="pm4")["error"]
+    assert core.snapshot()["pressure_management"]["schedule"][1]["setpoint_bar"] == 2.2
+    assert send(proc, "pressure_management", id="pm5", pressure_management=None)["ok"]
+    assert core.snapshot()["pressure_management"] is None

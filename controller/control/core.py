@@ -16,7 +16,9 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from controller.config.schema import StationConfig
+from pydantic import ValidationError
+
+from controller.config.schema import PressureManagementConfig, StationConfig
 from controller.control.alarms import AlarmEvent, Alarms
 from controller.control.pid import Pid
 from controller.control.protections import Protections, Verdict
@@ -386,6 +388,32 @@ class ControlCore:
             raise CommandRejected(f"{name} is locked out ({rec.locked}); acknowledge first")
         self.manual[name] = bool(on)
 
+    def set_pressure_management(self, data: Mapping[str, Any] | None) -> None:
+        """SCADA's new schedule / flow compensation (None: back to the fixed setpoint).
+
+        Validated like the station file; lasts until the file is reloaded.
+        """
+        ctl = self.cfg.control
+        pm = None
+        if data is not None:
+            try:
+                pm = PressureManagementConfig.model_validate(data)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(x) for x in first["loc"]) or "pressure_management"
+                raise CommandRejected(f"{where}: {first['msg']}") from None
+            for entry in pm.schedule:
+                if not ctl.setpoint_min_bar <= entry.setpoint_bar <= ctl.setpoint_max_bar:
+                    raise CommandRejected(
+                        f"schedule setpoint {entry.setpoint_bar} bar at {entry.at} is outside "
+                        f"the allowed {ctl.setpoint_min_bar}-{ctl.setpoint_max_bar} bar"
+                    )
+            if pm.flow_compensation is not None and ctl.flow_point is None:
+                raise CommandRejected("flow compensation needs a flow point in the station file")
+        control = ctl.model_copy(update={"pressure_management": pm})
+        self.cfg = self.cfg.model_copy(update={"control": control})
+        self.manager = SetpointManager(control)
+
     def ack(self, alarm_id: str | None = None) -> list[str]:
         """Acknowledge latched alarms; a pump lockout acknowledged is reset if its cause is gone."""
         now = self._last if self._last is not None else 0.0
@@ -450,6 +478,9 @@ class ControlCore:
             "demand": round(self.pid.output, 3),
             "pumps": pumps,
             "alarms": [a.as_dict() for a in self.alarms.active()],
+            "pressure_management": pm.model_dump()
+            if (pm := self.cfg.control.pressure_management)
+            else None,
         }
 
     def export_state(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ A command is a JSON object on ``<prefix>/<site>/cmd/<name>``::
     {"id": "c-124", "ts": 1795939200, "mode": "manual"}                 mode
     {"id": "c-125", "ts": "...", "pump": "P2", "on": true}              pump
     {"id": "c-126", "ts": "...", "alarm": "high_pressure"}              ack (alarm optional)
+    {"id": "c-127", "ts": "...", "pressure_management": {...} | null}   pressure_management
 
 The reply on ``.../cmd/<name>/result`` is ``{"id", "ok", "error"}``. A repeated id is
 answered with the stored reply and not executed again; a command older than
@@ -22,13 +23,13 @@ import json
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
 from controller.errors import BoosterError
 
-COMMANDS = ("setpoint", "mode", "pump", "ack")
+COMMANDS = ("setpoint", "mode", "pump", "ack", "pressure_management")
 MAX_PAYLOAD_BYTES = 4096
 FUTURE_SKEW_S = 60.0
 REMEMBERED_IDS = 1000
@@ -42,6 +43,8 @@ class CommandTarget(Protocol):
     def pump(self, name: str, on: bool) -> None: ...
 
     def ack(self, alarm_id: str | None = None) -> list[str]: ...
+
+    def set_pressure_management(self, data: Mapping[str, Any] | None) -> None: ...
 
 
 class Invalid(Exception):
@@ -154,9 +157,19 @@ class CommandProcessor:
                     raise Invalid("'on' must be true or false")
                 assert pump is not None
                 self.target.pump(pump, on)
-            else:
+            elif name == "ack":
                 alarm = _text(data, "alarm", required=False)
                 result["acknowledged"] = self.target.ack(alarm)
+            else:
+                if "pressure_management" not in data:
+                    raise Invalid(
+                        "'pressure_management' is required: an object, or null for the "
+                        "fixed setpoint"
+                    )
+                pm = data["pressure_management"]
+                if pm is not None and not isinstance(pm, dict):
+                    raise Invalid("'pressure_management' must be an object or null")
+                self.target.set_pressure_management(pm)
         except (Invalid, BoosterError) as exc:
             self.rejected += 1
             return {"id": cid, "ok": False, "error": str(exc)}
