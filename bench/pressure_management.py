@@ -1,6 +1,6 @@
 """Pressure management benchmark: leakage with a fixed setpoint against a managed one.
 
-    .venv/bin/python -m bench.pressure_management
+    .venv/bin/python -m bench.pressure_management [--plot bench/pressure_management.png]
 
 The VFD example station over the 24 h diurnal day, three ways: the fixed 3.0 bar
 setpoint; flow compensation (setpoint = 2.1 + 0.9 (Q / 60 m3/h)^2 bar); and flow
@@ -12,6 +12,7 @@ FAR_END_MIN_BAR), energy and starts. JSON out.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -55,11 +56,36 @@ def station(pm: PressureManagementConfig | None) -> StationConfig:
     return cfg.model_copy(update={"control": control})
 
 
-def main() -> dict[str, Any]:
+def plot(runs: dict[str, ClosedLoop], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 1, figsize=(12, 7), sharex=True)
+    for name, run in runs.items():
+        hours = [t / 3600 for t in run.trace.t]
+        axes[0].plot(hours, run.trace.pressure_bar, lw=0.7, label=name)
+        axes[1].plot(hours, run.trace.far_end_bar, lw=0.7, label=name)
+    axes[1].axhline(FAR_END_MIN_BAR, color="k", ls="--", lw=0.8, label="service minimum")
+    axes[0].set_ylabel("station pressure (bar)")
+    axes[1].set_ylabel("far-end pressure (bar)")
+    axes[1].set_xlabel("hour of day")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle("Pressure management on the VFD station: fixed setpoint vs managed")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(plot_path: Path | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    runs: dict[str, ClosedLoop] = {}
     for name, pm in VARIANTS.items():
         loop = ClosedLoop(station(pm), start_hour=0.0, seed=7)
         loop.run(24 * 3600)
+        runs[name] = loop
         m = summarise(loop)
         out[name] = {k: m[k] for k in (
             "leakage_m3", "far_end_min_bar", "mean_pressure_bar", "min_pressure_bar",
@@ -70,8 +96,12 @@ def main() -> dict[str, Any]:
     for figures in out.values():
         figures["leakage_vs_fixed_pct"] = round(100 * (figures["leakage_m3"] / base - 1), 1)
         figures["far_end_ok"] = figures["far_end_min_bar"] >= FAR_END_MIN_BAR
+    if plot_path is not None:
+        plot(runs, plot_path)
     return out
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(), indent=2))
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--plot", type=Path, help="write the day's pressures (PNG) here")
+    print(json.dumps(main(ap.parse_args().plot), indent=2))
