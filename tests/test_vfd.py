@@ -62,3 +62,36 @@ def test_a_silent_drive_falls_back_to_fixed_speed_staging(cfg: StationConfig) ->
     loop.run(900)
     assert not loop.core.alarms.is_active("drive_comms_P1")
     assert loop.core.stager.lead_vfd
+
+
+def _two_drives(cfg: StationConfig) -> StationConfig:
+    """P2 gets a drive of its own (slave 4), and the lead role rotates every half hour."""
+    import yaml
+
+    from controller.config import parse_config
+
+    data = yaml.safe_load(VFD_CONFIG.read_text())
+    points = {
+        f"p2_{k}": v for k, v in
+        {"speed_ref": {"kind": "holding", "address": 8192, "type": "uint16", "scale": 0.01},
+         "output_hz": {"kind": "holding", "address": 8195, "type": "uint16", "scale": 0.1},
+         "drive_fault": {"kind": "holding", "address": 8197, "type": "uint16"}}.items()
+    }  # fmt: skip
+    data["devices"]["drive_p2"] = {"bus": "rs485", "slave_id": 4, "points": points}
+    data["pumps"]["P2"]["vfd"] = {"speed_point": "p2_speed_ref", "frequency_point": "p2_output_hz",
+                                  "fault_point": "p2_drive_fault"}  # fmt: skip
+    data["control"]["staging"]["alternation_h"] = 0.5
+    return parse_config(yaml.safe_dump(data), "two-drives.yaml")
+
+
+def test_with_two_drives_the_lead_role_alternates(cfg: StationConfig) -> None:
+    loop = ClosedLoop(_two_drives(cfg), start_hour=1.0, seed=3)  # night: one pump at a time
+    leads: list[str] = []
+    for _ in range(8):
+        loop.run(900)
+        on = [n for n, v in loop.pump_io.states().items() if v]
+        assert len(on) == 1
+        if not leads or leads[-1] != on[0]:
+            leads.append(on[0])
+    assert set(leads) == {"P1", "P2"}  # only drives lead; P3 (fixed) never did
+    assert abs(loop.station.state.discharge_bar - cfg.control.setpoint_bar) < 0.2

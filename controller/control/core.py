@@ -327,33 +327,40 @@ class ControlCore:
         return now - self.protections.started < self.cfg.protections.power_on_delay_s
 
     def _speeds(self, now: float, feedback: Mapping[str, bool | None]) -> dict[str, float]:
-        """Speed of each drive: the demand left after the fixed pumps, shared by the drives.
+        """Speed of each drive. The lead (the running drive that started first) takes the
+        demand left after the other running pumps; a second drive runs flat out like a
+        fixed-speed pump, so the cascade is the same with one drive or several.
 
-        A fixed pump counts only once it runs (its feedback closed, or, without a
-        feedback input, a few seconds after its start): until then the drive carries
-        its share, so a stage change does not dip the pressure while a contactor closes.
+        A pump counts only once it runs (its feedback closed, or, without a feedback
+        input, a few seconds after its start): until then the lead carries its share,
+        so a stage change does not dip the pressure while a contactor closes.
         """
         drives = [n for n, p in self.cfg.pumps.items() if p.vfd is not None]
         out = dict.fromkeys(drives, 0.0)
-        running = [n for n in drives if self.relays.get(n)]
+        running = sorted(
+            (n for n in drives if self.relays.get(n)),
+            key=lambda n: self.stager.pumps[n].started_at,
+        )
         if not running:
             return out
-        fixed = 0
+        live = self.stager.lead_vfd and self._pid_live
+        lead = running[0]
+        others = 0
         for n, on in self.relays.items():
-            if not on or self.cfg.pumps[n].vfd is not None:
+            if not on or n == lead:
                 continue
             fb = feedback.get(n)
             started = self.stager.pumps[n].started_at
-            fixed += fb is True or (fb is None and now - started >= HANDOVER_S)
-        share = (self.pid.output - fixed) / len(running)
+            others += fb is True or (fb is None and now - started >= HANDOVER_S)
         for n in running:
             vfd = self.cfg.pumps[n].vfd
             assert vfd is not None
-            if self.stager.lead_vfd and self._pid_live:
+            if live and n == lead:
+                share = self.pid.output - others
                 out[n] = min(max(share, vfd.min_speed_pct / 100.0), vfd.max_speed_pct / 100.0)
             else:
-                # No live speed control (drive silent, manual, emergency): flat out,
-                # as a fixed-speed pump would run.
+                # A second drive, or no live speed control (drive silent, manual,
+                # emergency): flat out, as a fixed-speed pump would run.
                 out[n] = vfd.max_speed_pct / 100.0
         return out
 
