@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from controller.config.schema import PointConfig, StationConfig
-from drivers.modbus.codec import current_to_raw, from_engineering
+from drivers.modbus.codec import current_to_raw, from_engineering, to_engineering
 
 ILLEGAL_FUNCTION = 1
 ILLEGAL_ADDRESS = 2
@@ -93,6 +93,12 @@ class RegisterImage:
 
     def set_words(self, name: str, words: list[int]) -> None:
         self._store(name, list(words))
+
+    def value_of(self, name: str) -> float | None:
+        """What point ``name`` holds now, in engineering units (as a master would read it)."""
+        (bus, slave_id), point = self._points[name]
+        words = self.read(bus, slave_id, point.kind, point.address, point.register_count)
+        return to_engineering(name, point, words).value
 
     def read(self, bus: str, slave_id: int, kind: str, address: int, count: int) -> list[int]:
         slave = self.slaves.get((bus, slave_id))

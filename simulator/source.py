@@ -58,8 +58,14 @@ class SimSource:
         return device.bus, device.slave_id, point
 
     def _speed_ref(self, pump: str) -> float | None:
-        """What the drive reads from its speed register, as a fraction of rated speed."""
+        """What the drive reads from its speed register, as a fraction of rated speed
+        (0 while its Modbus run command, if it takes one, says stop)."""
         vfd, (bus, slave_id, point) = self._speed_points[pump]
+        if vfd.run_point is not None:
+            rbus, rslave, rpoint = self._point(vfd.run_point)
+            words = self.image.read(rbus, rslave, rpoint.kind, rpoint.address, 1)
+            if not words[0]:
+                return 0.0
         words = self.image.read(bus, slave_id, point.kind, point.address, point.register_count)
         r = to_engineering(vfd.speed_point, point, words)
         if r.value is None:

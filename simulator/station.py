@@ -286,7 +286,13 @@ class SimStation:
             "kwh": "energy_kwh",
         }
         # Speed references are written by the controller, not measured: never served over.
-        written = {p.vfd.speed_point for p in self.cfg.pumps.values() if p.vfd is not None}
+        written = {
+            point
+            for p in self.cfg.pumps.values()
+            if p.vfd is not None
+            for point in (p.vfd.speed_point, p.vfd.run_point)
+            if point is not None
+        }
         out: dict[str, str] = {}
         for name, (_, point) in self.cfg.points().items():
             if name not in written:

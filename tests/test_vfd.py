@@ -95,3 +95,43 @@ def test_with_two_drives_the_lead_role_alternates(cfg: StationConfig) -> None:
             leads.append(on[0])
     assert set(leads) == {"P1", "P2"}  # only drives lead; P3 (fixed) never did
     assert abs(loop.station.state.discharge_bar - cfg.control.setpoint_bar) < 0.2
+
+
+def test_a_drive_without_a_run_contact_is_started_and_stopped_over_modbus(
+    cfg: StationConfig,
+) -> None:
+    import yaml
+
+    from controller.config import parse_config
+
+    data = yaml.safe_load(VFD_CONFIG.read_text())
+    data["devices"]["drive_p1"]["points"]["p1_run"] = {"kind": "coil", "address": 0,
+                                                       "type": "bool"}  # fmt: skip
+    data["pumps"]["P1"]["vfd"]["run_point"] = "p1_run"
+    loop = ClosedLoop(parse_config(yaml.safe_dump(data), "run-point.yaml"), start_hour=2.0)
+    loop.run(300)
+    assert loop.source.image.value_of("p1_run") == 1.0  # written by the controller
+    assert loop.station.state.pumps["P1"].speed > 0.3
+    assert loop.core is not None
+    loop.core.set_mode("off")
+    loop.run(30)
+    assert loop.source.image.value_of("p1_run") == 0.0
+    assert loop.station.state.pumps["P1"].speed == 0.0
+
+
+def test_the_far_end_logger_is_served_like_any_other_point(cfg: StationConfig) -> None:
+    import yaml
+
+    from controller.config import parse_config
+
+    data = yaml.safe_load(VFD_CONFIG.read_text())
+    data["devices"]["logger"] = {"bus": "rs485", "slave_id": 9, "points": {
+        "far_end_pressure": {"kind": "input", "address": 0, "type": "uint16", "scale": 0.001,
+                             "unit": "bar"}}}  # fmt: skip
+    data.setdefault("simulation", {})["signals"] = {"far_end_pressure": "far_end_bar"}
+    loop = ClosedLoop(parse_config(yaml.safe_dump(data), "logger.yaml"), start_hour=8.0)
+    loop.run(1200)
+    reading = loop.loop.readings["far_end_pressure"]
+    assert reading.good
+    assert reading.value == pytest.approx(loop.station.far_end_bar(), abs=0.01)
+    assert reading.value < loop.station.state.discharge_bar - 0.3  # friction at the peak

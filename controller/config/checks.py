@@ -95,14 +95,17 @@ def cross_check(cfg: StationConfig) -> list[tuple[Path, str]]:
     for pump_name, pump in cfg.pumps.items():
         if pump.vfd is None:
             continue
-        for field in ("speed_point", "frequency_point", "fault_point"):
+        for field in ("speed_point", "frequency_point", "fault_point", "run_point"):
             name = getattr(pump.vfd, field)
             if name is None:
                 continue
             path = ("pumps", pump_name, "vfd", field)
             if name not in points:
                 errors.append((path, f"no point named {name!r} (points: {_names(points)})"))
-            elif field == "speed_point" and points[name][1].kind != "holding":
+            elif field in ("speed_point", "run_point") and points[name][1].kind not in (
+                "holding",
+                "coil",
+            ):
                 errors.append((path, f"point {name!r} must be a holding register (it is written)"))
 
     pm = control.pressure_management

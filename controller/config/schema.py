@@ -186,6 +186,11 @@ class VfdConfig(_Model):
     rated_hz: PositiveFloat = 50.0
     frequency_point: Name | None = Field(default=None, description="Output frequency read back.")
     fault_point: Name | None = Field(default=None, description="Non-zero means the drive tripped.")
+    run_point: Name | None = Field(
+        default=None,
+        description="Run command over Modbus (written 1/0), for drives without a run "
+        "contact; the pump's relay switches as well.",
+    )
     min_speed_pct: float = Field(default=30.0, ge=0, le=100)
     max_speed_pct: float = Field(default=100.0, gt=0, le=120)
     ramp_s: NonNegFloat = Field(default=5.0, description="Drive ramp 0 to 100 % (simulator).")

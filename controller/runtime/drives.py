@@ -11,7 +11,8 @@ MIN_CHANGE = 0.0005
 
 
 class SpeedWriter:
-    """``writer(speeds)`` after each tick: converts and writes the references that changed.
+    """``writer(speeds)`` after each tick: converts and writes the references that changed,
+    and the run command of drives that take it over Modbus.
 
     ``write(point, value)`` is the source's: a Modbus write on the bus
     (``Acquisition.write``) or the register image in the simulator.
@@ -24,9 +25,20 @@ class SpeedWriter:
             for name, p in cfg.pumps.items()
             if p.vfd is not None
         }
+        self.run_points = {
+            name: p.vfd.run_point
+            for name, p in cfg.pumps.items()
+            if p.vfd is not None and p.vfd.run_point is not None
+        }
         self.last: dict[str, float] = {}
+        self.last_run: dict[str, bool] = {}
 
     def __call__(self, speeds: Mapping[str, float]) -> None:
+        for pump, point in self.run_points.items():
+            run = speeds.get(pump, 0.0) > 0.0  # a drive given a speed is running
+            if self.last_run.get(pump) != run:
+                self.write(point, 1.0 if run else 0.0)
+                self.last_run[pump] = run
         for pump, fraction in speeds.items():
             target = self.targets.get(pump)
             if target is None:

@@ -89,8 +89,8 @@ class BusPoller:
         self.readings: dict[str, Reading] = {}
         self.progress = 0
         self.passes = 0  # poll_due calls: a dead slave must not turn them into a busy loop
-        #: point name -> (slave id, address, registers): the latest value wins
-        self.pending_writes: dict[str, tuple[int, int, list[int]]] = {}
+        #: point name -> (slave id, kind, address, registers or bit): the latest value wins
+        self.pending_writes: dict[str, tuple[int, str, int, list[int]]] = {}
         self.write_errors = 0
         #: (block index, monotonic time) of every completed read, newest last (bounded)
         self.history: list[tuple[int, float]] = []
@@ -175,10 +175,12 @@ class BusPoller:
     async def _write_pending(self) -> None:
         """Writes go first in a pass: a speed reference should not wait behind reads."""
         while self.pending_writes:
-            name, (slave_id, address, words) = next(iter(self.pending_writes.items()))
+            name, (slave_id, kind, address, words) = next(iter(self.pending_writes.items()))
             del self.pending_writes[name]
             try:
-                if len(words) == 1:
+                if kind == "coil":
+                    rr = await self.client.write_coil(address, bool(words[0]), device_id=slave_id)
+                elif len(words) == 1:
                     rr = await self.client.write_register(address, words[0], device_id=slave_id)
                 else:
                     rr = await self.client.write_registers(address, words, device_id=slave_id)
@@ -283,7 +285,12 @@ class Acquisition:
         for poller in self.pollers:
             if poller.name == dev.bus:
                 words = from_engineering(cfg_point, value)
-                poller.pending_writes[point] = (dev.slave_id, cfg_point.address, words)
+                poller.pending_writes[point] = (
+                    dev.slave_id,
+                    cfg_point.kind,
+                    cfg_point.address,
+                    words,
+                )
                 self._wake.set()
                 return
 
