@@ -95,3 +95,9 @@ def test_night_table_lowers_the_station_pressure_in_closed_loop() -> None:
     assert loop.loop.outputs is not None
     assert loop.loop.outputs.setpoint_bar == pytest.approx(2.4)
     assert abs(loop.station.state.discharge_bar - 2.4) < 0.2
+
+
+def test_an_absurd_flow_reading_cannot_overflow_the_compensation() -> None:
+    fc = FlowCompensationConfig(flow_design_m3h=60, k_bar=0.8, exponent=2.0)
+    mgr = SetpointManager(control(PressureManagementConfig(flow_compensation=fc)))
+    assert mgr.target(2.0, weekday=0, hour=3, flow_m3h=1e300) == CFG.control.setpoint_max_bar

@@ -17,6 +17,7 @@ import math
 from controller.config.schema import ControlConfig, PressureManagementConfig
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MAX_FLOW_RATIO = 100.0
 
 
 def _minutes(at: str) -> int:
@@ -53,7 +54,9 @@ class SetpointManager:
         sp = scheduled if scheduled is not None else base
         fc = self.pm.flow_compensation if self.pm else None
         if fc is not None and flow_m3h is not None and math.isfinite(flow_m3h):
-            sp += fc.k_bar * (max(flow_m3h, 0.0) / fc.flow_design_m3h) ** fc.exponent
+            # Capped: a garbage flow reading must not overflow (the result is limited anyway).
+            ratio = min(max(flow_m3h, 0.0) / fc.flow_design_m3h, MAX_FLOW_RATIO)
+            sp += fc.k_bar * ratio**fc.exponent
         return min(max(sp, self.control.setpoint_min_bar), self.control.setpoint_max_bar)
 
     def update(
