@@ -46,7 +46,8 @@ class Subscriber:
                    what=f"mosquitto_sub subscribed to {topic}")  # fmt: skip
 
     def messages(self) -> list[dict[str, object]]:
-        lines = self.out.read_text().splitlines()
+        # The last line may still be being written: only complete lines count.
+        lines = self.out.read_text().split("\n")[:-1]
         return [json.loads(line) for line in lines if line.startswith("{")]
 
     def seqs(self) -> list[int]:

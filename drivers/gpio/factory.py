@@ -1,20 +1,31 @@
 """Choosing a GPIO backend, and the pump lines claimed on it.
 
+``open_backend`` is the one place that turns ``gpio.backend`` into a backend.
 ``PumpIO`` claims, for every pump, its relay output (at the safe value: off) and its
-optional run-feedback and fault inputs, and writes a relay only when its state
-changes, so a reload or a repeated command never glitches a running pump.
+optional run-feedback and fault inputs. It writes a relay only when its state changes,
+and a reload keeps every line whose name, direction and polarity did not change claimed
+and untouched, so neither a repeated command nor a reload glitches a running pump.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
 
 from controller.config.schema import GpioConfig, PumpConfig
 from drivers.gpio.base import GpioBackend, InputLine, OutputLine
+from drivers.gpio.gpiod_backend import GpioError, all_safe_each
+
+__all__ = ["GpioError", "PumpIO", "PumpReading", "open_backend"]
 
 
-def open_backend(cfg: GpioConfig) -> GpioBackend:
-    """The backend the station file asks for; a clear error if it cannot be opened."""
+def open_backend(cfg: GpioConfig, *, sim: GpioBackend | None = None) -> GpioBackend:
+    """The backend the station file asks for; a ``GpioError`` if it cannot be opened.
+
+    For ``sim``: the backend passed in (the simulator's, physically linked to its
+    pumps), else the file-shared one when ``gpio.sim_dir`` is set, else an in-process one.
+    """
     if cfg.backend == "gpiod":
         from drivers.gpio.gpiod_backend import GpiodBackend
 
@@ -23,84 +34,187 @@ def open_backend(cfg: GpioConfig) -> GpioBackend:
         from drivers.gpio.rpigpio_backend import RpiGpioBackend
 
         return RpiGpioBackend()
+    if sim is not None:
+        return sim
+    if cfg.sim_dir:
+        from drivers.gpio.shared import SharedGpio
+
+        return SharedGpio(cfg.sim_dir)
     from drivers.gpio.sim import SimGpio
 
     return SimGpio()
 
 
+@dataclass(frozen=True, slots=True)
+class PumpReading:
+    """One pump's lines now: relay as last written, inputs as read."""
+
+    relay: bool
+    feedback: bool | None  # None: no run-feedback input configured
+    fault: bool
+
+
+# What identifies a claimed line across a reload: direction and polarity.
+_Key = tuple[Literal["out", "in"], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _Wiring:
+    relay: str
+    feedback: str | None
+    fault: str | None
+
+
+def _wanted(pumps: Mapping[str, PumpConfig]) -> dict[str, _Key]:
+    lines: dict[str, _Key] = {}
+    for p in pumps.values():
+        lines[p.relay] = ("out", p.relay_active_low)
+        for name in (p.run_feedback, p.fault_input):
+            if name:
+                lines[name] = ("in", p.inputs_active_low)
+    return lines
+
+
 class PumpIO:
-    """The relay, feedback and fault lines of every pump."""
+    """The relay, feedback and fault lines of every pump, by pump name."""
 
     def __init__(self, backend: GpioBackend, pumps: Mapping[str, PumpConfig]) -> None:
         self.backend = backend
-        self.relays: dict[str, OutputLine] = {}
-        self.feedbacks: dict[str, InputLine] = {}
-        self.faults: dict[str, InputLine] = {}
-        self._cfg: dict[str, PumpConfig] = {}
+        self._outputs: dict[str, OutputLine] = {}  # by line name
+        self._inputs: dict[str, InputLine] = {}
+        self._keys: dict[str, _Key] = {}
+        self._wiring: dict[str, _Wiring] = {}
+        #: Relay writes made by ``set``/``apply`` (not counting safe-state writes).
         self.writes = 0
         self.reclaim(pumps)
 
-    def _claim(self, name: str, p: PumpConfig) -> None:
-        self.relays[name] = self.backend.output(
-            p.relay, active_low=p.relay_active_low, safe_value=False
-        )
-        if p.run_feedback:
-            self.feedbacks[name] = self.backend.input(
-                p.run_feedback, active_low=p.inputs_active_low
-            )
-        if p.fault_input:
-            self.faults[name] = self.backend.input(p.fault_input, active_low=p.inputs_active_low)
-        self._cfg[name] = p
+    # -- claiming --------------------------------------------------------------------
+
+    def _claim(self, name: str, key: _Key) -> None:
+        direction, active_low = key
+        if direction == "out":
+            self._outputs[name] = self.backend.output(name, active_low=active_low, safe_value=False)
+        else:
+            self._inputs[name] = self.backend.input(name, active_low=active_low)
+        self._keys[name] = key
 
     def _release(self, name: str) -> None:
-        p = self._cfg.pop(name, None)
-        relay = self.relays.pop(name, None)
-        if relay is not None:
-            relay.to_safe_state()
-        self.feedbacks.pop(name, None)
-        self.faults.pop(name, None)
+        output = self._outputs.pop(name, None)
+        self._inputs.pop(name, None)
+        self._keys.pop(name, None)
         release = getattr(self.backend, "release", None)
-        if release is not None and p is not None:
-            for line in (p.relay, p.run_feedback, p.fault_input):
-                if line:
-                    release(line)
+        if release is not None:
+            release(name)  # every backend puts an output safe before letting it go
+        elif output is not None:
+            output.to_safe_state()
 
     def reclaim(self, pumps: Mapping[str, PumpConfig]) -> None:
-        """Apply a new pump list: unchanged pumps keep their claimed lines untouched."""
-        wiring = ("relay", "relay_active_low", "run_feedback", "fault_input", "inputs_active_low")
-        for name in list(self._cfg):
-            old = self._cfg[name]
-            new = pumps.get(name)
-            if new is None or any(getattr(old, k) != getattr(new, k) for k in wiring):
+        """Apply a new pump list; lines whose name, direction and polarity stay are untouched.
+
+        New lines are claimed first: if one cannot be claimed, those just claimed are
+        given back and the old wiring stays in force (the error is raised). Then lines no
+        longer used are released (outputs off first), and lines whose direction or
+        polarity changed are claimed again with the new settings, off.
+        """
+        wanted = _wanted(pumps)
+        new = [n for n in wanted if n not in self._keys]
+        claimed: list[str] = []
+        try:
+            for name in new:
+                self._claim(name, wanted[name])
+                claimed.append(name)
+        except Exception:
+            for name in claimed:
                 self._release(name)
-        for name, p in pumps.items():
-            if name not in self._cfg:
-                self._claim(name, p)
-            else:
-                self._cfg[name] = p
+            raise
+        for name in [n for n in self._keys if n not in wanted]:
+            self._release(name)
+        for name in [n for n, key in self._keys.items() if key != wanted[n]]:
+            self._release(name)
+            self._claim(name, wanted[name])
+        self._wiring = {
+            pump: _Wiring(p.relay, p.run_feedback, p.fault_input) for pump, p in pumps.items()
+        }
+
+    # -- outputs ---------------------------------------------------------------------
+
+    def _relay(self, pump: str) -> OutputLine:
+        wiring = self._wiring.get(pump)
+        if wiring is None:
+            raise GpioError(f"no pump named {pump!r} (pumps: {', '.join(self._wiring)})")
+        return self._outputs[wiring.relay]
+
+    @property
+    def relays(self) -> dict[str, OutputLine]:
+        """Each pump's relay line."""
+        return {pump: self._outputs[w.relay] for pump, w in self._wiring.items()}
+
+    def set(self, pump: str, on: bool) -> None:
+        """Switch one pump's relay; no write when it is already in that state."""
+        line = self._relay(pump)
+        if line.value != on:
+            line.set(on)
+            self.writes += 1
 
     def apply(self, relays: Mapping[str, bool]) -> None:
-        for name, on in relays.items():
-            line = self.relays.get(name)
-            if line is not None and line.value != on:
-                line.set(on)
-                self.writes += 1
+        """Switch several relays, writing only those that change; unknown pumps are ignored.
 
-    def feedback(self, name: str) -> bool | None:
-        line = self.feedbacks.get(name)
-        return line.read() if line is not None else None
-
-    def fault(self, name: str) -> bool:
-        line = self.faults.get(name)
-        return line.read() if line is not None else False
+        A line that fails does not keep the others from being written; the first
+        failure is raised afterwards.
+        """
+        failed: list[GpioError] = []
+        for pump, on in relays.items():
+            if pump not in self._wiring:
+                continue  # a pump the last reload removed
+            try:
+                self.set(pump, on)
+            except GpioError as exc:
+                failed.append(exc)
+        if failed:
+            raise failed[0]
 
     def states(self) -> dict[str, bool]:
-        return {name: line.value for name, line in self.relays.items()}
+        """Each pump's relay state as last written (True = energised)."""
+        return {pump: line.value for pump, line in self.relays.items()}
 
     def all_safe(self) -> None:
-        for line in self.relays.values():
-            line.to_safe_state()
+        """Every pump relay off, whatever state the control law left it in."""
+        all_safe_each(self._outputs.values())
 
     def close(self) -> None:
-        self.all_safe()
-        self.backend.close()
+        """Relays off, then the backend closed (every line released). Idempotent."""
+        try:
+            self.all_safe()
+        finally:
+            self._outputs.clear()
+            self._inputs.clear()
+            self._keys.clear()
+            self._wiring.clear()
+            self.backend.close()
+
+    # -- inputs ----------------------------------------------------------------------
+
+    def feedback(self, pump: str) -> bool | None:
+        """Run feedback (True = contactor closed); None when the pump has no such input."""
+        wiring = self._wiring.get(pump)
+        if wiring is None or wiring.feedback is None:
+            return None
+        return self._inputs[wiring.feedback].read()
+
+    def fault(self, pump: str) -> bool:
+        """Motor protection tripped; False when the pump has no fault input."""
+        wiring = self._wiring.get(pump)
+        if wiring is None or wiring.fault is None:
+            return False
+        return self._inputs[wiring.fault].read()
+
+    def read_all(self) -> dict[str, PumpReading]:
+        """Every pump's relay state and inputs."""
+        return {
+            pump: PumpReading(
+                relay=self._outputs[w.relay].value,
+                feedback=self.feedback(pump),
+                fault=self.fault(pump),
+            )
+            for pump, w in self._wiring.items()
+        }

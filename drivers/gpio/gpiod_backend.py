@@ -1,26 +1,42 @@
 """Relays and inputs through libgpiod v2 (the ``gpiod`` package, >= 2.1): every Pi, the Pi 5 too.
 
 Lines are found by name (``GPIO17``) on every ``/dev/gpiochip*``, because the Pi 5
-moved the 40-pin header to another chip (``pinctrl-rp1``, gpiochip4 on early kernels,
-gpiochip0 on newer ones); ``gpio.chip`` pins the search to one chip. Polarity is the
-kernel's job (``active_low`` in the line settings), and every output is requested with
-its safe value as the initial value, so an active-low relay never blips on at start-up.
-When the process ends, however it ends, the kernel releases the requests; a restart
-requests the lines again at their safe value before anything else is written.
+moved the 40-pin header to another chip (``pinctrl-rp1``: gpiochip4 on early kernels,
+gpiochip0 on newer ones); ``gpio.chip`` pins the search to one chip, by path, by
+``gpiochipN`` or by label (``pinctrl-rp1``, which does not move). Polarity is the
+kernel's job (``active_low`` in the line settings), so the values handed to ``gpiod``
+are logical; every output is requested with its safe value as ``output_value``, so the
+kernel drives the safe level from the request itself and an active-low relay never
+blips on. Each line is its own request, so one line can be released (a reload that
+rewires a pump) without touching the others. What happens to a line after its request
+is released (``close``, or the kernel cleaning up a killed process) is in docs/gpio.md.
+
+The real ``gpiod`` module is imported lazily and typed ``Any``: it is only installed on
+a Pi (``pip install 'boosterd[rpi]'``), and the tests put a fake with the same surface
+in ``sys.modules``.
 """
 
 from __future__ import annotations
 
+import errno
 import glob
+from collections.abc import Iterable
 from typing import Any
 
 from controller.errors import BoosterError
+from drivers.gpio.base import OutputLine
 
 CONSUMER = "boosterd"
+_DENIED = (errno.EACCES, errno.EPERM)
+_GROUP_HINT = "add the service user to the gpio group (sudo usermod -aG gpio boosterd)"
 
 
 class GpioError(BoosterError):
-    """A GPIO line could not be found or claimed."""
+    """A GPIO line could not be found, claimed or driven; ``line`` names it when known."""
+
+    def __init__(self, message: str, *, line: str | None = None) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 def _gpiod() -> Any:
@@ -35,32 +51,60 @@ def _gpiod() -> Any:
 
 
 class _Line:
+    """One line held by one kernel request."""
+
     def __init__(self, gpiod: Any, path: str, offset: int, name: str, settings: Any) -> None:
         self.name = name
-        self._gpiod = gpiod
+        self.path = path
         self._offset = offset
         try:
             self._request = gpiod.request_lines(path, consumer=CONSUMER, config={offset: settings})
         except OSError as exc:
-            hint = " (is the user in the gpio group?)" if exc.errno == 13 else ""
-            raise GpioError(f"cannot claim {name} on {path}: {exc.strerror}{hint}") from exc
+            raise GpioError(_claim_failure(gpiod, path, offset, name, exc), line=name) from exc
+        self._released = False
 
     def release(self) -> None:
-        self._request.release()
+        if not self._released:
+            self._released = True
+            self._request.release()
+
+
+def _claim_failure(gpiod: Any, path: str, offset: int, name: str, exc: OSError) -> str:
+    where = f"{name} ({path} line {offset})"
+    if exc.errno == errno.EBUSY:
+        consumer = "another process or a kernel driver"
+        try:
+            with gpiod.Chip(path) as chip:
+                used_by = chip.get_line_info(offset).consumer
+            if used_by:
+                consumer = repr(used_by)
+        except OSError:
+            pass
+        return (
+            f"cannot claim {where}: busy, used by {consumer} "
+            "(a second boosterd, a leftover gpioset, or an overlay that owns the pin; "
+            "see 'gpioinfo')"
+        )
+    if exc.errno in _DENIED:
+        return f"cannot claim {where}: permission denied; {_GROUP_HINT}"
+    return f"cannot claim {where}: {exc.strerror or exc}"
 
 
 class GpiodOutput(_Line):
+    """A relay output; ``value`` is the logical state last written."""
+
     def __init__(
         self, gpiod: Any, path: str, offset: int, name: str, *, active_low: bool, safe: bool
     ) -> None:
-        from gpiod.line import Direction, Value  # type: ignore[import-not-found,unused-ignore]
-
-        self._values = (Value.INACTIVE, Value.ACTIVE)
+        value = gpiod.line.Value
+        self._values = (value.INACTIVE, value.ACTIVE)
         settings = gpiod.LineSettings(
-            direction=Direction.OUTPUT, output_value=self._values[safe], active_low=active_low
+            direction=gpiod.line.Direction.OUTPUT,
+            output_value=self._values[safe],
+            active_low=active_low,
         )
         super().__init__(gpiod, path, offset, name, settings)
-        self._safe = safe
+        self.safe_value = safe
         self._value = safe
 
     @property
@@ -68,55 +112,108 @@ class GpiodOutput(_Line):
         return self._value
 
     def set(self, value: bool) -> None:
-        self._request.set_value(self._offset, self._values[value])
+        if self._released:
+            raise GpioError(f"{self.name} was released and cannot be driven", line=self.name)
+        try:
+            self._request.set_value(self._offset, self._values[value])
+        except OSError as exc:
+            raise GpioError(
+                f"cannot drive {self.name}: {exc.strerror or exc}", line=self.name
+            ) from exc
         self._value = value
 
     def to_safe_state(self) -> None:
-        self.set(self._safe)
+        self.set(self.safe_value)
 
 
 class GpiodInput(_Line):
-    def __init__(self, gpiod: Any, path: str, offset: int, name: str, *, active_low: bool) -> None:
-        from gpiod.line import Bias, Direction, Value  # type: ignore[import-not-found,unused-ignore]
+    """A contact input; ``read`` is logical (True = closed) after ``active_low``."""
 
-        self._active = Value.ACTIVE
-        # Contacts to ground (active low) get the pull-up; contacts to 3.3 V a pull-down.
-        bias = Bias.PULL_UP if active_low else Bias.PULL_DOWN
-        settings = gpiod.LineSettings(direction=Direction.INPUT, bias=bias, active_low=active_low)
+    def __init__(self, gpiod: Any, path: str, offset: int, name: str, *, active_low: bool) -> None:
+        line = gpiod.line
+        self._active = line.Value.ACTIVE
+        # A contact to ground (active low) needs the pull-up, one to 3.3 V the pull-down,
+        # so an open contact reads inactive instead of floating.
+        bias = line.Bias.PULL_UP if active_low else line.Bias.PULL_DOWN
+        settings = gpiod.LineSettings(
+            direction=line.Direction.INPUT, bias=bias, active_low=active_low
+        )
         super().__init__(gpiod, path, offset, name, settings)
 
     def read(self) -> bool:
-        return bool(self._request.get_value(self._offset) == self._active)
+        try:
+            return bool(self._request.get_value(self._offset) == self._active)
+        except OSError as exc:
+            raise GpioError(
+                f"cannot read {self.name}: {exc.strerror or exc}", line=self.name
+            ) from exc
 
 
 class GpiodBackend:
+    """Lines claimed through libgpiod v2; ``chip`` restricts the search to one chip."""
+
     def __init__(self, *, chip: str | None = None) -> None:
         self._gpiod = _gpiod()
-        if chip:
-            self.chips = [chip if chip.startswith("/dev/") else f"/dev/{chip}"]
-        else:
-            self.chips = sorted(glob.glob("/dev/gpiochip*"))
+        self._chip = chip
         self._outputs: dict[str, GpiodOutput] = {}
         self._lines: dict[str, _Line] = {}
 
+    def _chips(self) -> list[str]:
+        paths = sorted(glob.glob("/dev/gpiochip*"), key=_chip_number)
+        if not self._chip:
+            return paths
+        if self._chip.startswith("/dev/"):
+            return [self._chip]
+        if self._chip.startswith("gpiochip"):
+            return [f"/dev/{self._chip}"]
+        # A label (pinctrl-rp1, pinctrl-bcm2835): the chip whose label matches.
+        labels = {p: self._label(p) for p in paths}
+        match = [p for p, label in labels.items() if label == self._chip]
+        if not match:
+            found = ", ".join(f"{p} [{label}]" for p, label in labels.items()) or "none"
+            raise GpioError(
+                f"gpio.chip {self._chip!r}: no gpiochip has that label (found: {found})"
+            )
+        return match
+
+    def _label(self, path: str) -> str | None:
+        try:
+            with self._gpiod.Chip(path) as chip:
+                return str(chip.get_info().label)
+        except OSError:
+            return None
+
     def _find(self, name: str) -> tuple[str, int]:
-        for path in self.chips:
+        searched: list[str] = []
+        denied: list[str] = []
+        for path in self._chips():
             try:
                 with self._gpiod.Chip(path) as chip:
-                    return path, int(chip.line_offset_from_id(name))
-            except (OSError, ValueError):
-                continue
-        searched = ", ".join(self.chips) or "no /dev/gpiochip* devices"
-        raise GpioError(f"no GPIO line named {name} (searched {searched})")
+                    label = chip.get_info().label
+                    searched.append(f"{path} [{label}]")
+                    try:
+                        return path, int(chip.line_offset_from_id(name))
+                    except (OSError, ValueError):
+                        continue  # not on this chip (gpiod raises OSError ENOENT)
+            except OSError as exc:
+                (denied if exc.errno in _DENIED else searched).append(path)
+        where = ", ".join(searched) or "no readable gpiochip"
+        message = f"no GPIO line named {name} (searched {where})"
+        if denied:
+            message += f"; permission denied on {', '.join(denied)}: {_GROUP_HINT}"
+        elif self._chip:
+            message += f"; gpio.chip is {self._chip!r}: remove it to search every chip"
+        raise GpioError(message, line=name)
 
-    def _claim(self, name: str) -> None:
+    def _check_free(self, name: str) -> None:
         if name in self._lines:
-            raise GpioError(f"line {name} is configured twice")
+            raise GpioError(f"line {name} is configured twice", line=name)
 
     def output(
         self, name: str, *, active_low: bool = False, safe_value: bool = False
     ) -> GpiodOutput:
-        self._claim(name)
+        """Claim ``name`` as an output, driven at ``safe_value`` from the request itself."""
+        self._check_free(name)
         path, offset = self._find(name)
         line = GpiodOutput(self._gpiod, path, offset, name, active_low=active_low, safe=safe_value)
         self._outputs[name] = line
@@ -124,25 +221,51 @@ class GpiodBackend:
         return line
 
     def input(self, name: str, *, active_low: bool = False) -> GpiodInput:
-        self._claim(name)
+        """Claim ``name`` as an input with the pull that makes an open contact inactive."""
+        self._check_free(name)
         path, offset = self._find(name)
         line = GpiodInput(self._gpiod, path, offset, name, active_low=active_low)
         self._lines[name] = line
         return line
 
     def release(self, name: str) -> None:
+        """Give one line back: an output is put in its safe state first."""
         line = self._lines.pop(name, None)
-        self._outputs.pop(name, None)
-        if line is not None:
-            line.release()
+        output = self._outputs.pop(name, None)
+        try:
+            if output is not None:
+                output.to_safe_state()
+        finally:
+            if line is not None:
+                line.release()
 
     def all_safe(self) -> None:
-        for line in self._outputs.values():
-            line.to_safe_state()
+        """Every output to its safe state; tries them all, then reports the ones that failed."""
+        all_safe_each(self._outputs.values())
 
     def close(self) -> None:
-        self.all_safe()
-        for line in self._lines.values():
-            line.release()
-        self._lines.clear()
-        self._outputs.clear()
+        """Safe state, then release every request. Idempotent."""
+        try:
+            self.all_safe()
+        finally:
+            for line in self._lines.values():
+                line.release()
+            self._lines.clear()
+            self._outputs.clear()
+
+
+def all_safe_each(outputs: Iterable[OutputLine]) -> None:
+    """Put every output in its safe state; one failing line does not stop the others."""
+    failed: list[GpioError] = []
+    for line in list(outputs):
+        try:
+            line.to_safe_state()
+        except GpioError as exc:
+            failed.append(exc)
+    if failed:
+        raise GpioError("; ".join(str(e) for e in failed), line=failed[0].line) from failed[0]
+
+
+def _chip_number(path: str) -> tuple[int, str]:
+    digits = path.rsplit("gpiochip", 1)[-1]
+    return (int(digits) if digits.isdigit() else 1 << 30, path)
