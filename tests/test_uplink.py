@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import signal
@@ -253,17 +254,20 @@ async def test_tls_with_username_and_password(
 
 
 @pytest.mark.asyncio
-async def test_commands_over_mqtt_are_answered_on_the_result_topic(
-    broker: Broker, tmp_path: Path, topic_root: str
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_commands_are_answered_and_alarms_sent_also_after_a_reconnect(
+    broker: Broker, tmp_path: Path, topic_root: str, protocol: str
 ) -> None:
     core = ControlCore(load_config(EXAMPLE_CONFIG), now=0.0)
     commands = CommandProcessor(core)
     buf = SampleBuffer(tmp_path / "b.sqlite3", site=SITE)
     await buf.open()
-    cfg = UplinkConfig(host="127.0.0.1", port=broker.port, topic_prefix=topic_root)
+    cfg = UplinkConfig(host="127.0.0.1", port=broker.port, topic_prefix=topic_root,
+                       protocol=protocol, reconnect_max_s=0.5)  # type: ignore[arg-type]  # fmt: skip
     uplink = Uplink(cfg, site=SITE, buffer=buf, status=core.snapshot, commands=commands)
     base = f"{topic_root}/{SITE}"
     results = Subscriber(broker.port, f"{base}/cmd/+/result", tmp_path / "res.txt")
+    alarms = Subscriber(broker.port, f"{base}/alarm", tmp_path / "alarm.txt")
     stop = asyncio.Event()
     task = asyncio.create_task(uplink.run(stop))
 
@@ -287,8 +291,134 @@ async def test_commands_over_mqtt_are_answered_on_the_result_topic(
         assert replies["c1"]["ok"] is True
         assert replies["c2"]["ok"] is False
         assert core.setpoint == 3.6
+        uplink.publish_alarm({"id": "dry_run", "event": "raise"})
+        async with asyncio.timeout(10):
+            while not alarms.messages():  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert alarms.messages()[0]["id"] == "dry_run"
+
+        # The broker restarts without persistence: the uplink's subscription is gone
+        # with it, so a command after the reconnect proves it was restored.
+        results.close()
+        broker.stop()
+        broker.start()
+        async with asyncio.timeout(15):
+            while not (uplink.connected and uplink.reconnects >= 1):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        results = Subscriber(broker.port, f"{base}/cmd/+/result", tmp_path / "res2.txt")
+        await publish("setpoint", {"id": "c3", "ts": time.time(), "value": 3.2})
+        async with asyncio.timeout(10):
+            while not results.messages():  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert results.messages()[0] == {"id": "c3", "ok": True, "error": None}
+        assert core.setpoint == 3.2
     finally:
         stop.set()
         await task
         await buf.close()
         results.close()
+        alarms.close()
+
+
+class StallingLink:
+    """A TCP relay to the broker that passes ``budget`` bytes per connection upstream,
+    then stalls: a link too slow for a whole batch within the publish timeout."""
+
+    def __init__(self, broker_port: int, budget: int) -> None:
+        self.broker_port = broker_port
+        self.budget = budget
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    async def _relay(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        b_reader, b_writer = await asyncio.open_connection("127.0.0.1", self.broker_port)
+
+        async def pump(
+            src: asyncio.StreamReader, dst: asyncio.StreamWriter, budget: int | None
+        ) -> None:
+            while data := await src.read(4096):
+                passed = data if budget is None else data[:budget]
+                if budget is not None:
+                    budget = max(0, budget - len(data))
+                if passed:
+                    dst.write(passed)
+                    await dst.drain()
+
+        try:
+            await asyncio.wait(
+                [asyncio.create_task(pump(c_reader, b_writer, self.budget)),
+                 asyncio.create_task(pump(b_reader, c_writer, None))],
+                return_when=asyncio.FIRST_COMPLETED,
+            )  # fmt: skip
+        finally:
+            for w in (c_writer, b_writer):
+                w.close()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+@pytest.mark.asyncio
+async def test_a_link_too_slow_for_a_whole_batch_still_makes_progress(
+    broker: Broker, tmp_path: Path, topic_root: str
+) -> None:
+    link = StallingLink(broker.port, budget=12_000)
+    port = await link.start()
+    sub = Subscriber(broker.port, f"{topic_root}/{SITE}/telemetry", tmp_path / "sub.txt")
+    buf = SampleBuffer(tmp_path / "b.sqlite3", site=SITE)
+    await buf.open()
+    total = 30
+    for i in range(total):
+        buf.append({"n": i, "pad": "x" * 1000})  # ~1 kB each: about 10 fit per connection
+    await buf.flush()
+    cfg = UplinkConfig(host="127.0.0.1", port=port, topic_prefix=topic_root, batch_size=50,
+                       timeout_s=0.5, reconnect_max_s=0.2)  # fmt: skip
+    uplink = Uplink(cfg, site=SITE, buffer=buf, status=dict, commands=None)
+    stop = asyncio.Event()
+    task = asyncio.create_task(uplink.run(stop))
+    try:
+        async with asyncio.timeout(30):
+            while buf.stats()["rows"] > 0 or len(set(sub.seqs())) < total:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert link.connections >= 3  # no connection carried the whole batch
+        assert_complete(sub.seqs(), total)
+        assert uplink.published == total
+    finally:
+        stop.set()
+        await task
+        await buf.close()
+        await link.close()
+        sub.close()
+
+
+@pytest.mark.asyncio
+async def test_replaying_a_backlog_does_not_flood_the_log(
+    broker: Broker, tmp_path: Path, topic_root: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    buf = SampleBuffer(tmp_path / "b.sqlite3", site=SITE)
+    await buf.open()
+    for i in range(300):
+        buf.append({"n": i})
+    await buf.flush()
+    cfg = UplinkConfig(host="127.0.0.1", port=broker.port, topic_prefix=topic_root)
+    uplink = Uplink(cfg, site=SITE, buffer=buf, status=dict, commands=None)
+    stop = asyncio.Event()
+    caplog.set_level(logging.WARNING)
+    task = asyncio.create_task(uplink.run(stop))
+    try:
+        async with asyncio.timeout(20):
+            while uplink.published < 300:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await task
+        await buf.close()
+    # aiomqtt warns once per publish beyond its threshold; a batch in flight is normal.
+    assert [r.getMessage() for r in caplog.records if r.name == "mqtt"] == []

@@ -409,6 +409,13 @@ class UplinkConfig(_Model):
     client_id: str | None = None
     keepalive_s: int = Field(default=30, ge=5, le=600)
     batch_size: int = Field(default=100, ge=1, le=5000)
+    timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Longest wait for the broker's CONNACK/SUBACK/PUBACK before the link "
+        "is treated as down.",
+    )
     reconnect_max_s: float = Field(
         default=60.0, ge=0.1, le=3600, description="Longest wait between reconnect attempts."
     )

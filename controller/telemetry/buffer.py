@@ -40,15 +40,19 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 
 
 def utc_iso(epoch_s: float | None = None) -> str:
+    """UTC ISO 8601 with milliseconds and a trailing Z (now, or at ``epoch_s``)."""
     t = datetime.now(UTC) if epoch_s is None else datetime.fromtimestamp(epoch_s, UTC)
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def utc_now_iso() -> str:
+    """The current UTC time as ``utc_iso`` writes it."""
     return utc_iso()
 
 
 class SampleBuffer:
+    """Samples on disk, numbered by ``seq``, until the uplink has had them acknowledged."""
+
     def __init__(
         self,
         path: str | Path,
@@ -88,6 +92,7 @@ class SampleBuffer:
     # -- open / integrity -------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Open (or create) the file; quarantine it and start afresh if it is damaged."""
         await self._call(self._open)
 
     def _open(self) -> None:
@@ -151,6 +156,7 @@ class SampleBuffer:
         return seq
 
     async def flush(self) -> int:
+        """Commit the queued samples in one transaction; returns how many."""
         if not self._pending:
             return 0
         batch, self._pending = self._pending, []
@@ -209,6 +215,7 @@ class SampleBuffer:
     # -- reading / acknowledging ------------------------------------------------------------
 
     async def fetch(self, *, after_seq: int, limit: int) -> list[tuple[int, str, dict[str, Any]]]:
+        """Up to ``limit`` ``(seq, ts, sample)`` rows after ``after_seq``, oldest first."""
         return await self._call(self._fetch, after_seq, limit)
 
     def _fetch(self, after_seq: int, limit: int) -> list[tuple[int, str, dict[str, Any]]]:
@@ -223,6 +230,7 @@ class SampleBuffer:
         return [(int(seq), str(ts), json.loads(data)) for seq, ts, data in rows]
 
     async def delete_upto(self, seq: int) -> int:
+        """Drop the rows up to ``seq`` (the broker has them); returns how many."""
         return await self._call(self._delete_upto, seq)
 
     def _delete_upto(self, seq: int) -> int:
@@ -234,6 +242,7 @@ class SampleBuffer:
         return int(n)
 
     async def close(self) -> None:
+        """Final flush, then close the file and the worker thread."""
         try:
             await self.flush()
         finally:
@@ -243,6 +252,7 @@ class SampleBuffer:
             self._executor.shutdown(wait=True)
 
     def stats(self) -> dict[str, Any]:
+        """Counters for the status: rows, backlog, pending, evicted, over_cap, last_seq, ..."""
         return {
             "rows": self.rows,
             "backlog": self.rows + len(self._pending),

@@ -36,6 +36,8 @@ REMEMBERED_IDS = 1000
 
 
 class CommandTarget(Protocol):
+    """What commands act on (the control core); a rejection raises a BoosterError."""
+
     def set_setpoint(self, bar: float) -> None: ...
 
     def set_mode(self, mode: str) -> None: ...
@@ -105,6 +107,7 @@ class CommandProcessor:
         self.rejected = 0
 
     def handle(self, name: str, payload: bytes) -> dict[str, Any]:
+        """Validate and execute one command; returns the reply ``{id, ok, error, ...}``."""
         try:
             data = self._parse(payload)
         except Invalid as exc:

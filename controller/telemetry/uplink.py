@@ -37,6 +37,7 @@ log = get_logger(__name__)
 IDLE_POLL_S = 0.25  # how often an empty buffer is looked at again
 STATUS_REFRESH_S = 60.0
 ALARM_QUEUE = 1000
+PENDING_MARGIN = 20  # status, an alarm, command replies beside a full batch
 
 
 class CredentialsError(BoosterError):
@@ -75,6 +76,8 @@ def read_credentials(path: str | None) -> tuple[str | None, str | None]:
 
 
 class Uplink:
+    """The MQTT session: replays the buffer, publishes status and alarms, serves commands."""
+
     def __init__(
         self,
         cfg: UplinkConfig,
@@ -101,14 +104,17 @@ class Uplink:
     # -- API for the daemon -----------------------------------------------------------------
 
     def publish_alarm(self, event: dict[str, Any]) -> None:
+        """Queue an alarm event; sent (QoS 1) when connected, kept across a reconnect."""
         payload = dict(event, site=self.site, ts=utc_now_iso())
         with contextlib.suppress(asyncio.QueueFull):
             self._alarms.put_nowait(payload)
 
     def notify_status_changed(self) -> None:
+        """Republish the retained status soon."""
         self._status_dirty.set()
 
     def stats(self) -> dict[str, Any]:
+        """Counters for the status: connected, broker, published, reconnects, backlog, ..."""
         return {
             "connected": self.connected,
             "broker": f"{self.cfg.host}:{self.cfg.port}",
@@ -139,7 +145,7 @@ class Uplink:
         protocol = (
             aiomqtt.ProtocolVersion.V5 if self.cfg.protocol == "5" else aiomqtt.ProtocolVersion.V311
         )
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             self.cfg.host,
             self.cfg.port,
             username=username,
@@ -148,11 +154,15 @@ class Uplink:
             protocol=protocol,
             keepalive=self.cfg.keepalive_s,
             tls_params=tls,
-            timeout=10,
+            timeout=self.cfg.timeout_s,
             will=aiomqtt.Will(
                 f"{self.base}/status", self._status_payload(False), qos=1, retain=True
             ),
         )
+        # A whole batch in flight is the design, not a concern: without this aiomqtt logs a
+        # warning per publish beyond 10 pending, flooding the journal on every replay.
+        client.pending_calls_threshold = self.cfg.batch_size + PENDING_MARGIN
+        return client
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, serve, reconnect with backoff and jitter, until ``stop``."""
@@ -217,7 +227,7 @@ class Uplink:
         if not rows:
             return 0
         topic = f"{self.base}/telemetry"
-        await asyncio.gather(
+        outcomes = await asyncio.gather(
             *(
                 client.publish(
                     topic,
@@ -225,13 +235,26 @@ class Uplink:
                     qos=1,
                 )
                 for seq, ts, sample in rows
-            )
+            ),
+            return_exceptions=True,
         )
-        last = rows[-1][0]
-        await self.buffer.delete_upto(last)
-        self._acked = last
-        self.published += len(rows)
-        return len(rows)
+        # Keep the acknowledged head of the batch even when its tail failed: on a slow
+        # link a whole batch may not fit in one timeout, and resending it from the start
+        # on every reconnect would never get past it.
+        acked = 0
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                break
+            acked += 1
+        if acked:
+            last = rows[acked - 1][0]
+            await self.buffer.delete_upto(last)
+            self._acked = last
+            self.published += acked
+        failure = next((o for o in outcomes if isinstance(o, BaseException)), None)
+        if failure is not None:
+            raise failure
+        return acked
 
     async def _replay(self, client: aiomqtt.Client) -> None:
         while True:
