@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from controller.runtime.daemon import run_daemon
 
     try:
-        return asyncio.run(run_daemon(args.config))
+        return asyncio.run(run_daemon(cfg, args.config))
     except BoosterError as exc:
         # A missing serial port or GPIO chip: say which, and let systemd retry later.
         get_logger("boosterd").error("cannot start", error=str(exc))

@@ -420,16 +420,11 @@ async def _first_of(*events: asyncio.Event, then: asyncio.Event) -> None:
     then.set()
 
 
-async def run_daemon(config_path: str, *, notifier: Notifier | None = None) -> int:
-    """``boosterd run``: load, open the GPIO backend, run until stopped."""
+async def run_daemon(
+    cfg: StationConfig, config_path: str, *, notifier: Notifier | None = None
+) -> int:
+    """``boosterd run``: open the GPIO backend for the loaded station, run until stopped."""
     from drivers.gpio.factory import open_backend
-    from drivers.gpio.shared import SharedGpio
 
-    cfg = load_config(config_path)
-    gpio: GpioBackend
-    if cfg.gpio.backend == "sim" and cfg.gpio.sim_dir:
-        gpio = SharedGpio(cfg.gpio.sim_dir)  # relays go to a 'boosterd sim' process
-    else:
-        gpio = open_backend(cfg.gpio)
-    daemon = Daemon(cfg, config_path=config_path, gpio=gpio, notifier=notifier)
+    daemon = Daemon(cfg, config_path=config_path, gpio=open_backend(cfg.gpio), notifier=notifier)
     return await daemon.run()
