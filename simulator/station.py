@@ -119,6 +119,7 @@ class SimStation:
         self.speed_ref: Callable[[str], float | None] | None = None
         self._active: list[Fault] = []
         self._values: dict[str, float] = {}
+        self._points = cfg.points()  # built once: the step loop looks points up by name
         self._signals = self._assign_signals()
         self._write_inputs()
         self._update_values()
@@ -294,7 +295,7 @@ class SimStation:
             if point is not None
         }
         out: dict[str, str] = {}
-        for name, (_, point) in self.cfg.points().items():
+        for name, (_, point) in self._points.items():
             if name not in written:
                 out[name] = roles.get(name) or by_unit.get(point.unit.lower(), "constant")
         return out
@@ -323,7 +324,7 @@ class SimStation:
             return st.pumps[pump_name].speed * (vfd.rated_hz if vfd else 50.0)
         if kind == "drive_fault":
             return 1.0 if self._drive_fault.get(pump_name) else 0.0
-        _, point = self.cfg.points()[name]
+        _, point = self._points[name]
         if point.valid_min is not None and point.valid_max is not None:
             return (point.valid_min + point.valid_max) / 2
         return self.cfg.simulation.constant_value
