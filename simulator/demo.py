@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from controller.aio import wait_event
 from controller.config.schema import StationConfig
 from controller.dashboard import headline, render
 from controller.runtime.daemon import Daemon, Source
@@ -102,8 +103,7 @@ class SimDaemon(Daemon):
             if delay < 0:  # the machine cannot keep up with --speed: do not pile up
                 next_frame = time.monotonic()
                 delay = 0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), delay)
+            await wait_event(self.stop, delay)
 
     def extra_snapshot(self) -> dict[str, Any]:
         st = self.station.state

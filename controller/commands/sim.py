@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import signal
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from controller.aio import wait_event
 from controller.commands._station import EXIT_CONFIG, load_or_report
 from controller.config import StationConfig
 from controller.errors import BoosterError
@@ -168,8 +168,7 @@ async def _advance(
     last = time.monotonic()
     next_report = 0.0
     while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), STEP_S)
+        await wait_event(stop, STEP_S)
         now = time.monotonic()
         sim_dt = (now - last) * args.speed
         last = now

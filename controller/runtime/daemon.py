@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from controller import __version__
+from controller.aio import wait_event
 from controller.config import ConfigError, StationConfig, load_config
 from controller.control.core import ControlCore, ControlOutputs
 from controller.dashboard import headline
@@ -246,7 +247,8 @@ class Daemon:
         self.pump_io.all_safe()
         self._save_state()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.buffer.close(), 3.0)
+            async with asyncio.timeout(3.0):
+                await self.buffer.close()
         self.pump_io.close()
         log.info("boosterd stopped", exit_code=self.exit_code)
 
@@ -293,8 +295,7 @@ class Daemon:
                 raise
             except Exception as exc:
                 log.error(f"{name} failed; restarting", error=repr(exc), retry_s=delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), delay)
+                await wait_event(self.stop, delay)
                 delay = min(delay * 2, 60.0)
 
     async def _status_task(self, stop: asyncio.Event) -> None:
@@ -314,8 +315,7 @@ class Daemon:
         interval = watchdog_interval_s() or 1.0
         gate = WatchdogGate(acquisition_silence_s=self._acquisition_silence_s())
         while not self.stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), min(interval, WATCHDOG_CHECK_S))
+            await wait_event(self.stop, min(interval, WATCHDOG_CHECK_S))
             if self.stop.is_set():
                 return
             ticks = self.loop.stats.ticks
@@ -367,8 +367,7 @@ class Daemon:
 
     async def _state_task(self) -> None:
         while not self.stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), STATE_SAVE_PERIOD_S)
+            await wait_event(self.stop, STATE_SAVE_PERIOD_S)
             await asyncio.to_thread(self._save_state)
 
     # -- SIGHUP ---------------------------------------------------------------------------

@@ -10,13 +10,13 @@ a fixed-rate ticker on the monotonic clock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from controller.aio import wait_event
 from controller.control.core import ControlOutputs, PumpInputs
 from controller.logs import get_logger
 from controller.ticker import FixedRateTicker, Tick
@@ -160,8 +160,7 @@ class ControlLoop:
         """Tick at a fixed rate until ``stop`` is set."""
 
         async def sleep(delay: float) -> None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+            await wait_event(stop, delay)
 
         ticker = FixedRateTicker(period_s=self.tick_s, clock=clock, sleep=sleep)
         ticker.on_overrun = self._overrun

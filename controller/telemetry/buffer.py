@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import sqlite3
@@ -28,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from controller.aio import wait_event
 from controller.logs import get_logger
 
 log = get_logger(__name__)
@@ -208,8 +208,7 @@ class SampleBuffer:
     async def run(self, stop: asyncio.Event) -> None:
         """Commit once per interval until ``stop``; then a last flush."""
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.commit_interval_s)
+            await wait_event(stop, self.commit_interval_s)
             await self.flush()
 
     # -- reading / acknowledging ------------------------------------------------------------

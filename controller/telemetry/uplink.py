@@ -26,6 +26,7 @@ from typing import Any
 import aiomqtt
 
 from controller import __version__
+from controller.aio import cancel_and_wait, raise_if_cancelling, wait_event
 from controller.config.schema import UplinkConfig
 from controller.errors import BoosterError
 from controller.logs import get_logger
@@ -168,6 +169,7 @@ class Uplink:
         """Connect, serve, reconnect with backoff and jitter, until ``stop``."""
         backoff = min(1.0, self.cfg.reconnect_max_s)
         while not stop.is_set():
+            raise_if_cancelling()
             try:
                 async with self._client() as client:
                     self.connected = True
@@ -187,8 +189,7 @@ class Uplink:
                 self.connected = False
             delay = backoff * random.uniform(0.5, 1.0)
             backoff = min(backoff * 2, self.cfg.reconnect_max_s)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+            await wait_event(stop, delay)
 
     async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         if self.commands is not None:
@@ -204,16 +205,15 @@ class Uplink:
         try:
             done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for t in [*tasks, stopper]:
-                t.cancel()
-            await asyncio.gather(*tasks, stopper, return_exceptions=True)
+            await cancel_and_wait([*tasks, stopper])
         for t in done:
             if t is not stopper and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]
         if stop.is_set():
             # Orderly stop: say so (retained), rather than leaving it to the Last Will.
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                await asyncio.wait_for(self._final_flush(client), 3.0)
+                async with asyncio.timeout(3.0):
+                    await self._final_flush(client)
 
     async def _final_flush(self, client: aiomqtt.Client) -> None:
         await self.buffer.flush()
@@ -258,11 +258,13 @@ class Uplink:
 
     async def _replay(self, client: aiomqtt.Client) -> None:
         while True:
+            raise_if_cancelling()
             if await self._replay_once(client) == 0:
                 await asyncio.sleep(IDLE_POLL_S)
 
     async def _send_alarms(self, client: aiomqtt.Client) -> None:
         while True:
+            raise_if_cancelling()
             event = await self._alarms.get()
             try:
                 await client.publish(f"{self.base}/alarm", json.dumps(event), qos=1)
@@ -274,8 +276,8 @@ class Uplink:
 
     async def _refresh_status(self, client: aiomqtt.Client) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._status_dirty.wait(), STATUS_REFRESH_S)
+            raise_if_cancelling()
+            await wait_event(self._status_dirty, STATUS_REFRESH_S)
             self._status_dirty.clear()
             await client.publish(
                 f"{self.base}/status", self._status_payload(True), qos=1, retain=True
@@ -295,3 +297,4 @@ class Uplink:
             )
             await client.publish(f"{self.base}/cmd/{name}/result", json.dumps(reply), qos=1)
             self._status_dirty.set()
+            raise_if_cancelling()

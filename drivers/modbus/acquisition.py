@@ -23,6 +23,7 @@ from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
+from controller.aio import wait_any
 from controller.config.schema import BusConfig, StationConfig
 from controller.logs import get_logger
 from controller.values import BadReason, Reading
@@ -312,8 +313,7 @@ class Acquisition:
                 delay = max(0.0, wake - self.clock())
                 if delay and not poller.pending_writes:
                     self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(_either(stop, self._wake), delay)
+                    await wait_any((stop, self._wake), delay)
                 else:
                     await asyncio.sleep(0)
 
@@ -350,15 +350,6 @@ class Acquisition:
         return {
             p.name: {str(sid): s.as_dict() for sid, s in p.slaves.items()} for p in self.pollers
         }
-
-
-async def _either(a: asyncio.Event, b: asyncio.Event) -> None:
-    waiters = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
 
 
 async def read_once(cfg: StationConfig) -> dict[str, Reading]:
