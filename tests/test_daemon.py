@@ -158,13 +158,24 @@ def test_ready_then_watchdog_then_sigterm_leaves_relays_safe_and_status_offline(
     assert retained_status(station)["online"] is False
 
 
-def test_sigkill_then_restart_claims_relays_safe_before_anything(station: Station) -> None:
+def test_sigkill_then_outputs_off_and_restart_leave_relays_safe(station: Station) -> None:
     proc = station.start()
     station.wait_for("READY=1")
     wait_until(lambda: any(v is False for v in station.relays().values()), timeout=30,
                what="a relay energised")  # fmt: skip
     proc.kill()
     proc.wait()
+    # Like a Raspberry Pi kernel, the simulated chip keeps a released output's level:
+    # the killed daemon's pump is still running...
+    assert station.relays() != RELAYS
+    # ...until systemd's ExecStopPost switches every relay off.
+    off = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "outputs-off", "--config", str(station.config)],
+        cwd=REPO, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert off.returncode == 0, off.stderr
+    assert "3 relays off" in off.stdout
+    assert station.relays() == RELAYS
     station.start()
     # Power-on delay: the restarted daemon holds every pump off before its first decision.
     wait_until(lambda: (station.dir / "gpio" / "outputs.json").stat().st_mtime > 0, timeout=5,
@@ -254,3 +265,17 @@ async def test_a_full_buffer_raises_an_alarm(tmp_path: Path) -> None:
     finally:
         daemon.stop.set()
         await task
+
+
+def test_outputs_off_reports_a_broken_station_file_without_touching_anything(
+    tmp_path: Path,
+) -> None:
+    bad = tmp_path / "station.yaml"
+    bad.write_text("site:\n  id: x\npumps: 3\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "outputs-off", "--config", str(bad)],
+        cwd=REPO, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "pumps" in result.stderr
+    assert "Traceback" not in result.stderr

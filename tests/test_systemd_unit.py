@@ -62,6 +62,8 @@ def test_unit_keeps_the_devices_and_state_it_needs() -> None:
         "LoadCredential=mqtt:",
         "SupplementaryGroups=dialout gpio",
         "Restart=on-failure",
+        # Relays off after every stop: a killed daemon's outputs keep their level.
+        "ExecStopPost=/opt/boosterd/venv/bin/boosterd outputs-off --config",
     ):
         assert line in text
     assert "PrivateDevices=yes" not in text  # it would hide /dev/ttyUSB* and /dev/gpiochip*

@@ -1,0 +1,44 @@
+"""``boosterd outputs-off --config PATH``: every pump relay off, now, without the daemon.
+
+The unit runs it as ``ExecStopPost=``, after *every* stop of the daemon: a crash, a
+watchdog kill or SIGKILL included. On a stock Raspberry Pi OS kernel a released GPIO
+output keeps driving its last level (docs/gpio.md), so without this a killed daemon
+would leave its pumps running until the restart claims the lines again. A technician
+can run it by hand too, once the daemon is stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from controller.commands._station import EXIT_CONFIG, load_or_report
+from controller.errors import BoosterError
+
+EXIT_NOT_SAFE = 1
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "outputs-off",
+        help="switch every pump relay off (systemd's ExecStopPost; daemon must be stopped)",
+    )
+    p.add_argument("--config", required=True, help="station YAML file")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_or_report(args.config)
+    if cfg is None:
+        return EXIT_CONFIG
+    from drivers.gpio.safety import outputs_off
+
+    try:
+        relays = outputs_off(cfg)
+    except (BoosterError, OSError) as exc:
+        # Busy lines mean the daemon (or another program) still holds them.
+        print(f"boosterd outputs-off: relays NOT switched off: {exc}", file=sys.stderr)
+        return EXIT_NOT_SAFE
+    print(f"boosterd outputs-off: {len(relays)} relays off ({', '.join(relays)})")
+    return 0
