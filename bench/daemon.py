@@ -49,7 +49,7 @@ def rss_mb(pid: int) -> float:
 
 def prefill(path: Path, rows: int) -> None:
     async def fill() -> None:
-        buf = SampleBuffer(path, site="bs01-sukamaju")
+        buf = SampleBuffer(path, site="bs01-sukamaju", max_pending=rows)
         await buf.open()
         sample = {"values": {"discharge_pressure": {"v": 3.0, "unit": "bar", "q": "good"}}}
         for _ in range(rows):

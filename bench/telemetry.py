@@ -58,7 +58,7 @@ async def buffer_rate(path: Path, rows: int) -> float:
 
 
 async def replay_rate(path: Path, port: int, rows: int) -> float:
-    buf = SampleBuffer(path, site="bench")
+    buf = SampleBuffer(path, site="bench", max_pending=rows)
     await buf.open()
     for _ in range(rows):
         buf.append(SAMPLE)

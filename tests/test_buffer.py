@@ -112,7 +112,7 @@ async def test_a_damaged_file_is_quarantined_and_a_fresh_buffer_works(tmp_path: 
 
 @pytest.mark.asyncio
 async def test_the_event_loop_stays_responsive_during_a_big_flush(tmp_path: Path) -> None:
-    buf = SampleBuffer(tmp_path / "b.sqlite3", site="s1")
+    buf = SampleBuffer(tmp_path / "b.sqlite3", site="s1", max_pending=100_000)
     await buf.open()
     for i in range(50_000):
         buf.append({"n": i, "values": {"p": {"v": 3.0, "unit": "bar", "q": "good"}}})
@@ -134,4 +134,60 @@ async def test_the_event_loop_stays_responsive_during_a_big_flush(tmp_path: Path
     # The flush took many ticker periods, and the ticker kept running through it.
     assert len(gaps) >= 3
     assert max(gaps) < max(0.25, flush_s / 3)
+    await buf.close()
+
+
+async def _set_max_pages(buf: SampleBuffer, pages: int) -> None:
+    """SQLite's own size limit: past it every write fails with SQLITE_FULL ('database
+    or disk is full'), the error a full SD card gives."""
+
+    def limit() -> None:
+        db = buf._conn()
+        db.execute(f"PRAGMA max_page_count = {max(pages, 1)}")
+
+    await buf._call(limit)
+
+
+async def _page_count(buf: SampleBuffer) -> int:
+    return int(await buf._call(lambda: buf._conn().execute("PRAGMA page_count").fetchone()[0]))
+
+
+@pytest.mark.asyncio
+async def test_a_disk_refusing_writes_keeps_samples_in_memory_up_to_a_cap(
+    tmp_path: Path,
+) -> None:
+    buf = SampleBuffer(tmp_path / "b.sqlite3", site="s1", commit_interval_s=0.01, max_pending=200)
+    await buf.open()
+    buf.append({"n": 0, "pad": "x" * 500})
+    await buf.flush()
+    await _set_max_pages(buf, await _page_count(buf))  # the disk is full from here on
+    stop = asyncio.Event()
+    flusher = asyncio.create_task(buf.run(stop))
+    try:
+        seqs = []
+        for i in range(1, 1001):
+            seqs.append(buf.append({"n": i, "pad": "x" * 500}))
+            if i % 50 == 0:
+                await asyncio.sleep(0.02)  # let the flusher try (and fail) in between
+        async with asyncio.timeout(5):
+            while buf.write_error is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert "full" in buf.write_error
+        stats = buf.stats()
+        assert stats["pending"] <= 200
+        assert stats["write_error"] == buf.write_error
+        assert buf.evicted == 1000 - stats["pending"]  # every dropped sample is counted
+        # The card is replaced / space freed: the newest waiting samples reach the disk.
+        await _set_max_pages(buf, 1_000_000)
+        async with asyncio.timeout(5):
+            while buf.stats()["write_error"] is not None or buf.stats()["pending"]:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await flusher
+    rows = await buf.fetch(after_seq=0, limit=2000)
+    on_disk = [r[0] for r in rows]
+    assert on_disk[0] == 1  # the one committed before the disk filled
+    assert on_disk[1:] == seqs[-len(on_disk) + 1 :]  # then the newest, in order, no gap
+    assert len(on_disk) - 1 == 1000 - buf.evicted
     await buf.close()

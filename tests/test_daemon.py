@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -262,6 +262,45 @@ async def test_a_full_buffer_raises_an_alarm(tmp_path: Path) -> None:
             while not daemon.core.alarms.is_active("buffer_evicting"):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         assert daemon.buffer.evicted > 0
+    finally:
+        daemon.stop.set()
+        await task
+
+
+@pytest.mark.asyncio
+async def test_a_disk_refusing_writes_raises_an_alarm_that_clears_when_it_writes_again(
+    tmp_path: Path,
+) -> None:
+    from controller.config import load_config
+
+    options = DemoOptions(speed=50.0, state_dir=tmp_path, live=False)
+    cfg = demo_config(load_config(EXAMPLE_CONFIG), options)
+    fast = cfg.buffer.model_copy(update={"commit_interval_s": 0.05})
+    daemon = SimDaemon(cfg.model_copy(update={"buffer": fast}), options)
+    task = asyncio.create_task(daemon.run())
+
+    def max_pages(pages: int | None) -> Callable[[], None]:
+        def apply() -> None:
+            db = daemon.buffer._conn()
+            n = pages or db.execute("PRAGMA page_count").fetchone()[0]
+            db.execute(f"PRAGMA max_page_count = {n}")  # SQLITE_FULL past it
+
+        return apply
+
+    try:
+        async with asyncio.timeout(30):
+            while daemon.buffer.commits < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            await daemon.buffer._call(max_pages(None))
+            while not daemon.core.alarms.is_active("buffer_write_failed"):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert daemon.loop.stats.ticks > 0
+        assert not task.done()  # control goes on without its disk
+        await daemon.buffer._call(max_pages(1_000_000))
+        async with asyncio.timeout(30):
+            while daemon.core.alarms.is_active("buffer_write_failed"):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert daemon.buffer.write_error is None
     finally:
         daemon.stop.set()
         await task

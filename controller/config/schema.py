@@ -429,6 +429,11 @@ class BufferConfig(_Model):
     max_mb: PositiveFloat = 512.0
     max_age_days: PositiveFloat = 60.0
     commit_interval_s: float = Field(default=1.0, gt=0, le=60)
+    max_pending: int = Field(
+        default=20_000,
+        ge=100,
+        description="Samples kept in memory while the disk refuses writes; older ones drop.",
+    )
 
 
 class LoggingConfig(_Model):

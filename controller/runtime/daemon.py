@@ -93,6 +93,7 @@ class Daemon:
             max_mb=cfg.buffer.max_mb,
             max_age_days=cfg.buffer.max_age_days,
             commit_interval_s=cfg.buffer.commit_interval_s,
+            max_pending=cfg.buffer.max_pending,
         )
         self.commands = CommandProcessor(
             self.core,
@@ -196,6 +197,14 @@ class Daemon:
             self.clock(),
             severity="warning",
             message=f"local buffer full: oldest samples evicted ({self.buffer.evicted} so far)",
+        )
+        error = self.buffer.write_error
+        self.core.alarms.set(
+            "buffer_write_failed",
+            error is not None,
+            self.clock(),
+            severity="warning",
+            message=f"local buffer cannot write ({error}): samples wait in memory",
         )
 
     def _on_events(self, out: ControlOutputs) -> None:

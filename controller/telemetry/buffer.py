@@ -7,6 +7,10 @@
   ``commit_interval_s`` in one transaction, to spare the SD card. After SIGKILL or a
   power cut at most the samples of that uncommitted interval are lost.
 * A size cap and an age cap evict the oldest rows first and count what they evicted.
+* When the disk refuses writes (full, read-only, failing card) the samples wait in
+  memory and every interval retries; past ``max_pending`` the oldest waiting samples
+  are dropped and counted as evicted, so a dead SD card never exhausts the Pi's RAM.
+  ``write_error`` says why while it lasts.
 * At start-up ``PRAGMA quick_check`` runs; a damaged file is moved aside as
   ``<name>.corrupt-<UTC time>`` and a fresh buffer started, never refusing to run. Its
   sequence restarts above the old one (at the current Unix time in milliseconds), so
@@ -61,6 +65,7 @@ class SampleBuffer:
         max_mb: float = 512.0,
         max_age_days: float = 60.0,
         commit_interval_s: float = 1.0,
+        max_pending: int = 20_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
@@ -69,7 +74,10 @@ class SampleBuffer:
         self.max_bytes = int(max_mb * 1024 * 1024)
         self.max_age_s = max_age_days * 86400.0
         self.commit_interval_s = commit_interval_s
+        self.max_pending = max(1, max_pending)
         self._pending: list[tuple[int, str, str]] = []
+        #: Why the last commit failed, while commits keep failing; None when writable.
+        self.write_error: str | None = None
         self._next_seq = 1
         self._db: sqlite3.Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer")
@@ -153,7 +161,22 @@ class SampleBuffer:
         self._next_seq += 1
         ts = utc_iso(self.clock())
         self._pending.append((seq, ts, json.dumps(sample, separators=(",", ":"), default=str)))
+        if len(self._pending) > self.max_pending:
+            self._drop_oldest_pending()
         return seq
+
+    def _drop_oldest_pending(self) -> None:
+        # Only while the disk refuses writes. A tenth at a time, like the size cap, so
+        # this runs once per many appends rather than on every one.
+        n = len(self._pending) - self.max_pending + self.max_pending // 10
+        del self._pending[:n]
+        self.evicted += n
+        log.warning(
+            "buffer cannot write: oldest samples waiting in memory dropped",
+            dropped=n,
+            total=self.evicted,
+            error=self.write_error,
+        )
 
     async def flush(self) -> int:
         """Commit the queued samples in one transaction; returns how many."""
@@ -164,6 +187,8 @@ class SampleBuffer:
             await self._call(self._commit, batch)
         except BaseException:
             self._pending[:0] = batch  # keep them for the next attempt
+            if len(self._pending) > self.max_pending:
+                self._drop_oldest_pending()
             raise
         return len(batch)
 
@@ -175,7 +200,11 @@ class SampleBuffer:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (batch[-1][0],))
         self.rows += len(batch)
         self.commits += 1
-        self._evict()
+        # The batch is on disk now: an eviction failing must not send it back to the queue.
+        try:
+            self._evict()
+        except sqlite3.Error as exc:
+            log.warning("buffer eviction failed; retried after the next commit", error=str(exc))
 
     def _evict(self) -> None:
         db = self._conn()
@@ -209,7 +238,22 @@ class SampleBuffer:
         """Commit once per interval until ``stop``; then a last flush."""
         while not stop.is_set():
             await wait_event(stop, self.commit_interval_s)
+            await self._flush_or_keep()
+
+    async def _flush_or_keep(self) -> None:
+        """Flush; a disk error keeps the samples for the next interval and is logged
+        once when it starts and once when it ends, not every second."""
+        try:
             await self.flush()
+        except (sqlite3.Error, OSError) as exc:
+            if self.write_error is None:
+                log.error("buffer cannot write; samples wait in memory", error=str(exc),
+                          path=str(self.path), pending=len(self._pending))  # fmt: skip
+            self.write_error = str(exc)
+            return
+        if self.write_error is not None:
+            log.info("buffer writable again", pending=len(self._pending))
+            self.write_error = None
 
     # -- reading / acknowledging ------------------------------------------------------------
 
@@ -261,4 +305,5 @@ class SampleBuffer:
             "last_seq": self._next_seq - 1,
             "corrupt_recovered": self.corrupt_recovered,
             "commits": self.commits,
+            "write_error": self.write_error,
         }
