@@ -207,10 +207,8 @@ def _certs(d: Path) -> tuple[Path, Path, Path]:
     return ca, crt, key
 
 
-@pytest.mark.asyncio
-async def test_tls_with_username_and_password(
-    tmp_path: Path, shared_dir: Path, topic_root: str
-) -> None:
+def _tls_broker(shared_dir: Path) -> tuple[Broker, int, Path]:
+    """A broker with a TLS listener that takes only user ``station``; its CA file."""
     ca, crt, key = _certs(shared_dir)
     passwd = shared_dir / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "station", "s3cret-pw"],
@@ -224,6 +222,14 @@ async def test_tls_with_username_and_password(
         f"password_file {passwd}\nper_listener_settings false\nallow_anonymous false\n"
     ))  # fmt: skip
     broker.start()
+    return broker, tls_port, ca
+
+
+@pytest.mark.asyncio
+async def test_tls_with_username_and_password(
+    tmp_path: Path, shared_dir: Path, topic_root: str
+) -> None:
+    broker, tls_port, ca = _tls_broker(shared_dir)
     creds = tmp_path / "mqtt"
     creds.write_text("station:s3cret-pw\n")
     buf = SampleBuffer(tmp_path / "b.sqlite3", site=SITE)
@@ -251,6 +257,40 @@ async def test_tls_with_username_and_password(
         sub.close()
         broker.close()
     assert "s3cret-pw" not in broker.log_path.read_text() if broker.log_path.exists() else True
+
+
+@pytest.mark.asyncio
+async def test_a_missing_ca_file_is_named_and_the_uplink_connects_once_it_appears(
+    tmp_path: Path, shared_dir: Path, topic_root: str
+) -> None:
+    broker, tls_port, ca = _tls_broker(shared_dir)
+    creds = tmp_path / "mqtt"
+    creds.write_text("station:s3cret-pw\n")
+    missing = tmp_path / "pki" / "ca.pem"  # not provisioned yet
+    buf = SampleBuffer(tmp_path / "b.sqlite3", site=SITE)
+    await buf.open()
+    cfg = UplinkConfig(host="localhost", port=tls_port, topic_prefix=topic_root,
+                       tls=TlsConfig(ca_file=str(missing)), credentials_file=str(creds),
+                       reconnect_max_s=0.5)  # fmt: skip
+    uplink = Uplink(cfg, site=SITE, buffer=buf, status=dict, commands=None)
+    stop = asyncio.Event()
+    task = asyncio.create_task(uplink.run(stop))
+    try:
+        async with asyncio.timeout(10):
+            while uplink.last_error is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert uplink.last_error == f"cannot read TLS CA file {missing}: No such file or directory"
+        assert not uplink.connected
+        missing.parent.mkdir()
+        shutil.copy(ca, missing)
+        async with asyncio.timeout(10):
+            while not uplink.connected:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await task
+        await buf.close()
+        broker.close()
 
 
 @pytest.mark.asyncio

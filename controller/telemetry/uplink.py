@@ -27,7 +27,7 @@ import aiomqtt
 
 from controller import __version__
 from controller.aio import cancel_and_wait, raise_if_cancelling, wait_event
-from controller.config.schema import UplinkConfig
+from controller.config.schema import TlsConfig, UplinkConfig
 from controller.errors import BoosterError
 from controller.logs import get_logger
 from controller.telemetry.buffer import SampleBuffer, utc_now_iso
@@ -43,6 +43,28 @@ PENDING_MARGIN = 20  # status, an alarm, command replies beside a full batch
 
 class CredentialsError(BoosterError):
     """The MQTT credentials file is missing or malformed."""
+
+
+class TlsFilesError(BoosterError):
+    """A configured TLS file (CA, client certificate or key) cannot be read."""
+
+
+def check_tls_files(tls: TlsConfig | None) -> None:
+    """Raise ``TlsFilesError`` naming the file, rather than ssl's bare errno later."""
+    if tls is None:
+        return
+    for what, path in (
+        ("CA file", tls.ca_file),
+        ("client certificate", tls.cert_file),
+        ("client key", tls.key_file),
+    ):
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise TlsFilesError(f"cannot read TLS {what} {path}: {exc.strerror}") from exc
 
 
 def read_credentials(path: str | None) -> tuple[str | None, str | None]:
@@ -136,6 +158,7 @@ class Uplink:
 
     def _client(self) -> aiomqtt.Client:
         username, password = read_credentials(self.cfg.credentials_file)
+        check_tls_files(self.cfg.tls)
         tls = None
         if self.cfg.tls is not None:
             tls = aiomqtt.TLSParameters(
@@ -180,7 +203,7 @@ class Uplink:
             except aiomqtt.MqttError as exc:
                 self.last_error = str(exc)
                 log.warning("uplink down", error=str(exc), retry_s=round(backoff, 1))
-            except CredentialsError as exc:
+            except (CredentialsError, TlsFilesError) as exc:
                 self.last_error = str(exc)
                 log.error("uplink cannot start", error=str(exc))
             finally:
