@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+import controller
 from controller.config import ConfigError, load_config, parse_config
-from tests.conftest import EXAMPLE_CONFIG
+from tests.conftest import EXAMPLE_CONFIG, REPO
 
 EXAMPLE_TEXT = EXAMPLE_CONFIG.read_text(encoding="utf-8")
 
@@ -298,3 +299,17 @@ def test_pressure_management_entries_must_lie_in_the_setpoint_range() -> None:
         "pressure_management.schedule[0].setpoint_bar" in e and "outside" in e
         for e in _errors(fixed)
     )
+
+
+def test_the_demo_default_is_the_example_shipped_inside_the_package() -> None:
+    """``boosterd demo`` with no arguments must run from an installed wheel, where the
+    repository's config/ directory does not exist: the package carries the example."""
+    import tomllib
+
+    from controller.commands.demo import DEFAULT_CONFIG
+
+    assert DEFAULT_CONFIG.parent.parent == Path(controller.__file__).parent
+    assert DEFAULT_CONFIG.read_text() == EXAMPLE_CONFIG.read_text()
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "examples/*.yaml" in pyproject["tool"]["setuptools"]["package-data"]["controller"]
+    load_config(DEFAULT_CONFIG)

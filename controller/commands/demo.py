@@ -18,7 +18,9 @@ from typing import Any
 from controller.commands._station import EXIT_CONFIG, load_or_report
 from controller.errors import BoosterError
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "station.example.yaml"
+#: config/station.example.yaml, shipped in the package (controller/examples links to it),
+#: so ``boosterd demo`` runs from an installed wheel as well as from a checkout.
+DEFAULT_CONFIG = Path(__file__).parents[1] / "examples" / "station.example.yaml"
 
 
 def register(sub: Any) -> None:
