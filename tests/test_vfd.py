@@ -135,3 +135,47 @@ def test_the_far_end_logger_is_served_like_any_other_point(cfg: StationConfig) -
     assert reading.value is not None
     assert reading.value == pytest.approx(loop.station.far_end_bar(), abs=0.01)
     assert reading.value < loop.station.state.discharge_bar - 0.3  # friction at the peak
+
+
+def _until_a_destage(cfg: StationConfig) -> ClosedLoop:
+    """The evening fall in demand, up to the tick the stager destages the fixed pump."""
+    loop = ClosedLoop(cfg, start_hour=21.5, seed=7)
+    assert loop.core is not None
+    assert loop.run_until(lambda lp: bool(lp.core and lp.core.handover), limit_s=3 * 3600)
+    return loop
+
+
+def test_a_fixed_pump_destages_behind_the_drive_without_a_pressure_dip(
+    cfg: StationConfig,
+) -> None:
+    loop = _until_a_destage(cfg)
+    assert loop.core is not None
+    setpoint = cfg.control.setpoint_bar
+    first = len(loop.trace.t) - 1
+    began = loop.t
+    (pump,) = loop.core.handover
+    assert not loop.core.stager.pumps[pump].on  # the stager has decided...
+    assert loop.station.state.pumps[pump].running  # ...but the pump runs on
+    assert loop.run_until(lambda lp: not (lp.core and lp.core.handover), limit_s=30)
+    ramp_s = cfg.pumps["P1"].vfd.ramp_s  # type: ignore[union-attr]
+    assert 0 < loop.t - began <= ramp_s + cfg.control.tick_s
+    loop.run(cfg.control.tick_s)  # the station sees the relay open on its next step
+    assert not loop.station.state.pumps[pump].running
+    assert loop.station.state.pumps["P1"].speed > 0.8  # the drive carries its flow
+    loop.run(120)
+    around = loop.trace.pressure_bar[first:]
+    # Stopping the pump with the drive at minimum speed dipped to 2.1 bar here.
+    assert min(around) >= setpoint - 0.2
+    assert max(around) <= setpoint + 0.6  # far below the high-pressure cutout (+1.5)
+    assert abs(around[-1] - setpoint) < 0.1
+
+
+def test_switching_off_during_a_hand_over_opens_every_relay_at_once(
+    cfg: StationConfig,
+) -> None:
+    loop = _until_a_destage(cfg)
+    assert loop.core is not None
+    loop.core.set_mode("off")
+    loop.run(cfg.control.tick_s)
+    assert not loop.core.handover
+    assert not any(loop.pump_io.states().values())

@@ -193,7 +193,12 @@ class VfdConfig(_Model):
     )
     min_speed_pct: float = Field(default=30.0, ge=0, le=100)
     max_speed_pct: float = Field(default=100.0, gt=0, le=120)
-    ramp_s: NonNegFloat = Field(default=5.0, description="Drive ramp 0 to 100 % (simulator).")
+    ramp_s: NonNegFloat = Field(
+        default=5.0,
+        description="The drive's acceleration time 0 to 100 %, as set in the drive: a "
+        "destaged fixed pump runs on this long while the drive takes over its flow; the "
+        "simulator ramps the drive with it.",
+    )
 
     @model_validator(mode="after")
     def _speeds(self) -> VfdConfig:

@@ -47,6 +47,9 @@ def _wall_clock(timezone: str) -> Callable[[], tuple[int, float]]:
 VFD_DESTAGE_MARGIN_BAR = 0.15
 #: Without a run-feedback input, a started fixed pump is taken as running after this.
 HANDOVER_S = 2.0
+#: Longest a destaged fixed pump keeps running while the lead drive ramps up to take
+#: over its flow (the drive's own ramp time, capped here).
+DESTAGE_HANDOVER_MAX_S = 10.0
 
 
 class CommandRejected(BoosterError):
@@ -105,6 +108,10 @@ class ControlCore:
         self._filling_since: float | None = None
         self._fill_from = 0.0
         self._fill_capped_since: float | None = None
+        #: Destaged fixed pumps still running until the lead drive has ramped up: pump ->
+        #: monotonic time its relay really opens.
+        self.handover: dict[str, float] = {}
+        self._auto_tick = False
 
     # -- the tick -------------------------------------------------------------------------
 
@@ -126,9 +133,12 @@ class ControlCore:
         p = readings.get(self.cfg.control.pressure_point)
         pv = p.value if p is not None and p.good else None
         self._check_drives(now, readings)
+        was_on = {name: rec.on for name, rec in self.stager.pumps.items()}
+        self._auto_tick = False
         self.state = self._decide(
             now, dt=dt, verdict=verdict, pv=pv, feedback=feedback, fault=fault
         )
+        self._hand_over(now, was_on, pv)
         speeds = self.speeds = self._speeds(now, feedback)
         for lock in self.stager.new_lockouts:
             self.alarms.set(
@@ -209,6 +219,7 @@ class ControlCore:
         # the fixed pump over and over (the drive's flow is far from linear in speed).
         may_destage = not stager.lead_vfd or pv > self.active_setpoint + VFD_DESTAGE_MARGIN_BAR
         self.relays = stager.update(now, demand=demand, may_destage=may_destage, **common)
+        self._auto_tick = True
         after = stager.running()
         if after != before and not stager.lead_vfd:
             # A whole pump more or less: re-centre the demand in the new stage's band so
@@ -326,6 +337,67 @@ class ControlCore:
     def _starting(self, now: float) -> bool:
         return now - self.protections.started < self.cfg.protections.power_on_delay_s
 
+    def _hand_over(self, now: float, was_on: Mapping[str, bool], pv: float | None) -> None:
+        """Destage behind a drive without a dip: the fixed pump keeps running while the
+        lead drive ramps up to carry its flow, then stops.
+
+        A fixed pump is destaged when the pressure stands above the setpoint with the
+        drive at its minimum speed, where the PID output has wound down. Stopping it
+        there left the zone short of a whole pump's flow for the drive's ramp time and
+        the PID's reaction (a 0.9 bar dip on the diurnal day). Now the stager's decision
+        stands (its timers and start counts are unchanged) but the relay opens up to the
+        lead drive's ``ramp_s`` later; meanwhile the demand is held where the lead runs
+        at full speed in place of the pump, so the drive has ramped up when the pump
+        stops, and the PID trims it down from there. Anything but automatic control on
+        a live drive (a protection, a lockout, manual, off) ends every hand-over at
+        once: the relay opens now.
+        """
+        if not self.handover and not self._auto_tick:
+            return
+        lead = self._lead_drive()
+        if not self._auto_tick or not self.stager.lead_vfd or lead is None or pv is None:
+            for name in self.handover:
+                if not self.stager.pumps[name].on:
+                    self.stager.pumps[name].changed_at = now  # it stops now
+            self.handover.clear()
+            return
+        vfd = self.cfg.pumps[lead].vfd
+        assert vfd is not None
+        for name, before in was_on.items():
+            rec = self.stager.pumps[name]
+            if before and not rec.on and rec.cfg.vfd is None and not rec.locked:
+                self.handover.setdefault(name, now + min(vfd.ramp_s, DESTAGE_HANDOVER_MAX_S))
+        cap = self.stager.max_running
+        for name, until in list(self.handover.items()):
+            rec = self.stager.pumps[name]
+            # Never more pumps at once than the cap (the standby stays standby): a swap
+            # that starts another pump as this one stops is no destage to hand over.
+            over_cap = sum(self.relays.values()) + 1 > cap
+            if rec.on or rec.locked or now >= until or over_cap:
+                del self.handover[name]
+                if not rec.on:
+                    rec.changed_at = now  # the minimum off time counts from the real stop
+            else:
+                self.relays[name] = True
+        if self.handover:
+            others = sum(
+                1 for n, on in self.relays.items() if on and n != lead and n not in self.handover
+            )
+            self.pid.hold(others + vfd.max_speed_pct / 100.0, pv, self.active_setpoint)
+
+    def _lead_drive(self) -> str | None:
+        """The running drive that leads (the first started); None when no drive runs or
+        the lead has no ramp to wait for."""
+        running = [
+            n for n, p in self.cfg.pumps.items() if p.vfd is not None and self.stager.pumps[n].on
+        ]
+        if not running:
+            return None
+        lead = min(running, key=lambda n: self.stager.pumps[n].started_at)
+        vfd = self.cfg.pumps[lead].vfd
+        assert vfd is not None
+        return lead if vfd.ramp_s > 0 else None
+
     def _speeds(self, now: float, feedback: Mapping[str, bool | None]) -> dict[str, float]:
         """Speed of each drive. The lead (the running drive that started first) takes the
         demand left after the other running pumps; a second drive runs flat out like a
@@ -347,7 +419,7 @@ class ControlCore:
         lead = running[0]
         others = 0
         for n, on in self.relays.items():
-            if not on or n == lead:
+            if not on or n == lead or n in self.handover:
                 continue
             fb = feedback.get(n)
             started = self.stager.pumps[n].started_at
