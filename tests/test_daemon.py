@@ -168,14 +168,22 @@ def test_sigkill_then_outputs_off_and_restart_leave_relays_safe(station: Station
     # Like a Raspberry Pi kernel, the simulated chip keeps a released output's level:
     # the killed daemon's pump is still running...
     assert station.relays() != RELAYS
-    # ...until systemd's ExecStopPost switches every relay off.
+    # ...until systemd's ExecStopPost switches every relay off, even when a technician
+    # has saved a broken station file meanwhile: the daemon kept the one it ran with.
+    good = station.config.read_text()
+    station.config.write_text(good.replace("pumps:", "pumps: [", 1))
+    last_good = station.dir / "station.last-good.yaml"
+    assert last_good.read_text() == good
     off = subprocess.run(
-        [sys.executable, "-m", "controller.cli", "outputs-off", "--config", str(station.config)],
+        [sys.executable, "-m", "controller.cli", "outputs-off", "--config", str(station.config),
+         "--last-good", str(last_good)],
         cwd=REPO, capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert off.returncode == 0, off.stderr
     assert "3 relays off" in off.stdout
+    assert "last file the daemon ran with" in off.stderr
     assert station.relays() == RELAYS
+    station.config.write_text(good)
     station.start()
     # Power-on delay: the restarted daemon holds every pump off before its first decision.
     wait_until(lambda: (station.dir / "gpio" / "outputs.json").stat().st_mtime > 0, timeout=5,
@@ -202,6 +210,10 @@ def test_sighup_applies_a_valid_file_and_keeps_running_on_an_invalid_one(
     proc.send_signal(signal.SIGHUP)
     wait_until(lambda: "reload rejected" in station.log(), timeout=10, what="reload rejection")
     assert "setpoint_bar" in station.log()
+    # The copy kept for outputs-off follows the accepted file, never the rejected one.
+    kept = (station.dir / "station.last-good.yaml").read_text()
+    assert "setpoint_bar: 3.4" in kept
+    assert kept != station.config.read_text()
     assert proc.poll() is None
     assert station.status()["setpoint_bar"] == 3.4
     station.drain()

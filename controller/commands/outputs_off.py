@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from controller.commands._station import EXIT_CONFIG, load_or_report
@@ -25,13 +26,32 @@ def register(sub: Any) -> None:
         help="switch every pump relay off (systemd's ExecStopPost; daemon must be stopped)",
     )
     p.add_argument("--config", required=True, help="station YAML file")
+    p.add_argument(
+        "--last-good",
+        metavar="FILE",
+        help="station file to use when --config is broken (default: the copy the daemon "
+        "keeps, $STATE_DIRECTORY/station.last-good.yaml)",
+    )
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_or_report(args.config)
     if cfg is None:
-        return EXIT_CONFIG
+        # A broken file must not leave the pumps running: the daemon's last good copy
+        # names the same relays (a relay rewired since is in neither file anyway).
+        from controller.runtime.last_good import default_path
+
+        fallback = args.last_good or default_path()
+        if fallback is None or not Path(fallback).exists():
+            print("boosterd outputs-off: relays NOT switched off: no valid station file",
+                  file=sys.stderr)  # fmt: skip
+            return EXIT_CONFIG
+        cfg = load_or_report(str(fallback))
+        if cfg is None:
+            return EXIT_CONFIG
+        print(f"boosterd outputs-off: {args.config} is invalid; using {fallback}, "
+              "the last file the daemon ran with", file=sys.stderr)  # fmt: skip
     from drivers.gpio.safety import outputs_off
 
     try:

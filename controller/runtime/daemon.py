@@ -31,6 +31,7 @@ from controller.control.core import ControlCore, ControlOutputs
 from controller.dashboard import headline
 from controller.errors import BoosterError
 from controller.logs import get_logger
+from controller.runtime import last_good
 from controller.runtime.drives import SpeedWriter
 from controller.runtime.loop import ControlLoop
 from controller.runtime.watchdog import WatchdogGate
@@ -230,6 +231,8 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         await self.buffer.open()
         self._evicted_seen = self.buffer.evicted  # evictions before this start are history
+        if self.config_path is not None:
+            await asyncio.to_thread(last_good.remember, self.config_path, self.cfg)
         log.info("boosterd starting", site=self.cfg.site.id, version=__version__)
         try:
             async with asyncio.TaskGroup() as tg:
@@ -415,6 +418,7 @@ class Daemon:
             self._restart_source.set()
         self.reloads += 1
         log.info("configuration reloaded", file=self.config_path)
+        await asyncio.to_thread(last_good.remember, self.config_path, new)
         return True
 
 
