@@ -313,3 +313,18 @@ def test_the_demo_default_is_the_example_shipped_inside_the_package() -> None:
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert "examples/*.yaml" in pyproject["tool"]["setuptools"]["package-data"]["controller"]
     load_config(DEFAULT_CONFIG)
+
+
+def test_check_warns_about_an_unreadable_tls_file_but_accepts_the_station(
+    tmp_path: Path,
+) -> None:
+    ca = tmp_path / "ca.crt"
+    station = tmp_path / "station.yaml"
+    station.write_text(EXAMPLE_TEXT.replace("ca_file: /etc/boosterd/ca.crt", f"ca_file: {ca}"))
+    result = _boosterd("check", str(station))
+    assert result.returncode == 0, result.stderr
+    assert f"warning   uplink.tls.ca_file {ca}: No such file or directory" in result.stdout
+    # systemd's credentials exist only while the service runs: no warning for those.
+    assert "credentials_file" not in result.stdout
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert "warning" not in _boosterd("check", str(station)).stdout

@@ -9,6 +9,8 @@ from controller.commands._station import EXIT_CONFIG, load_or_report
 from controller.config import StationConfig
 from drivers.modbus.plan import build_plan
 
+SYSTEMD_CREDENTIALS = "/run/credentials/"
+
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -59,4 +61,30 @@ def summary(cfg: StationConfig, path: str) -> str:
                 "    raise the baud rate, move slow points to a slower poll class, "
                 "or lengthen control.tick_s"
             )
+    lines.extend(f"  warning   {w}" for w in file_warnings(cfg))
     return "\n".join(lines)
+
+
+def file_warnings(cfg: StationConfig) -> list[str]:
+    """Files the station refers to that cannot be read here (run the check as the
+    service user on the Pi): the uplink would retry without ever connecting."""
+    up = cfg.uplink
+    if not up.enabled:
+        return []
+    files = [("uplink.credentials_file", up.credentials_file)]
+    if up.tls is not None:
+        files += [
+            ("uplink.tls.ca_file", up.tls.ca_file),
+            ("uplink.tls.cert_file", up.tls.cert_file),
+            ("uplink.tls.key_file", up.tls.key_file),
+        ]
+    out = []
+    for field, path in files:
+        if path is None or path.startswith(SYSTEMD_CREDENTIALS):
+            continue  # systemd's LoadCredential= provides it only while the service runs
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            out.append(f"{field} {path}: {exc.strerror}; the uplink cannot connect without it")
+    return out
