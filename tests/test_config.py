@@ -328,3 +328,24 @@ def test_check_warns_about_an_unreadable_tls_file_but_accepts_the_station(
     assert "credentials_file" not in result.stdout
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     assert "warning" not in _boosterd("check", str(station)).stdout
+
+
+def test_a_schema_error_in_the_uplink_does_not_hide_a_duplicate_relay_line() -> None:
+    text = EXAMPLE_TEXT.replace("    relay: GPIO27", "    relay: GPIO17").replace(
+        "  topic_prefix: pdam", "  topic_prefx: pdam"
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "s.yaml")
+    messages = [str(i) for i in err.value.issues]
+    assert len(messages) == 2, messages
+    assert any("topic_prefx" in m and "did you mean 'topic_prefix'" in m for m in messages)
+    assert any("GPIO17" in m and "pumps.P2" in m for m in messages), messages
+
+
+def test_a_schema_error_the_cross_checks_depend_on_is_reported_alone() -> None:
+    # A device that is not understood: "unknown point" errors from the cross-checks
+    # would only repeat it, so they wait until the schema is clean.
+    text = EXAMPLE_TEXT.replace("    baudrate: 9600", "    baudrate: fast")
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "s.yaml")
+    assert [i.path for i in err.value.issues] == ["buses.rs485.baudrate"]

@@ -42,12 +42,39 @@ def parse_config(text: str, file: str = "<string>") -> StationConfig:
         cfg = StationConfig.model_validate(data)
     except ValidationError as exc:
         issues.extend(_issue_from_pydantic(err, file, positions) for err in exc.errors())
+        issues.extend(_cross_check_despite(data, exc, file, positions))
         raise ConfigError(file, _sorted(issues)) from None
     for path, message in cross_check(cfg):
         issues.append(_located(file, positions, path, message))
     if issues:
         raise ConfigError(file, _sorted(issues))
     return cfg
+
+
+#: Sections no cross-check of another section looks into: with a schema error in one of
+#: them, the rest of the station can still be cross-checked with it left out.
+_INDEPENDENT_SECTIONS = frozenset({"uplink", "buffer", "logging", "status", "simulation"})
+
+
+def _cross_check_despite(
+    data: dict[str, Any], exc: ValidationError, file: str, positions: Positions
+) -> list[ConfigIssue]:
+    """Cross-check errors too, in the same report, when the schema errors all lie in
+    independent sections (a typo in the uplink and a duplicate relay line are found
+    in one run). Elsewhere a value that was not understood would make the cross-checks
+    report its consequences as errors of their own, so they wait for a clean schema."""
+    bad = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
+    if not bad or not bad <= _INDEPENDENT_SECTIONS:
+        return []
+    try:
+        cfg = StationConfig.model_validate({k: v for k, v in data.items() if k not in bad})
+    except ValidationError:
+        return []
+    return [
+        _located(file, positions, path, message)
+        for path, message in cross_check(cfg)
+        if not path or str(path[0]) not in bad
+    ]
 
 
 def _sorted(issues: list[ConfigIssue]) -> list[ConfigIssue]:
