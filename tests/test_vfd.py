@@ -179,3 +179,17 @@ def test_switching_off_during_a_hand_over_opens_every_relay_at_once(
     loop.run(cfg.control.tick_s)
     assert not loop.core.handover
     assert not any(loop.pump_io.states().values())
+
+
+def test_a_reload_during_a_hand_over_that_removes_its_pump_is_safe(cfg: StationConfig) -> None:
+    loop = _until_a_destage(cfg)
+    assert loop.core is not None
+    (pump,) = loop.core.handover
+    pumps = {n: p for n, p in cfg.pumps.items() if n != pump}
+    staging = cfg.control.staging.model_copy(update={"max_running": 2})
+    control = cfg.control.model_copy(update={"staging": staging})
+    smaller = cfg.model_copy(update={"pumps": pumps, "control": control})
+    loop.core.reconfigure(smaller, now=loop.t)
+    assert not loop.core.handover
+    out = loop.core.step(loop.t + 0.5, loop.source.snapshot(), {})
+    assert pump not in out.relays

@@ -528,6 +528,12 @@ class ControlCore:
         in_range = ctl.setpoint_min_bar <= self.setpoint <= ctl.setpoint_max_bar
         if ctl.setpoint_bar != old_setpoint or not in_range:
             self.setpoint = ctl.setpoint_bar
+        # A destage hand-over in progress ends here (its pump may be gone from the file).
+        for name in self.handover:
+            rec = self.stager.pumps.get(name)
+            if rec is not None and not rec.on:
+                rec.changed_at = now
+        self.handover.clear()
         self.relays = {name: rec.on for name, rec in self.stager.pumps.items()}
 
     def snapshot(self) -> dict[str, Any]:
