@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from controller.telemetry.buffer import SampleBuffer
+from tests.support.disk_full import limit_pages
 
 
 @pytest.mark.asyncio
@@ -137,21 +138,6 @@ async def test_the_event_loop_stays_responsive_during_a_big_flush(tmp_path: Path
     await buf.close()
 
 
-async def _set_max_pages(buf: SampleBuffer, pages: int) -> None:
-    """SQLite's own size limit: past it every write fails with SQLITE_FULL ('database
-    or disk is full'), the error a full SD card gives."""
-
-    def limit() -> None:
-        db = buf._conn()
-        db.execute(f"PRAGMA max_page_count = {max(pages, 1)}")
-
-    await buf._call(limit)
-
-
-async def _page_count(buf: SampleBuffer) -> int:
-    return int(await buf._call(lambda: buf._conn().execute("PRAGMA page_count").fetchone()[0]))
-
-
 @pytest.mark.asyncio
 async def test_a_disk_refusing_writes_keeps_samples_in_memory_up_to_a_cap(
     tmp_path: Path,
@@ -160,7 +146,7 @@ async def test_a_disk_refusing_writes_keeps_samples_in_memory_up_to_a_cap(
     await buf.open()
     buf.append({"n": 0, "pad": "x" * 500})
     await buf.flush()
-    await _set_max_pages(buf, await _page_count(buf))  # the disk is full from here on
+    await limit_pages(buf, None)  # the disk is full from here on
     stop = asyncio.Event()
     flusher = asyncio.create_task(buf.run(stop))
     try:
@@ -178,7 +164,7 @@ async def test_a_disk_refusing_writes_keeps_samples_in_memory_up_to_a_cap(
         assert stats["write_error"] == buf.write_error
         assert buf.evicted == 1000 - stats["pending"]  # every dropped sample is counted
         # The card is replaced / space freed: the newest waiting samples reach the disk.
-        await _set_max_pages(buf, 1_000_000)
+        await limit_pages(buf, 1_000_000)
         async with asyncio.timeout(5):
             while buf.stats()["write_error"] is not None or buf.stats()["pending"]:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)

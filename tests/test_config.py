@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,18 +10,9 @@ import yaml
 import controller
 from controller.config import ConfigError, load_config, parse_config
 from tests.conftest import EXAMPLE_CONFIG, REPO
+from tests.support.cli import boosterd
 
 EXAMPLE_TEXT = EXAMPLE_CONFIG.read_text(encoding="utf-8")
-
-
-def _boosterd(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controller.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def _errors(text: str) -> list[str]:
@@ -51,7 +40,7 @@ def test_example_station_is_valid_and_complete() -> None:
 
 
 def test_check_command_prints_summary_and_exits_0() -> None:
-    result = _boosterd("check", str(EXAMPLE_CONFIG))
+    result = boosterd("check", str(EXAMPLE_CONFIG))
     assert result.returncode == 0, result.stderr
     assert "pumps 3" in result.stdout
     assert "devices 2" in result.stdout
@@ -216,7 +205,7 @@ def test_yaml_syntax_error_gives_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     text = EXAMPLE_TEXT.replace('  name: "Booster Sukamaju, Zona 3"', "  name: [unclosed")
     bad.write_text(text, encoding="utf-8")
-    result = _boosterd("check", str(bad))
+    result = boosterd("check", str(bad))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "YAML syntax error" in result.stderr
@@ -232,14 +221,14 @@ def test_yaml_syntax_error_gives_line(tmp_path: Path) -> None:
 def test_garbage_files_exit_2_without_traceback(tmp_path: Path, content: str) -> None:
     bad = tmp_path / "garbage.yaml"
     bad.write_text(content, encoding="utf-8")
-    result = _boosterd("check", str(bad))
+    result = boosterd("check", str(bad))
     assert result.returncode == 2, result.stdout
     assert "Traceback" not in result.stderr
     assert "garbage.yaml" in result.stderr
 
 
 def test_missing_file_exits_2(tmp_path: Path) -> None:
-    result = _boosterd("check", str(tmp_path / "nope.yaml"))
+    result = boosterd("check", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2
     assert "file not found" in result.stderr
 
@@ -252,7 +241,7 @@ def test_cli_error_output_lists_every_error(tmp_path: Path) -> None:
         ),
         encoding="utf-8",
     )
-    result = _boosterd("check", str(bad))
+    result = boosterd("check", str(bad))
     assert result.returncode == 2
     assert "2 errors" in result.stderr
     assert "baudrat" in result.stderr
@@ -321,13 +310,13 @@ def test_check_warns_about_an_unreadable_tls_file_but_accepts_the_station(
     ca = tmp_path / "ca.crt"
     station = tmp_path / "station.yaml"
     station.write_text(EXAMPLE_TEXT.replace("ca_file: /etc/boosterd/ca.crt", f"ca_file: {ca}"))
-    result = _boosterd("check", str(station))
+    result = boosterd("check", str(station))
     assert result.returncode == 0, result.stderr
     assert f"warning   uplink.tls.ca_file {ca}: No such file or directory" in result.stdout
     # systemd's credentials exist only while the service runs: no warning for those.
     assert "credentials_file" not in result.stdout
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
-    assert "warning" not in _boosterd("check", str(station)).stdout
+    assert "warning" not in boosterd("check", str(station)).stdout
 
 
 def test_a_schema_error_in_the_uplink_does_not_hide_a_duplicate_relay_line() -> None:

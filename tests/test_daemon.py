@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,8 @@ from drivers.gpio.shared import SharedGpioPeer
 from simulator.demo import DemoOptions, SimDaemon, demo_config
 from tests.conftest import EXAMPLE_CONFIG, REPO
 from tests.support.broker import Broker
+from tests.support.cli import boosterd
+from tests.support.disk_full import limit_pages
 from tests.support.waiting import wait_until
 
 RELAYS = {"GPIO17": True, "GPIO27": True, "GPIO24": True}  # active low: idle high = off
@@ -174,11 +176,7 @@ def test_sigkill_then_outputs_off_and_restart_leave_relays_safe(station: Station
     station.config.write_text(good.replace("pumps:", "pumps: [", 1))
     last_good = station.dir / "station.last-good.yaml"
     assert last_good.read_text() == good
-    off = subprocess.run(
-        [sys.executable, "-m", "controller.cli", "outputs-off", "--config", str(station.config),
-         "--last-good", str(last_good)],
-        cwd=REPO, capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+    off = boosterd("outputs-off", "--config", str(station.config), "--last-good", str(last_good))
     assert off.returncode == 0, off.stderr
     assert "3 relays off" in off.stdout
     assert "last file the daemon ran with" in off.stderr
@@ -291,24 +289,16 @@ async def test_a_disk_refusing_writes_raises_an_alarm_that_clears_when_it_writes
     daemon = SimDaemon(cfg.model_copy(update={"buffer": fast}), options)
     task = asyncio.create_task(daemon.run())
 
-    def max_pages(pages: int | None) -> Callable[[], None]:
-        def apply() -> None:
-            db = daemon.buffer._conn()
-            n = pages or db.execute("PRAGMA page_count").fetchone()[0]
-            db.execute(f"PRAGMA max_page_count = {n}")  # SQLITE_FULL past it
-
-        return apply
-
     try:
         async with asyncio.timeout(30):
             while daemon.buffer.commits < 2:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
-            await daemon.buffer._call(max_pages(None))
+            await limit_pages(daemon.buffer, None)  # the disk is full from here on
             while not daemon.core.alarms.is_active("buffer_write_failed"):  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         assert daemon.loop.stats.ticks > 0
         assert not task.done()  # control goes on without its disk
-        await daemon.buffer._call(max_pages(1_000_000))
+        await limit_pages(daemon.buffer, 1_000_000)
         async with asyncio.timeout(30):
             while daemon.core.alarms.is_active("buffer_write_failed"):  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
@@ -323,10 +313,7 @@ def test_outputs_off_reports_a_broken_station_file_without_touching_anything(
 ) -> None:
     bad = tmp_path / "station.yaml"
     bad.write_text("site:\n  id: x\npumps: 3\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "controller.cli", "outputs-off", "--config", str(bad)],
-        cwd=REPO, capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+    result = boosterd("outputs-off", "--config", str(bad))
     assert result.returncode == 2
     assert "pumps" in result.stderr
     assert "Traceback" not in result.stderr

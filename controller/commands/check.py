@@ -7,6 +7,7 @@ from typing import Any
 
 from controller.commands._station import EXIT_CONFIG, load_or_report
 from controller.config import StationConfig
+from controller.config.checks import unreadable
 from drivers.modbus.plan import build_plan
 
 SYSTEMD_CREDENTIALS = "/run/credentials/"
@@ -73,18 +74,12 @@ def file_warnings(cfg: StationConfig) -> list[str]:
         return []
     files = [("uplink.credentials_file", up.credentials_file)]
     if up.tls is not None:
-        files += [
-            ("uplink.tls.ca_file", up.tls.ca_file),
-            ("uplink.tls.cert_file", up.tls.cert_file),
-            ("uplink.tls.key_file", up.tls.key_file),
-        ]
+        files += [(f"uplink.tls.{field}", path) for field, _, path in up.tls.files()]
     out = []
     for field, path in files:
         if path is None or path.startswith(SYSTEMD_CREDENTIALS):
             continue  # systemd's LoadCredential= provides it only while the service runs
-        try:
-            with open(path, "rb"):
-                pass
-        except OSError as exc:
-            out.append(f"{field} {path}: {exc.strerror}; the uplink cannot connect without it")
+        why = unreadable(path)
+        if why is not None:
+            out.append(f"{field} {path}: {why}; the uplink cannot connect without it")
     return out

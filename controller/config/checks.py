@@ -8,6 +8,15 @@ from controller.config.loader import Path
 from controller.config.schema import StationConfig
 
 
+def unreadable(path: str) -> str | None:
+    """Why the file at ``path`` cannot be opened for reading here, or None if it can."""
+    try:
+        with open(path, "rb"):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
 def cross_check(cfg: StationConfig) -> list[tuple[Path, str]]:
     """Return (path, message) for every inconsistency between sections."""
     errors: list[tuple[Path, str]] = []

@@ -400,6 +400,15 @@ class TlsConfig(_Model):
             raise ValueError("cert_file and key_file go together")
         return self
 
+    def files(self) -> list[tuple[str, str, str]]:
+        """(field, what, path) of each configured file; ``what`` as a technician says it."""
+        named = (
+            ("ca_file", "TLS CA file", self.ca_file),
+            ("cert_file", "TLS client certificate", self.cert_file),
+            ("key_file", "TLS client key", self.key_file),
+        )
+        return [(field, what, path) for field, what, path in named if path is not None]
+
 
 class UplinkConfig(_Model):
     enabled: bool = True

@@ -354,15 +354,13 @@ class ControlCore:
         """
         if not self.handover and not self._auto_tick:
             return
-        lead = self._lead_drive()
-        if not self._auto_tick or not self.stager.lead_vfd or lead is None or pv is None:
-            for name in self.handover:
-                if not self.stager.pumps[name].on:
-                    self.stager.pumps[name].changed_at = now  # it stops now
-            self.handover.clear()
+        drives = self._running_drives()
+        lead = drives[0] if drives else None
+        vfd = self.cfg.pumps[lead].vfd if lead is not None else None
+        live = self._auto_tick and self.stager.lead_vfd and pv is not None
+        if not live or vfd is None or not vfd.ramp_s:
+            self._end_hand_overs(now)
             return
-        vfd = self.cfg.pumps[lead].vfd
-        assert vfd is not None
         for name, before in was_on.items():
             rec = self.stager.pumps[name]
             if before and not rec.on and rec.cfg.vfd is None and not rec.locked:
@@ -374,29 +372,30 @@ class ControlCore:
             # that starts another pump as this one stops is no destage to hand over.
             over_cap = sum(self.relays.values()) + 1 > cap
             if rec.on or rec.locked or now >= until or over_cap:
-                del self.handover[name]
-                if not rec.on:
-                    rec.changed_at = now  # the minimum off time counts from the real stop
+                self._end_hand_overs(now, name)
             else:
                 self.relays[name] = True
-        if self.handover:
+        if self.handover and pv is not None:
             others = sum(
                 1 for n, on in self.relays.items() if on and n != lead and n not in self.handover
             )
             self.pid.hold(others + vfd.max_speed_pct / 100.0, pv, self.active_setpoint)
 
-    def _lead_drive(self) -> str | None:
-        """The running drive that leads (the first started); None when no drive runs or
-        the lead has no ramp to wait for."""
-        running = [
-            n for n, p in self.cfg.pumps.items() if p.vfd is not None and self.stager.pumps[n].on
-        ]
-        if not running:
-            return None
-        lead = min(running, key=lambda n: self.stager.pumps[n].started_at)
-        vfd = self.cfg.pumps[lead].vfd
-        assert vfd is not None
-        return lead if vfd.ramp_s > 0 else None
+    def _end_hand_overs(self, now: float, *names: str) -> None:
+        """The relays of these hand-overs (all, without names) open now: a pump's
+        minimum off time counts from its real stop, not from the stager's decision."""
+        for name in names or list(self.handover):
+            del self.handover[name]
+            rec = self.stager.pumps.get(name)
+            if rec is not None and not rec.on:
+                rec.changed_at = now
+
+    def _running_drives(self) -> list[str]:
+        """The drives switched on, the lead (the first started) first."""
+        return sorted(
+            (n for n, p in self.cfg.pumps.items() if p.vfd is not None and self.relays.get(n)),
+            key=lambda n: self.stager.pumps[n].started_at,
+        )
 
     def _speeds(self, now: float, feedback: Mapping[str, bool | None]) -> dict[str, float]:
         """Speed of each drive. The lead (the running drive that started first) takes the
@@ -407,12 +406,8 @@ class ControlCore:
         input, a few seconds after its start): until then the lead carries its share,
         so a stage change does not dip the pressure while a contactor closes.
         """
-        drives = [n for n, p in self.cfg.pumps.items() if p.vfd is not None]
-        out = dict.fromkeys(drives, 0.0)
-        running = sorted(
-            (n for n in drives if self.relays.get(n)),
-            key=lambda n: self.stager.pumps[n].started_at,
-        )
+        out = {n: 0.0 for n, p in self.cfg.pumps.items() if p.vfd is not None}
+        running = self._running_drives()
         if not running:
             return out
         live = self.stager.lead_vfd and self._pid_live
@@ -529,11 +524,7 @@ class ControlCore:
         if ctl.setpoint_bar != old_setpoint or not in_range:
             self.setpoint = ctl.setpoint_bar
         # A destage hand-over in progress ends here (its pump may be gone from the file).
-        for name in self.handover:
-            rec = self.stager.pumps.get(name)
-            if rec is not None and not rec.on:
-                rec.changed_at = now
-        self.handover.clear()
+        self._end_hand_overs(now)
         self.relays = {name: rec.on for name, rec in self.stager.pumps.items()}
 
     def snapshot(self) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import aiomqtt
 
 from controller import __version__
 from controller.aio import cancel_and_wait, raise_if_cancelling, wait_event
+from controller.config.checks import unreadable
 from controller.config.schema import TlsConfig, UplinkConfig
 from controller.errors import BoosterError
 from controller.logs import get_logger
@@ -51,20 +52,10 @@ class TlsFilesError(BoosterError):
 
 def check_tls_files(tls: TlsConfig | None) -> None:
     """Raise ``TlsFilesError`` naming the file, rather than ssl's bare errno later."""
-    if tls is None:
-        return
-    for what, path in (
-        ("CA file", tls.ca_file),
-        ("client certificate", tls.cert_file),
-        ("client key", tls.key_file),
-    ):
-        if path is None:
-            continue
-        try:
-            with open(path, "rb"):
-                pass
-        except OSError as exc:
-            raise TlsFilesError(f"cannot read TLS {what} {path}: {exc.strerror}") from exc
+    for _, what, path in tls.files() if tls is not None else []:
+        why = unreadable(path)
+        if why is not None:
+            raise TlsFilesError(f"cannot read {what} {path}: {why}")
 
 
 def read_credentials(path: str | None) -> tuple[str | None, str | None]:
