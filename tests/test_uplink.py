@@ -207,8 +207,9 @@ def _certs(d: Path) -> tuple[Path, Path, Path]:
     return ca, crt, key
 
 
-def _tls_broker(shared_dir: Path) -> tuple[Broker, int, Path]:
-    """A broker with a TLS listener that takes only user ``station``; its CA file."""
+def _tls_broker(shared_dir: Path, tmp_path: Path) -> tuple[Broker, int, Path, Path]:
+    """A broker with a TLS listener that takes only user ``station``: the broker, its
+    TLS port, its CA file, and a credentials file for the station."""
     ca, crt, key = _certs(shared_dir)
     passwd = shared_dir / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "station", "s3cret-pw"],
@@ -222,16 +223,16 @@ def _tls_broker(shared_dir: Path) -> tuple[Broker, int, Path]:
         f"password_file {passwd}\nper_listener_settings false\nallow_anonymous false\n"
     ))  # fmt: skip
     broker.start()
-    return broker, tls_port, ca
+    creds = tmp_path / "mqtt"
+    creds.write_text("station:s3cret-pw\n")
+    return broker, tls_port, ca, creds
 
 
 @pytest.mark.asyncio
 async def test_tls_with_username_and_password(
     tmp_path: Path, shared_dir: Path, topic_root: str
 ) -> None:
-    broker, tls_port, ca = _tls_broker(shared_dir)
-    creds = tmp_path / "mqtt"
-    creds.write_text("station:s3cret-pw\n")
+    broker, tls_port, ca, creds = _tls_broker(shared_dir, tmp_path)
     buf = SampleBuffer(tmp_path / "b.sqlite3", site=SITE)
     await buf.open()
     cfg = UplinkConfig(host="localhost", port=tls_port, topic_prefix=topic_root,
@@ -263,9 +264,7 @@ async def test_tls_with_username_and_password(
 async def test_a_missing_ca_file_is_named_and_the_uplink_connects_once_it_appears(
     tmp_path: Path, shared_dir: Path, topic_root: str
 ) -> None:
-    broker, tls_port, ca = _tls_broker(shared_dir)
-    creds = tmp_path / "mqtt"
-    creds.write_text("station:s3cret-pw\n")
+    broker, tls_port, ca, creds = _tls_broker(shared_dir, tmp_path)
     missing = tmp_path / "pki" / "ca.pem"  # not provisioned yet
     buf = SampleBuffer(tmp_path / "b.sqlite3", site=SITE)
     await buf.open()
