@@ -193,3 +193,26 @@ def test_a_reload_during_a_hand_over_that_removes_its_pump_is_safe(cfg: StationC
     assert not loop.core.handover
     out = loop.core.step(loop.t + 0.5, loop.source.snapshot(), {})
     assert pump not in out.relays
+
+
+def test_the_hand_over_waits_for_a_drive_slower_than_its_configured_ramp(
+    cfg: StationConfig,
+) -> None:
+    """The drive really takes 15 s to full speed; the station file says 5 s. The
+    read-back output frequency, not the configured ramp, ends the hand-over."""
+    p1 = cfg.pumps["P1"]
+    assert p1.vfd is not None
+    slow_p1 = p1.model_copy(update={"vfd": p1.vfd.model_copy(update={"ramp_s": 15.0})})
+    real = cfg.model_copy(update={"pumps": {**cfg.pumps, "P1": slow_p1}})
+    loop = ClosedLoop(real, start_hour=21.5, seed=7)  # the simulated drive ramps in 15 s
+    assert loop.core is not None
+    loop.core.cfg = cfg  # the controller believes the 5 s of the file
+    assert loop.run_until(lambda lp: bool(lp.core and lp.core.handover), limit_s=3 * 3600)
+    first = len(loop.trace.t) - 1
+    began = loop.t
+    assert loop.run_until(lambda lp: not (lp.core and lp.core.handover), limit_s=30)
+    assert loop.t - began > 5.0 + cfg.control.tick_s  # longer than the file's ramp
+    assert loop.station.state.pumps["P1"].speed >= 0.95
+    loop.run(120)
+    # Ending after the file's 5 s left the drive at 63 % and dipped to 2.72 bar.
+    assert min(loop.trace.pressure_bar[first:]) >= cfg.control.setpoint_bar - 0.2

@@ -138,7 +138,7 @@ class ControlCore:
         self.state = self._decide(
             now, dt=dt, verdict=verdict, pv=pv, feedback=feedback, fault=fault
         )
-        self._hand_over(now, was_on, pv)
+        self._hand_over(now, was_on, pv, readings)
         speeds = self.speeds = self._speeds(now, feedback)
         for lock in self.stager.new_lockouts:
             self.alarms.set(
@@ -337,7 +337,13 @@ class ControlCore:
     def _starting(self, now: float) -> bool:
         return now - self.protections.started < self.cfg.protections.power_on_delay_s
 
-    def _hand_over(self, now: float, was_on: Mapping[str, bool], pv: float | None) -> None:
+    def _hand_over(
+        self,
+        now: float,
+        was_on: Mapping[str, bool],
+        pv: float | None,
+        readings: Mapping[str, Reading],
+    ) -> None:
         """Destage behind a drive without a dip: the fixed pump keeps running while the
         lead drive ramps up to carry its flow, then stops.
 
@@ -348,9 +354,12 @@ class ControlCore:
         stands (its timers and start counts are unchanged) but the relay opens up to the
         lead drive's ``ramp_s`` later; meanwhile the demand is held where the lead runs
         at full speed in place of the pump, so the drive has ramped up when the pump
-        stops, and the PID trims it down from there. Anything but automatic control on
-        a live drive (a protection, a lockout, manual, off) ends every hand-over at
-        once: the relay opens now.
+        stops, and the PID trims it down from there. With the drive's output frequency
+        read back, the pump stops as soon as the drive is within 5 % of full speed (or
+        after ``DESTAGE_HANDOVER_MAX_S``), so a drive slower than its ``ramp_s`` says is
+        waited for and a faster one is not. Anything but automatic control on a live
+        drive (a protection, a lockout, manual, off) ends every hand-over at once: the
+        relay opens now.
         """
         if not self.handover and not self._auto_tick:
             return
@@ -361,17 +370,25 @@ class ControlCore:
         if not live or vfd is None or not vfd.ramp_s:
             self._end_hand_overs(now)
             return
+        freq = readings.get(vfd.frequency_point) if vfd.frequency_point else None
+        full_speed = vfd.max_speed_pct / 100.0
+        if freq is not None and freq.good and freq.value is not None:
+            hold_s = DESTAGE_HANDOVER_MAX_S
+            up_to_speed = freq.value / vfd.rated_hz >= 0.95 * full_speed
+        else:
+            hold_s = min(vfd.ramp_s, DESTAGE_HANDOVER_MAX_S)
+            up_to_speed = False
         for name, before in was_on.items():
             rec = self.stager.pumps[name]
             if before and not rec.on and rec.cfg.vfd is None and not rec.locked:
-                self.handover.setdefault(name, now + min(vfd.ramp_s, DESTAGE_HANDOVER_MAX_S))
+                self.handover.setdefault(name, now + hold_s)
         cap = self.stager.max_running
         for name, until in list(self.handover.items()):
             rec = self.stager.pumps[name]
             # Never more pumps at once than the cap (the standby stays standby): a swap
             # that starts another pump as this one stops is no destage to hand over.
             over_cap = sum(self.relays.values()) + 1 > cap
-            if rec.on or rec.locked or now >= until or over_cap:
+            if rec.on or rec.locked or now >= until or over_cap or up_to_speed:
                 self._end_hand_overs(now, name)
             else:
                 self.relays[name] = True
@@ -379,7 +396,7 @@ class ControlCore:
             others = sum(
                 1 for n, on in self.relays.items() if on and n != lead and n not in self.handover
             )
-            self.pid.hold(others + vfd.max_speed_pct / 100.0, pv, self.active_setpoint)
+            self.pid.hold(others + full_speed, pv, self.active_setpoint)
 
     def _end_hand_overs(self, now: float, *names: str) -> None:
         """The relays of these hand-overs (all, without names) open now: a pump's
