@@ -9,7 +9,7 @@ import yaml
 
 import controller
 from controller.config import ConfigError, load_config, parse_config
-from tests.conftest import EXAMPLE_CONFIG, REPO
+from tests.conftest import EXAMPLE_CONFIG, REPO, VFD_CONFIG
 from tests.support.cli import boosterd
 
 EXAMPLE_TEXT = EXAMPLE_CONFIG.read_text(encoding="utf-8")
@@ -272,6 +272,19 @@ def test_a_drive_must_name_existing_points_and_write_a_holding_register() -> Non
     assert not any("speed_point" in e for e in errors)  # flow is a holding register
     text = text.replace("speed_point: flow", "speed_point: suction_pressure")
     assert any("must be a holding register" in e for e in _errors(text))
+
+
+def test_a_drive_frequency_point_must_read_hertz() -> None:
+    vfd_text = VFD_CONFIG.read_text(encoding="utf-8")
+    assert parse_config(vfd_text).pumps["P1"].vfd is not None
+    in_percent = vfd_text.replace(
+        "        scale: 0.1\n        unit: Hz", '        scale: 0.1\n        unit: "%"'
+    )
+    assert in_percent != vfd_text
+    errors = _errors(in_percent)
+    assert any(
+        "pumps.P1.vfd.frequency_point" in e and "output frequency in Hz" in e for e in errors
+    ), errors
 
 
 def test_pressure_management_entries_must_lie_in_the_setpoint_range() -> None:

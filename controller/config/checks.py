@@ -116,6 +116,13 @@ def cross_check(cfg: StationConfig) -> list[tuple[Path, str]]:
                 "coil",
             ):
                 errors.append((path, f"point {name!r} must be a holding register (it is written)"))
+            elif field == "frequency_point" and points[name][1].unit.lower() not in ("hz", ""):
+                # Compared with rated_hz (a destage waits for the drive to reach speed);
+                # a point without a unit is taken to read Hz.
+                errors.append(
+                    (path, f"point {name!r} must read the output frequency in Hz "
+                           f"(unit: Hz, scaled as needed), not {points[name][1].unit!r}")
+                )  # fmt: skip
 
     pm = control.pressure_management
     for i, entry in enumerate(pm.schedule if pm else []):

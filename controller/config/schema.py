@@ -184,7 +184,9 @@ class VfdConfig(_Model):
         default="percent", description="What the speed point holds: % of rated speed, or Hz."
     )
     rated_hz: PositiveFloat = 50.0
-    frequency_point: Name | None = Field(default=None, description="Output frequency read back.")
+    frequency_point: Name | None = Field(
+        default=None, description="Output frequency read back, in Hz (the point's unit)."
+    )
     fault_point: Name | None = Field(default=None, description="Non-zero means the drive tripped.")
     run_point: Name | None = Field(
         default=None,
