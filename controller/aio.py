@@ -31,8 +31,9 @@ async def wait_event(event: asyncio.Event, within_s: float) -> bool:
     return True
 
 
-async def wait_any(events: tuple[asyncio.Event, ...], within_s: float) -> bool:
-    """Wait up to ``within_s`` seconds for any of ``events``; True if one is set."""
+async def wait_any(events: tuple[asyncio.Event, ...], within_s: float | None) -> bool:
+    """Wait up to ``within_s`` seconds (None: as long as it takes) for any of
+    ``events``; True if one is set."""
     if any(e.is_set() for e in events):
         return True
     waiters = [asyncio.ensure_future(e.wait()) for e in events]

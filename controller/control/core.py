@@ -351,13 +351,13 @@ class ControlCore:
         drive at its minimum speed, where the PID output has wound down. Stopping it
         there left the zone short of a whole pump's flow for the drive's ramp time and
         the PID's reaction (a 0.9 bar dip on the diurnal day). Now the stager's decision
-        stands (its timers and start counts are unchanged) but the relay opens up to the
-        lead drive's ``ramp_s`` later; meanwhile the demand is held where the lead runs
-        at full speed in place of the pump, so the drive has ramped up when the pump
-        stops, and the PID trims it down from there. With the drive's output frequency
-        read back, the pump stops as soon as the drive is within 5 % of full speed (or
-        after ``DESTAGE_HANDOVER_MAX_S``), so a drive slower than its ``ramp_s`` says is
-        waited for and a faster one is not. Anything but automatic control on a live
+        stands (its timers and start counts are unchanged) but the relay opens later;
+        meanwhile the demand is held where the lead runs at full speed in place of the
+        pump, so the drive has ramped up when the pump stops, and the PID trims it down
+        from there. With the drive's output frequency read back, the pump stops once
+        the drive is within 5 % of full speed (at most ``DESTAGE_HANDOVER_MAX_S``), so a
+        drive slower than its ``ramp_s`` says is waited for and a faster one is not;
+        without it, after the drive's ``ramp_s``. Anything but automatic control on a live
         drive (a protection, a lockout, manual, off) ends every hand-over at once: the
         relay opens now.
         """

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from controller import __version__
-from controller.aio import wait_event
+from controller.aio import wait_any, wait_event
 from controller.config import ConfigError, StationConfig, load_config
 from controller.control.core import ControlCore, ControlOutputs
 from controller.dashboard import headline
@@ -423,12 +423,7 @@ class Daemon:
 
 
 async def _first_of(*events: asyncio.Event, then: asyncio.Event) -> None:
-    waiters = [asyncio.create_task(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
+    await wait_any(events, None)
     then.set()
 
 

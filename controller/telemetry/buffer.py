@@ -161,13 +161,15 @@ class SampleBuffer:
         self._next_seq += 1
         ts = utc_iso(self.clock())
         self._pending.append((seq, ts, json.dumps(sample, separators=(",", ":"), default=str)))
-        if len(self._pending) > self.max_pending:
-            self._drop_oldest_pending()
+        self._cap_pending()
         return seq
 
-    def _drop_oldest_pending(self) -> None:
-        # Only while the disk refuses writes. A tenth at a time, like the size cap, so
-        # this runs once per many appends rather than on every one.
+    def _cap_pending(self) -> None:
+        """Past ``max_pending`` (only while the disk refuses writes), drop the oldest
+        waiting samples: a tenth at a time, like the size cap, so this drops once per
+        many appends rather than on every one."""
+        if len(self._pending) <= self.max_pending:
+            return
         n = len(self._pending) - self.max_pending + self.max_pending // 10
         del self._pending[:n]
         self.evicted += n
@@ -187,8 +189,7 @@ class SampleBuffer:
             await self._call(self._commit, batch)
         except BaseException:
             self._pending[:0] = batch  # keep them for the next attempt
-            if len(self._pending) > self.max_pending:
-                self._drop_oldest_pending()
+            self._cap_pending()
             raise
         return len(batch)
 
