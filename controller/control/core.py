@@ -580,6 +580,7 @@ class ControlCore:
         return {
             "mode": self.mode,
             "setpoint_bar": self.setpoint,
+            "manual": dict(self.manual),
             "pumps": {
                 name: {"run_s": rec.run_s, "starts_total": rec.starts_total}
                 for name, rec in self.stager.pumps.items()
@@ -596,6 +597,15 @@ class ControlCore:
         mode = data.get("mode")
         if mode in MODES:
             self.mode = str(mode)
+        manual = data.get("manual")
+        if self.mode == "manual" and isinstance(manual, dict):
+            # What the operator had switched on by hand: a pump still in the file and
+            # not locked out starts again after the restart's power-on delay.
+            self.manual = {
+                name: on is True
+                for name, on in manual.items()
+                if name in self.stager.pumps and not self.stager.pumps[name].locked
+            }
         setpoint = data.get("setpoint_bar")
         if isinstance(setpoint, (int, float)):
             with contextlib.suppress(CommandRejected):
