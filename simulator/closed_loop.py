@@ -134,6 +134,9 @@ class ClosedLoop:
         )
         self.trace = Trace()
         self.outputs: list[ControlOutputs] = []
+        #: Times the controller booted again after a power cut without a UPS.
+        self.reboots = 0
+        self._powered = True
         self.wall_s = 0.0
         self.keep_outputs = False
 
@@ -151,7 +154,12 @@ class ClosedLoop:
         started = time.perf_counter()
         for _ in range(steps):
             station.step(tick)
-            out = loop.tick(station.t)
+            if station.controller_powered():
+                if not self._powered:
+                    loop = self._reboot()
+                out = loop.tick(station.t)
+            else:
+                out = self._dark()
             st = station.state
             trace.t.append(station.t)
             trace.pressure_bar.append(st.discharge_bar)
@@ -164,6 +172,32 @@ class ClosedLoop:
                 self.outputs.append(out)
         self.wall_s += time.perf_counter() - started
         return self
+
+    def _dark(self) -> ControlOutputs:
+        """A tick with the controller unpowered: no line is driven, so every relay is off."""
+        if self._powered:
+            self._powered = False
+            self.pump_io.all_safe()
+        return ControlOutputs(
+            relays=dict.fromkeys(self.cfg.pumps, False),
+            mode="off",
+            setpoint_bar=self.cfg.control.setpoint_bar,
+            demand=0.0,
+            state="unpowered",
+        )
+
+    def _reboot(self) -> ControlLoop:
+        """The power is back: the controller starts afresh from its saved state, as the
+        daemon does after a boot (run hours, mode, setpoint), and nothing else."""
+        self._powered = True
+        self.reboots += 1
+        if self.core is not None:
+            saved = self.core.export_state()
+            self.core = ControlCore(self.cfg, now=self.station.t)
+            self.core.local_time = self.station.local_time
+            self.core.restore_state(saved)
+            self.loop.core = self.core
+        return self.loop
 
     def run_until(self, predicate: Callable[[ClosedLoop], bool], *, limit_s: float) -> bool:
         """Tick until ``predicate(self)`` is true or ``limit_s`` simulated seconds pass."""

@@ -8,6 +8,7 @@ seconds from the start of the run, e.g.::
     noise:discharge_pressure@0+600,sigma=0.05
     suction_loss@300+120               the supply main runs dry for two minutes
     burst@1200,flow_m3h=40             a main bursts: 40 m3/h more outflow
+    power_cut@900+300,ups=0            grid lost for 5 min, the controller with it
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ KINDS: dict[str, tuple[str | None, dict[str, float]]] = {
     "pump_no_feedback": ("pump", {}),
     "drive_fault": ("pump", {}),
     "suction_loss": (None, {"bar": 0.0}),
-    "power_cut": (None, {}),
+    # ups=1: the Pi rides through on a UPS while the contactors drop out; the transmitters
+    # go silent unless sensors=1 (they are on the UPS too). ups=0: the whole station goes
+    # dark, the controller too, and boots again when the power returns.
+    "power_cut": (None, {"ups": 1.0, "sensors": 0.0}),
     "demand_step": (None, {"factor": 1.5}),
     "burst": (None, {"flow_m3h": 30.0}),
 }

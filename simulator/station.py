@@ -353,9 +353,13 @@ class SimStation:
     def wire_broken(self) -> set[str]:
         return {f.target for f in self._active if f.kind == "wire_break" and f.target}
 
+    def controller_powered(self) -> bool:
+        """False while a power cut without a UPS has taken the controller down too."""
+        return not any(f.kind == "power_cut" and not f.param("ups") for f in self._active)
+
     def slave_fault(self, bus: str, slave_id: int) -> str | None:
         """How the slave misbehaves now: silent, bad_crc, garbage, exception, or None."""
-        if self.state.power_cut:
+        if any(f.kind == "power_cut" and not f.param("sensors") for f in self._active):
             return "silent"
         for f in self._active:
             mode = SLAVE_FAULTS.get(f.kind)

@@ -20,13 +20,38 @@ from pydantic import (
     model_validator,
 )
 
+# -- numbers ------------------------------------------------------------------------------
+# Every number in a station file or a SCADA command is finite (``allow_inf_nan=False`` on
+# every model) and lies in a physically sensible range stated once, here, by the quantity
+# it is. A protection can only be as good as its limits: an infinite delay or margin would
+# switch it off silently, so no field takes a bare ``float``.
+
+#: A gauge pressure a booster station works with (setpoints, limits): 0 to 25 bar.
+Bar = Annotated[float, Field(ge=0, le=25)]
+#: A pressure difference (margins, bands, hysteresis): above 0, at most 10 bar.
+BarDelta = Annotated[float, Field(gt=0, le=10)]
+#: A delay or time span in the control and protections: 0 s to one hour.
+Seconds = Annotated[float, Field(ge=0, le=3600)]
+#: A positive time span in the control and protections: up to one hour.
+PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
+#: A flow a booster station can carry: 0.01 to 100 000 m3/h.
+FlowM3h = Annotated[float, Field(ge=0.01, le=100_000)]
+#: How fast a setpoint may move: 0.001 bar/min (1 bar in 17 h) to 60 bar/min.
+BarPerMin = Annotated[float, Field(ge=0.001, le=60)]
+#: A register value or a scale factor: any finite number a 32-bit register can mean.
+RegisterNumber = Annotated[float, Field(ge=-1e12, le=1e12)]
+#: A pump's head: above 0, at most 2000 m.
+HeadM = Annotated[float, Field(gt=0, le=2000)]
+#: A motor's power: above 0, at most 10 MW.
+PowerKw = Annotated[float, Field(gt=0, le=10_000)]
+#: A PID gain (per bar, per bar-second, ...): 0 to 1000.
+Gain = Annotated[float, Field(ge=0, le=1000)]
+
 Name = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"),
 ]
 SiteId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegFloat = Annotated[float, Field(ge=0)]
 
 RegisterKind = Literal["input", "holding", "coil", "discrete"]
 DataType = Literal["int16", "uint16", "int32", "uint32", "float32", "bool"]
@@ -44,8 +69,9 @@ REGISTER_COUNT: dict[str, int] = {
 
 
 class _Model(BaseModel):
-    # strict: a YAML string "9600" is not silently a number; frozen: config is a value.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # strict: a YAML string "9600" is not silently a number; frozen: config is a value;
+    # no NaN or infinity anywhere (see the number types above).
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class SiteConfig(_Model):
@@ -103,10 +129,10 @@ class BusConfig(_Model):
 class Span4To20mA(_Model):
     """A 4-20 mA transmitter read through an analog input module as raw counts."""
 
-    raw_at_4ma: float = Field(description="Register value the module reports at 4 mA.")
-    raw_at_20ma: float = Field(description="Register value the module reports at 20 mA.")
-    eng_at_4ma: float = Field(description="Engineering value at 4 mA, e.g. 0.0 bar.")
-    eng_at_20ma: float = Field(description="Engineering value at 20 mA, e.g. 10.0 bar.")
+    raw_at_4ma: RegisterNumber = Field(description="Register value the module reports at 4 mA.")
+    raw_at_20ma: RegisterNumber = Field(description="Register value the module reports at 20 mA.")
+    eng_at_4ma: RegisterNumber = Field(description="Engineering value at 4 mA, e.g. 0.0 bar.")
+    eng_at_20ma: RegisterNumber = Field(description="Engineering value at 20 mA, e.g. 10.0 bar.")
 
     @model_validator(mode="after")
     def _distinct(self) -> Span4To20mA:
@@ -183,7 +209,7 @@ class VfdConfig(_Model):
     speed_unit: Literal["percent", "hz"] = Field(
         default="percent", description="What the speed point holds: % of rated speed, or Hz."
     )
-    rated_hz: PositiveFloat = 50.0
+    rated_hz: float = Field(default=50.0, gt=0, le=400)
     frequency_point: Name | None = Field(
         default=None, description="Output frequency read back, in Hz (the point's unit)."
     )
@@ -195,7 +221,7 @@ class VfdConfig(_Model):
     )
     min_speed_pct: float = Field(default=30.0, ge=0, le=100)
     max_speed_pct: float = Field(default=100.0, gt=0, le=120)
-    ramp_s: NonNegFloat = Field(
+    ramp_s: Seconds = Field(
         default=5.0,
         description="The drive's acceleration time 0 to 100 %, as set in the drive: a "
         "destaged fixed pump runs on this long while the drive takes over its flow; the "
@@ -217,14 +243,14 @@ class PumpConfig(_Model):
     run_feedback: str | None = Field(default=None, description="Input line, e.g. GPIO22.")
     fault_input: str | None = Field(default=None, description="Input line, e.g. GPIO23.")
     inputs_active_low: bool = False
-    rated_flow_m3h: PositiveFloat
-    rated_head_m: PositiveFloat
-    shutoff_head_m: PositiveFloat
-    rated_power_kw: PositiveFloat
+    rated_flow_m3h: FlowM3h
+    rated_head_m: HeadM
+    shutoff_head_m: HeadM
+    rated_power_kw: PowerKw
     max_starts_per_hour: int = Field(default=6, ge=1, le=60)
-    min_run_s: NonNegFloat = 60.0
-    min_off_s: NonNegFloat = 60.0
-    feedback_timeout_s: PositiveFloat = 5.0
+    min_run_s: Seconds = 60.0
+    min_off_s: Seconds = 60.0
+    feedback_timeout_s: float = Field(default=5.0, gt=0, le=600)
     vfd: VfdConfig | None = Field(default=None, description="The drive, on a VFD pump.")
 
     @model_validator(mode="after")
@@ -247,24 +273,26 @@ class GpioConfig(_Model):
 
 
 class PidConfig(_Model):
-    kp: NonNegFloat = 0.6
-    ki: NonNegFloat = 0.15
-    kd: NonNegFloat = 0.0
-    derivative_filter_s: NonNegFloat = 1.0
-    deadband_bar: NonNegFloat = Field(
+    kp: Gain = 0.6
+    ki: Gain = 0.15
+    kd: Gain = 0.0
+    derivative_filter_s: Seconds = 1.0
+    deadband_bar: float = Field(
+        ge=0,
+        le=5,
         default=0.0,
         description="Pressure error ignored by the PID. With fixed-speed pumps only, each "
         "stage lands somewhere in a band around the setpoint; a deadband of about half that "
         "band stops the integral from staging pumps on and off forever.",
     )
-    setpoint_ramp_bar_per_s: NonNegFloat = Field(
-        default=0.0, description="Setpoint rate limit; 0 means step changes."
+    setpoint_ramp_bar_per_s: float = Field(
+        default=0.0, ge=0, le=10, description="Setpoint rate limit; 0 means step changes."
     )
 
 
 class StagingConfig(_Model):
-    stage_up_delay_s: NonNegFloat = 10.0
-    stage_down_delay_s: NonNegFloat = 30.0
+    stage_up_delay_s: Seconds = 10.0
+    stage_down_delay_s: Seconds = 30.0
     stage_up_demand: float = Field(default=0.95, gt=0, le=1.0)
     stage_down_demand: float = Field(default=0.4, ge=0, lt=1.0)
     max_running: int | None = Field(
@@ -292,8 +320,13 @@ class ScheduleEntry(_Model):
     """From ``at`` (HH:MM, station time zone) on, the base setpoint is ``setpoint_bar``."""
 
     at: str
-    setpoint_bar: float = Field(ge=0, le=25)
-    days: list[Weekday] | None = Field(default=None, description="Only on these days.")
+    setpoint_bar: Bar
+    days: list[Weekday] | None = Field(
+        default=None,
+        min_length=1,
+        description="Only on these days (leave the key out for every day; an empty list is "
+        "an error, not 'every day').",
+    )
 
     @field_validator("at")
     @classmethod
@@ -306,8 +339,8 @@ class ScheduleEntry(_Model):
 class FlowCompensationConfig(_Model):
     """setpoint = base + k_bar * (Q / flow_design_m3h) ^ exponent (proportional pressure)."""
 
-    flow_design_m3h: PositiveFloat
-    k_bar: NonNegFloat = Field(description="Pressure added at the design flow.")
+    flow_design_m3h: FlowM3h
+    k_bar: float = Field(ge=0, le=10, description="Pressure added at the design flow.")
     exponent: float = Field(default=2.0, ge=1.0, le=2.0, description="1 linear .. 2 quadratic")
 
 
@@ -316,7 +349,7 @@ class PressureManagementConfig(_Model):
 
     schedule: list[ScheduleEntry] = Field(default_factory=list)
     flow_compensation: FlowCompensationConfig | None = None
-    ramp_bar_per_min: PositiveFloat = Field(
+    ramp_bar_per_min: BarPerMin = Field(
         default=0.1, description="How fast the managed setpoint may move."
     )
 
@@ -324,16 +357,18 @@ class PressureManagementConfig(_Model):
 class FillingConfig(_Model):
     """Refilling an emptied network gently (after a supply or power outage)."""
 
-    empty_below_bar: PositiveFloat = Field(
+    empty_below_bar: BarDelta = Field(
         default=0.5, description="Automatic starting below this pressure fills the network first."
     )
-    ramp_bar_per_min: PositiveFloat = Field(default=0.5, description="Pressure ramp while filling.")
-    max_pumps: int = Field(default=1, ge=1)
-    max_s: PositiveFloat = Field(
+    ramp_bar_per_min: BarPerMin = Field(default=0.5, description="Pressure ramp while filling.")
+    max_pumps: int = Field(default=1, ge=1, le=64)
+    max_s: float = Field(
+        gt=0,
+        le=86400,
         default=900.0,
         description="Still below empty_below_bar by then (a burst main never fills): alarm, stop.",
     )
-    filled_below_bar: PositiveFloat = Field(
+    filled_below_bar: BarDelta = Field(
         default=1.0, description="'Filled' means within this of the setpoint."
     )
 
@@ -342,9 +377,9 @@ class ControlConfig(_Model):
     pressure_point: Name = Field(description="Point that is controlled (discharge pressure).")
     suction_point: Name | None = None
     flow_point: Name | None = None
-    setpoint_bar: float = Field(ge=0, le=25)
-    setpoint_min_bar: float = Field(ge=0, le=25)
-    setpoint_max_bar: float = Field(ge=0, le=25)
+    setpoint_bar: Bar
+    setpoint_min_bar: Bar
+    setpoint_max_bar: Bar
     tick_s: float = Field(default=0.5, ge=0.05, le=10)
     pid: PidConfig = PidConfig()
     staging: StagingConfig = StagingConfig()
@@ -362,25 +397,27 @@ class ControlConfig(_Model):
 
 
 class DryRunConfig(_Model):
-    suction_min_bar: float = 0.2
-    delay_s: NonNegFloat = 5.0
-    restart_delay_s: NonNegFloat = 30.0
+    suction_min_bar: Bar = 0.2
+    delay_s: Seconds = 5.0
+    restart_delay_s: Seconds = 30.0
 
 
 class HighPressureConfig(_Model):
-    margin_bar: PositiveFloat = 1.5
-    delay_s: NonNegFloat = 5.0
+    margin_bar: BarDelta = 1.5
+    delay_s: Seconds = 5.0
 
 
 class LowFlowConfig(_Model):
-    flow_min_m3h: NonNegFloat = Field(default=0.0, description="0 disables the low-flow stop.")
-    band_bar: PositiveFloat = 0.4
-    delay_s: NonNegFloat = 10.0
+    flow_min_m3h: float = Field(
+        default=0.0, ge=0, le=100_000, description="0 disables the low-flow stop."
+    )
+    band_bar: BarDelta = 0.4
+    delay_s: Seconds = 10.0
 
 
 class SensorFailureConfig(_Model):
     mode: Literal["fixed_pumps", "stop"] = "fixed_pumps"
-    pumps: int = Field(default=1, ge=0)
+    pumps: int = Field(default=1, ge=0, le=64)
 
 
 class ProtectionsConfig(_Model):
@@ -388,7 +425,7 @@ class ProtectionsConfig(_Model):
     high_pressure: HighPressureConfig = HighPressureConfig()
     low_flow: LowFlowConfig = LowFlowConfig()
     sensor_failure: SensorFailureConfig = SensorFailureConfig()
-    power_on_delay_s: NonNegFloat = 10.0
+    power_on_delay_s: Seconds = 10.0
 
 
 class TlsConfig(_Model):
@@ -442,12 +479,13 @@ class UplinkConfig(_Model):
 
 class BufferConfig(_Model):
     path: str = "/var/lib/boosterd/buffer.sqlite3"
-    max_mb: PositiveFloat = 512.0
-    max_age_days: PositiveFloat = 60.0
+    max_mb: float = Field(default=512.0, ge=1, le=1_000_000)
+    max_age_days: float = Field(default=60.0, gt=0, le=3650)
     commit_interval_s: float = Field(default=1.0, gt=0, le=60)
     max_pending: int = Field(
         default=20_000,
         ge=100,
+        le=10_000_000,
         description="Samples kept in memory while the disk refuses writes; older ones drop.",
     )
 
@@ -483,23 +521,30 @@ class SimulationConfig(_Model):
     """Parameters of the simulated station (used only by the simulator)."""
 
     suction_bar: float = Field(default=1.0, ge=0, le=10)
-    suction_variation_bar: NonNegFloat = 0.2
-    demand_peak_m3h: NonNegFloat = 60.0
+    suction_variation_bar: float = Field(default=0.2, ge=0, le=10)
+    demand_peak_m3h: float = Field(default=60.0, ge=0, le=100_000)
     demand_night_fraction: float = Field(default=0.25, ge=0, le=1)
-    leakage_m3h_at_3bar: NonNegFloat = 6.0
+    leakage_m3h_at_3bar: float = Field(default=6.0, ge=0, le=100_000)
     leakage_exponent: float = Field(default=1.15, ge=0.5, le=2.5)
-    compliance_m3_per_bar: PositiveFloat = 0.05
-    zone_headloss_bar: NonNegFloat = Field(
-        default=0.8, description="Friction loss to the zone's far end at demand_peak_m3h."
+    compliance_m3_per_bar: float = Field(default=0.05, gt=0, le=1000)
+    zone_headloss_bar: float = Field(
+        ge=0,
+        le=25,
+        default=0.8,
+        description="Friction loss to the zone's far end at demand_peak_m3h.",
     )
-    zone_elevation_m: float = Field(default=0.0, description="Far end above the station.")
-    reference_pressure_bar: PositiveFloat = 3.0
+    zone_elevation_m: float = Field(
+        default=0.0, ge=-1000, le=1000, description="Far end above the station."
+    )
+    reference_pressure_bar: float = Field(default=3.0, gt=0, le=25)
     signals: dict[Name, SimSignal] = Field(
         default_factory=dict,
         description="Which simulated quantity a point reads, when its name or unit does "
         "not say (control points and units m3, m3/h, degC, kW, kWh are found by themselves).",
     )
-    constant_value: float = Field(default=0.0, description="Value of points with no signal.")
+    constant_value: RegisterNumber = Field(
+        default=0.0, description="Value of points with no signal."
+    )
 
 
 class StationConfig(_Model):

@@ -25,7 +25,7 @@ from controller.control.protections import Protections, Verdict
 from controller.control.setpoint import SetpointManager
 from controller.control.stager import Stager
 from controller.errors import BoosterError
-from controller.values import Reading
+from controller.values import BadReason, Reading
 
 MODES = ("auto", "manual", "off")
 
@@ -74,6 +74,19 @@ class ControlOutputs:
     speeds: dict[str, float] = field(default_factory=dict)
 
 
+def _finite_only(readings: Mapping[str, Reading]) -> Mapping[str, Reading]:
+    """The readings with any good but non-finite value made bad: ``Reading.ok`` refuses
+    them already, so this only guards against a reading built some other way."""
+    if all(r.value is None or math.isfinite(r.value) for r in readings.values()):
+        return readings
+    return {
+        name: r
+        if r.value is None or math.isfinite(r.value)
+        else Reading.bad(r.name, r.unit, BadReason.DECODE, f"not finite: {r.value}")
+        for name, r in readings.items()
+    }
+
+
 class ControlCore:
     def __init__(self, cfg: StationConfig, *, now: float) -> None:
         self.cfg = cfg
@@ -112,6 +125,8 @@ class ControlCore:
         #: monotonic time its relay really opens.
         self.handover: dict[str, float] = {}
         self._auto_tick = False
+        self._power_lost = False
+        self._dark_pv: float | None = None  # lowest pressure while the power is lost
 
     # -- the tick -------------------------------------------------------------------------
 
@@ -123,8 +138,9 @@ class ControlCore:
     ) -> ControlOutputs:
         dt = self.cfg.control.tick_s if self._last is None else now - self._last
         self._last = now
+        readings = _finite_only(readings)
         running = self.stager.running()
-        self.active_setpoint = self._managed_setpoint(now, readings)
+        self.active_setpoint = self.bounded(self._managed_setpoint(now, readings))
         verdict = self.protections.update(
             now, readings, setpoint=self.active_setpoint, running=running, alarms=self.alarms
         )
@@ -139,6 +155,7 @@ class ControlCore:
             now, dt=dt, verdict=verdict, pv=pv, feedback=feedback, fault=fault
         )
         self._hand_over(now, was_on, pv, readings)
+        self._watch_power(now, pv)
         speeds = self.speeds = self._speeds(now, feedback)
         for lock in self.stager.new_lockouts:
             self.alarms.set(
@@ -230,6 +247,35 @@ class ControlCore:
         # is what keeps the pressure dip of a stage change small.
         return "filling" if self._filling_since is not None else "auto"
 
+    # -- station power ----------------------------------------------------------------
+
+    def _watch_power(self, now: float, pv: float | None) -> None:
+        """A station power loss (every running pump's feedback gone at once) is an alarm,
+        not a pump fault. Its start and its end both send automatic control back through
+        its bumpless start; when the power returns to a network that drained meanwhile,
+        it is filled first (where configured), as after any outage: judged by the lowest
+        pressure seen without power, since the pump that proved the power back has
+        already lifted it."""
+        lost = self.stager.power_lost_since is not None
+        if lost and pv is not None:
+            self._dark_pv = pv if self._dark_pv is None else min(self._dark_pv, pv)
+        self.alarms.set(
+            "power_lost",
+            lost,
+            now,
+            severity="major",
+            message="run feedback lost on every running pump at once: grid or contactor "
+            "supply failed; pumps restart by themselves when it returns",
+        )
+        if lost != self._power_lost:
+            self._power_lost = lost
+            self._pid_live = False
+            if not lost and self._dark_pv is not None and self.mode == "auto":
+                self._start_filling(now, self._dark_pv)
+            self._dark_pv = None
+        if lost and self.state in ("auto", "filling"):
+            self.state = "power_lost"
+
     # -- pipe filling ---------------------------------------------------------------------
 
     def _start_filling(self, now: float, pv: float) -> None:
@@ -256,7 +302,10 @@ class ControlCore:
         ramp = self._fill_from + fill.ramp_bar_per_min / 60.0 * elapsed
         ramping = ramp < self.active_setpoint
         if ramping:
-            self.active_setpoint = ramp
+            # From the lowest setpoint allowed, never below: the filling ramp is a stage
+            # of the setpoint like any other, and the controlled setpoint always lies
+            # in the configured range (a single pump at most still makes filling gentle).
+            self.active_setpoint = self.bounded(ramp)
         capped = self.pid.output >= self.pid.out_max - 1e-6
         self._fill_capped_since = (
             (self._fill_capped_since if self._fill_capped_since is not None else now)
@@ -290,6 +339,14 @@ class ControlCore:
         self.pid.set_limits(0.0, float(self.stager.max_running))
 
     # -- pressure management --------------------------------------------------------------
+
+    def bounded(self, bar: float) -> float:
+        """``bar`` as a setpoint that may be controlled to: finite and inside
+        ``setpoint_min_bar``..``setpoint_max_bar``, whatever stage produced it."""
+        ctl = self.cfg.control
+        if not math.isfinite(bar):
+            bar = self.setpoint if math.isfinite(self.setpoint) else ctl.setpoint_bar
+        return min(max(bar, ctl.setpoint_min_bar), ctl.setpoint_max_bar)
 
     def _managed_setpoint(self, now: float, readings: Mapping[str, Reading]) -> float:
         if self.cfg.control.pressure_management is None:

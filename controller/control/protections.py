@@ -17,6 +17,7 @@ Each is a small state machine on ``now``:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -112,12 +113,16 @@ class Protections:
             message=f"suction below {prot.dry_run.suction_min_bar} bar: pumps stopped",
         )
 
-        # High pressure.
-        limit = setpoint + prot.high_pressure.margin_bar
+        # High pressure. The limit is anchored to the configured range: a managed setpoint
+        # (schedule, flow compensation, a SCADA command) can lower it, never raise it
+        # above setpoint_max_bar + margin, and a non-finite one cannot blind it.
+        anchor = setpoint if math.isfinite(setpoint) else ctl.setpoint_max_bar
+        anchor = min(max(anchor, ctl.setpoint_min_bar), ctl.setpoint_max_bar)
+        limit = anchor + prot.high_pressure.margin_bar
         over = pressure is not None and pressure > limit
         if self._high_on.held(over, now, prot.high_pressure.delay_s):
             self.high = True
-        if self.high and pressure is not None and pressure < setpoint:
+        if self.high and pressure is not None and pressure < anchor:
             self.high = False
         alarms.set(
             "high_pressure",

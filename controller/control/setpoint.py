@@ -57,6 +57,8 @@ class SetpointManager:
             # Capped: a garbage flow reading must not overflow (the result is limited anyway).
             ratio = min(max(flow_m3h, 0.0) / fc.flow_design_m3h, MAX_FLOW_RATIO)
             sp += fc.k_bar * ratio**fc.exponent
+        if not math.isfinite(sp):  # cannot happen with a validated config; never pass it on
+            sp = base
         return min(max(sp, self.control.setpoint_min_bar), self.control.setpoint_max_bar)
 
     def update(
@@ -66,10 +68,13 @@ class SetpointManager:
         if self.pm is None:
             return base
         goal = self.target(base, weekday=weekday, hour=hour, flow_m3h=flow_m3h)
-        if self._current is None or self._last is None:
+        if self._current is None or self._last is None or not math.isfinite(self._current):
             self._current = goal
         else:
             step = self.pm.ramp_bar_per_min / 60.0 * max(now - self._last, 0.0)
             self._current += max(-step, min(step, goal - self._current))
+        # The ramp never carries the setpoint out of its range.
+        lo, hi = self.control.setpoint_min_bar, self.control.setpoint_max_bar
+        self._current = min(max(self._current, lo), hi)
         self._last = now
         return self._current

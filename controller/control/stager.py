@@ -5,6 +5,12 @@ Rules, in order of precedence:
 1. A pump whose fault input is active, or whose run feedback has not arrived
    ``feedback_timeout_s`` after its start, is locked out at once (stopped even inside
    its minimum run time) and stays out until reset; the next pump takes its place.
+   So is a pump whose feedback drops while it runs, when others run on. But when the
+   feedback drops on *every* running pump at once, the grid or the contactors' supply
+   failed, not the pumps: that is a station power loss (``power_lost``), the pumps are
+   taken as stopped and none is locked out. Until a pump's feedback arrives again, one
+   pump at a time is tried (each within its own motor limits); a try that gets no
+   feedback is stopped and its start given back (the motor never ran).
 2. A protection stop (``stop_all``) stops every pump at once, minimum run time or not:
    a dry-running or over-pressured pump is worse than a short run.
 3. Otherwise a pump starts only if its minimum off time has passed and the start
@@ -26,6 +32,9 @@ from dataclasses import dataclass, field
 from controller.config.schema import PumpConfig, StagingConfig
 
 HOUR_S = 3600.0
+#: Without power, the next try waits this long after the loss or the last failed try
+#: (a commercial set's restart delay after a power failure).
+POWER_RETRY_S = 10.0
 #: Demand (in pumps) above which the first pump starts.
 FIRST_PUMP_DEMAND = 0.05
 
@@ -42,6 +51,8 @@ class PumpRecord:
     run_s: float = 0.0
     locked: str | None = None  # why it is locked out
     exercise_until: float | None = None  # running only to be exercised, until then
+    #: Its run feedback has closed since its last start (the contactor pulled in).
+    confirmed: bool = False
 
     def prune(self, now: float) -> None:
         while self.starts and self.starts[0] <= now - HOUR_S:
@@ -82,6 +93,10 @@ class Stager:
         self.new_lockouts: list[Lockout] = []
         #: True while a healthy drive can lead: the control core sets it every tick.
         self.lead_vfd = False
+        #: Since when every running pump lost its run feedback at once (grid or
+        #: contactor supply lost), until a pump's feedback arrives again; None: powered.
+        self.power_lost_since: float | None = None
+        self._retry_at = -math.inf
 
     # -- configuration --------------------------------------------------------------------
 
@@ -127,6 +142,7 @@ class Stager:
 
     def _start(self, rec: PumpRecord, now: float) -> None:
         rec.on = True
+        rec.confirmed = False
         rec.changed_at = rec.started_at = now
         rec.starts.append(now)
         rec.starts_total += 1
@@ -146,18 +162,47 @@ class Stager:
         self, now: float, feedback: Mapping[str, bool | None], fault: Mapping[str, bool]
     ) -> None:
         for rec in self.pumps.values():
-            if rec.locked:
-                continue
-            if fault.get(rec.name, False):
+            if not rec.locked and fault.get(rec.name, False):
                 self._lock(rec, "motor protection tripped", now)
-            elif (
-                rec.on
-                and feedback.get(rec.name) is False
-                and now - rec.started_at > rec.cfg.feedback_timeout_s
-            ):
+        watched = [
+            r
+            for r in self.pumps.values()
+            if r.on and not r.locked and feedback.get(r.name) is not None
+        ]
+        if any(feedback[r.name] for r in watched):
+            self.power_lost_since = None  # a contactor pulled in: the station has power
+        for rec in watched:
+            rec.confirmed = rec.confirmed or bool(feedback[rec.name])
+        dropped = [r for r in watched if r.confirmed and not feedback[r.name]]
+        if dropped and not any(feedback[r.name] for r in watched):
+            # Every running pump at once: the supply failed, not the pumps.
+            if self.power_lost_since is None:
+                self.power_lost_since = now
+            self._retry_at = now + POWER_RETRY_S
+            for rec in watched:
+                self._stop(rec, now)
+            return
+        for rec in dropped:
+            self._lock(rec, "run feedback lost while running", now)
+        for rec in watched:
+            if rec.confirmed or now - rec.started_at <= rec.cfg.feedback_timeout_s:
+                continue
+            if self.power_lost_since is None:
                 self._lock(
                     rec, f"no run feedback {rec.cfg.feedback_timeout_s:g} s after start", now
                 )
+            else:
+                # Still no power: this try never ran the motor, so it costs no start.
+                self._stop(rec, now)
+                self._refund_start(rec)
+                self._retry_at = now + POWER_RETRY_S
+
+    def _refund_start(self, rec: PumpRecord) -> None:
+        if rec.starts and rec.starts[-1] == rec.started_at:
+            rec.starts.pop()
+            rec.starts_total -= 1
+        if rec.started_at in self.station_starts:
+            self.station_starts.remove(rec.started_at)
 
     def _start_order(self, rec: PumpRecord) -> tuple[bool, float, str]:
         """Lowest first to start, highest first to stop: with a live drive, the VFD
@@ -174,6 +219,10 @@ class Stager:
     def _start_one(self, now: float) -> bool:
         if self.running() >= self.available():
             return False
+        if self.power_lost_since is not None and (
+            now < self._retry_at or any(r.on and not r.confirmed for r in self.pumps.values())
+        ):
+            return False  # without power, one try at a time until a contactor pulls in
         for rec in self.pumps.values():
             if rec.on and rec.exercise_until is not None:
                 rec.exercise_until = None  # the demand needs a pump: keep the one running
@@ -224,6 +273,8 @@ class Stager:
         interval = self.cfg.exercise_interval_h * HOUR_S
         if interval <= 0 or any(r.exercise_until is not None for r in self.pumps.values()):
             return
+        if self.power_lost_since is not None:
+            return  # nothing to exercise a motor with
         if self._on_count() >= self.max_running or not self._station_can_start(now):
             return
         idle = [
