@@ -23,7 +23,7 @@ from controller.control.alarms import AlarmEvent, Alarms
 from controller.control.pid import Pid
 from controller.control.protections import Protections, Verdict
 from controller.control.setpoint import SetpointManager
-from controller.control.stager import Stager
+from controller.control.stager import PumpRecord, Stager
 from controller.errors import BoosterError
 from controller.values import BadReason, Reading
 
@@ -72,6 +72,19 @@ class ControlOutputs:
     events: list[AlarmEvent] = field(default_factory=list)
     #: speed reference of every drive-equipped pump, as a fraction of rated speed
     speeds: dict[str, float] = field(default_factory=dict)
+    #: what each pump is doing: running, ready, exercising, locked out (see ``pump_state``)
+    pump_states: dict[str, str] = field(default_factory=dict)
+    #: why each locked-out pump is locked out
+    lockouts: dict[str, str] = field(default_factory=dict)
+
+
+def pump_state(rec: PumpRecord) -> str:
+    """``locked out``, ``exercising``, ``running`` or ``ready``: as SCADA and the HMI show it."""
+    if rec.locked:
+        return "locked out"
+    if rec.exercise_until is not None:
+        return "exercising"
+    return "running" if rec.on else "ready"
 
 
 def _finite_only(readings: Mapping[str, Reading]) -> Mapping[str, Reading]:
@@ -178,6 +191,8 @@ class ControlCore:
             state=self.state,
             events=self.alarms.drain(),
             speeds=speeds,
+            pump_states={name: pump_state(rec) for name, rec in self.stager.pumps.items()},
+            lockouts={n: rec.locked for n, rec in self.stager.pumps.items() if rec.locked},
         )
 
     def _decide(
@@ -612,11 +627,7 @@ class ControlCore:
                 "starts_last_hour": len(rec.starts),
                 "starts_total": rec.starts_total,
                 "locked_out": rec.locked,
-                "state": "locked out"
-                if rec.locked
-                else "exercising"
-                if rec.exercise_until is not None
-                else ("running" if rec.on else "ready"),
+                "state": pump_state(rec),
             }
             if name in self.speeds:
                 pumps[name]["speed_pct"] = round(100 * self.speeds[name], 1)

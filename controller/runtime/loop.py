@@ -93,15 +93,23 @@ def make_sample(
         "setpoint_bar": round(out.setpoint_bar, 4),
         "demand": round(out.demand, 4),
         "values": {name: r.as_dict() for name, r in readings.items()},
-        "pumps": {
-            name: {
-                "on": out.relays.get(name, False),
-                "feedback": inputs.feedback,
-                "fault": inputs.fault,
-            }
-            for name, inputs in pumps.items()
-        },
+        "pumps": {name: _pump_sample(name, inputs, out) for name, inputs in pumps.items()},
     }
+
+
+def _pump_sample(name: str, inputs: PumpInputs, out: ControlOutputs) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "on": out.relays.get(name, False),
+        "feedback": inputs.feedback,
+        "fault": inputs.fault,
+    }
+    if name in out.pump_states:
+        row["state"] = out.pump_states[name]
+    if name in out.lockouts:
+        row["lockout"] = out.lockouts[name]
+    if name in out.speeds:
+        row["speed_pct"] = round(100.0 * out.speeds[name], 2)
+    return row
 
 
 class ControlLoop:
