@@ -136,7 +136,11 @@ def step_pressure(
     """
     k = dt / (net.compliance_m3_per_bar * 3600.0)
     top = max(c.shutoff_head_m * max(speeds, default=0.0) ** 2 for c in curves) / BAR_TO_M
-    lo, hi = 0.0, max(suction, 0.0) + top + 1.0
+    # Above both the present pressure and what the pumps can reach, nothing flows in and
+    # the outflow is positive, so g > 0 there: the root lies below. (Bounding by the
+    # pumps' reach alone clamped a vessel standing above it, with every pump stopped, to
+    # suction + 1 bar in one step, whatever the outflow and the compliance.)
+    lo, hi = 0.0, max(p, max(suction, 0.0) + top) + 1.0
     x = min(max(p, lo), hi)
 
     def g(x: float) -> tuple[float, float]:

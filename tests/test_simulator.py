@@ -135,3 +135,32 @@ def test_fault_spec_parses_times_and_parameters() -> None:
     assert (f.kind, f.at_s, f.duration_s, f.param("flow_m3h")) == ("burst", 1200, 600, 40)
     assert f.active(1500)
     assert not f.active(1800)
+
+
+@pytest.mark.parametrize("dt", [0.05, 0.5, 1.0, 5.0])
+@pytest.mark.parametrize("compliance", [0.08, 5.0])
+def test_a_vessel_drains_through_the_network_at_the_analytic_rate(
+    dt: float, compliance: float
+) -> None:
+    """No pump running: dp/dt = -D*sqrt(p/p_ref) / (3600*C), so sqrt(p) falls linearly.
+
+    An earlier main clamped the pressure to suction + 1 bar in one step whenever no pump
+    ran (3.30 -> 1.88 bar in one 1 s tick where the physics allows ~0.03 bar/s)."""
+    net = Network(
+        compliance_m3_per_bar=compliance,
+        leakage_m3h_at_3bar=0.0,
+        leakage_exponent=1.15,
+        reference_pressure_bar=3.0,
+    )
+    demand, p0, suction = 7.8, 3.3, 0.88
+    p, t = p0, 0.0
+    horizon = min(60.0, 0.5 * compliance * 3600 * (p0 - 2.0) / demand)  # stays above 2 bar
+    while t < horizon - 1e-9:
+        p = step_pressure(
+            p, dt, suction=suction, curves=[CURVE], speeds=[0.0], net=net, base_demand_m3h=demand
+        )
+        t += dt
+    rate = demand / (2 * 3600 * compliance * 3.0**0.5)  # d sqrt(p) / dt
+    exact = (p0**0.5 - rate * t) ** 2
+    # Implicit Euler lags the exact decay by O(dt); never more than a few percent here.
+    assert exact <= p <= exact + 0.05 * (p0 - exact) + 1e-6
