@@ -415,6 +415,17 @@ class LowFlowConfig(_Model):
     delay_s: Seconds = 10.0
 
 
+class LowPressureConfig(_Model):
+    """No silent loss of service: an alarm when the pressure stays low and no pump can start."""
+
+    margin_bar: BarDelta = Field(
+        default=0.5, description="How far below the setpoint counts as low pressure."
+    )
+    delay_s: PositiveSeconds = Field(
+        default=120.0, description="How long it may last before the alarm says why."
+    )
+
+
 class SensorFailureConfig(_Model):
     mode: Literal["fixed_pumps", "stop"] = "fixed_pumps"
     pumps: int = Field(default=1, ge=0, le=64)
@@ -424,6 +435,7 @@ class ProtectionsConfig(_Model):
     dry_run: DryRunConfig = DryRunConfig()
     high_pressure: HighPressureConfig = HighPressureConfig()
     low_flow: LowFlowConfig = LowFlowConfig()
+    low_pressure: LowPressureConfig = LowPressureConfig()
     sensor_failure: SensorFailureConfig = SensorFailureConfig()
     power_on_delay_s: Seconds = 10.0
 

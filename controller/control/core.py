@@ -20,10 +20,11 @@ from pydantic import ValidationError
 
 from controller.config.schema import PressureManagementConfig, StationConfig
 from controller.control.alarms import AlarmEvent, Alarms
+from controller.control.capacity import max_pressure_bar
 from controller.control.pid import Pid
-from controller.control.protections import Protections, Verdict
+from controller.control.protections import Protections, Timer, Verdict, cutout_bar
 from controller.control.setpoint import SetpointManager
-from controller.control.stager import PumpRecord, Stager
+from controller.control.stager import PumpRecord, Stager, StartCheck
 from controller.errors import BoosterError
 from controller.values import BadReason, Reading
 
@@ -50,6 +51,9 @@ HANDOVER_S = 2.0
 #: Longest a destaged fixed pump keeps running while the lead drive ramps up to take
 #: over its flow (the drive's own ramp time, capped here).
 DESTAGE_HANDOVER_MAX_S = 10.0
+#: A start is refused when the curves put the new set's pressure within this of the
+#: high-pressure cutout (the bound is already an upper one: see ``capacity``).
+START_HEADROOM_BAR = 0.2
 
 
 class CommandRejected(BoosterError):
@@ -139,6 +143,8 @@ class ControlCore:
         self.handover: dict[str, float] = {}
         self._auto_tick = False
         self._power_lost = False
+        self._start_ok: StartCheck | None = None
+        self._no_service = Timer()
         self._dark_pv: float | None = None  # lowest pressure while the power is lost
 
     # -- the tick -------------------------------------------------------------------------
@@ -155,18 +161,27 @@ class ControlCore:
         running = self.stager.running()
         self.active_setpoint = self.bounded(self._managed_setpoint(now, readings))
         verdict = self.protections.update(
-            now, readings, setpoint=self.active_setpoint, running=running, alarms=self.alarms
+            now,
+            readings,
+            setpoint=self.active_setpoint,
+            running=running,
+            alarms=self.alarms,
+            starts_left=self.stager.starts_left(now),
         )
         feedback = {name: p.feedback for name, p in pumps.items()}
         fault = {name: p.fault for name, p in pumps.items()}
         p = readings.get(self.cfg.control.pressure_point)
         pv = p.value if p is not None and p.good else None
         self._check_drives(now, readings)
-        was_on = {name: rec.on for name, rec in self.stager.pumps.items()}
+        # Pumps running for the demand: the end of an exercise run is no destage.
+        was_on = {n: rec.on and rec.exercise_until is None for n, rec in self.stager.pumps.items()}
         self._auto_tick = False
+        self._start_ok = self._start_check(readings)
         self.state = self._decide(
             now, dt=dt, verdict=verdict, pv=pv, feedback=feedback, fault=fault
         )
+        self._guard_exercise(now, pv)
+        self._watch_service(now, pv)
         self._hand_over(now, was_on, pv, readings)
         self._watch_power(now, pv)
         speeds = self.speeds = self._speeds(now, feedback)
@@ -224,11 +239,13 @@ class ControlCore:
             self._pid_live = False
             return verdict.state
         assert pv is not None  # a bad control pressure gives verdict.fixed or stop_all
-        if self.alarms.unacknowledged("filling_failed"):
-            # A main that would not fill may be burst: no pumping until someone looked.
-            self.relays = stager.update(now, stop_all=True, **common)
-            self._pid_live = False
-            return "filling_failed"
+        for latched in ("filling_failed", "high_pressure_repeated"):
+            if self.alarms.unacknowledged(latched):
+                # A main that would not fill may be burst; restarts that trip again and
+                # again mean a fault the control cannot fix: no pumping until someone looked.
+                self.relays = stager.update(now, stop_all=True, **common)
+                self._pid_live = False
+                return latched
         if not self._pid_live:
             # Bumpless return to automatic: continue from what is running now, or from
             # just enough demand for one pump if nothing runs (pressure is low).
@@ -250,7 +267,9 @@ class ControlCore:
         # speed just holds the setpoint, destaging on demand alone would start and stop
         # the fixed pump over and over (the drive's flow is far from linear in speed).
         may_destage = not stager.lead_vfd or pv > self.active_setpoint + VFD_DESTAGE_MARGIN_BAR
-        self.relays = stager.update(now, demand=demand, may_destage=may_destage, **common)
+        self.relays = stager.update(
+            now, demand=demand, may_destage=may_destage, start_ok=self._start_ok, **common
+        )
         self._auto_tick = True
         after = stager.running()
         if after != before and not stager.lead_vfd:
@@ -261,6 +280,80 @@ class ControlCore:
         # the drive's share drops by one pump at once (and rises when one stops), which
         # is what keeps the pressure dip of a stage change small.
         return "filling" if self._filling_since is not None else "auto"
+
+    # -- what the hydraulics allow ------------------------------------------------------
+
+    def _start_check(self, readings: Mapping[str, Reading]) -> StartCheck | None:
+        """Refuse a start (for the demand, an exercise or an alternation) that the curves
+        say would carry the pressure within ``START_HEADROOM_BAR`` of the cutout at the
+        present flow: e.g. a fixed pump at night behind a drive holding a low setpoint.
+        Without a readable suction pressure there is nothing to predict from (the
+        protections stop the pumps then anyway)."""
+        ctl = self.cfg.control
+        suction = readings.get(ctl.suction_point) if ctl.suction_point else None
+        if suction is None or not suction.good or suction.value is None:
+            return None
+        flow_r = readings.get(ctl.flow_point) if ctl.flow_point else None
+        # Without a flow reading, no flow: the shut-off head, the safest bound.
+        flow = flow_r.value if flow_r is not None and flow_r.good and flow_r.value else 0.0
+        limit = cutout_bar(self.cfg, self.active_setpoint) - START_HEADROOM_BAR
+        lead = self._running_drives()[:1] if self.stager.lead_vfd else []
+        running = [
+            (rec.cfg, self._speed_after_a_start(rec, lead))
+            for rec in self.stager.pumps.values()
+            if rec.on
+        ]
+        s_bar = suction.value
+
+        def ok(rec: PumpRecord, exercise: bool) -> bool:
+            vfd = rec.cfg.vfd
+            # A drive starts (and is exercised) at its minimum speed and ramps from there.
+            speed = vfd.min_speed_pct / 100.0 if vfd is not None else 1.0
+            new_set = [*running, (rec.cfg, speed)]
+            return max_pressure_bar(new_set, suction_bar=s_bar, flow_m3h=flow) < limit
+
+        return ok
+
+    def _speed_after_a_start(self, rec: PumpRecord, lead: list[str]) -> float:
+        vfd = rec.cfg.vfd
+        if vfd is None:
+            return 1.0
+        # The lead drive backs off to its minimum for a pump that starts; others run on.
+        return (vfd.min_speed_pct if rec.name in lead else vfd.max_speed_pct) / 100.0
+
+    def _guard_exercise(self, now: float, pv: float | None) -> None:
+        """An exercise run ends at once when the pressure climbs half-way from the
+        setpoint to the cutout (or cannot be read): exercising is never worth a trip."""
+        if not any(rec.exercise_until is not None for rec in self.stager.pumps.values()):
+            return
+        limit = cutout_bar(self.cfg, self.active_setpoint)
+        if pv is None or pv >= (self.active_setpoint + limit) / 2:
+            for name in self.stager.end_exercise(now):
+                self.relays[name] = False
+
+    def _watch_service(self, now: float, pv: float | None) -> None:
+        """No silent loss of service: the pressure stands ``low_pressure.margin_bar``
+        below the setpoint for ``delay_s`` in automatic, and no pump can start (start
+        budget, minimum off time, lockouts, the running cap, the curves): say why."""
+        lp = self.cfg.protections.low_pressure
+        why = None
+        if (
+            self.mode == "auto"
+            and self.state in ("auto", "filling", "low_flow")
+            and pv is not None
+            and pv < self.active_setpoint - lp.margin_bar
+        ):
+            why = self.stager.cannot_start(now, self._start_ok)
+        held = self._no_service.held(why is not None, now, lp.delay_s)
+        self.alarms.set(
+            "no_pump_available",
+            held,
+            now,
+            severity="critical",
+            message=f"pressure {pv:.2f} bar, below the setpoint, and no pump can start: {why}"
+            if held and pv is not None
+            else "",
+        )
 
     # -- station power ----------------------------------------------------------------
 
@@ -514,6 +607,8 @@ class ControlCore:
             if live and n == lead:
                 share = self.pid.output - others
                 out[n] = min(max(share, vfd.min_speed_pct / 100.0), vfd.max_speed_pct / 100.0)
+            elif self.stager.pumps[n].exercise_until is not None:
+                out[n] = vfd.min_speed_pct / 100.0  # an exercise turns it, gently
             else:
                 # A second drive, or no live speed control (drive silent, manual,
                 # emergency): flat out, as a fixed-speed pump would run.

@@ -9,8 +9,13 @@ Each is a small state machine on ``now``:
   (as a failed level sensor does on commercial sets): the pumps cannot be shown safe;
 * high pressure: above setpoint + ``margin_bar`` for ``delay_s`` stops every pump until
   the pressure is back below the setpoint (the alarm stays latched for a technician);
+  the third trip within an hour raises ``high_pressure_repeated`` (latched, critical):
+  the control then keeps every pump off until a technician acknowledges, rather than
+  burning the start budget on restarts that trip again;
 * low flow: flow under ``flow_min_m3h`` with one pump running for ``delay_s`` stops it;
-  it restarts when pressure falls below setpoint - band/2 (on/off on the last pump);
+  it restarts when pressure falls below setpoint - band/2 (on/off on the last pump),
+  unless the station or that pump is down to its last starts of the hour: then the
+  pump is held running rather than left unable to restart;
 * control-pressure sensor failure: the configured emergency mode (a fixed number of
   pumps, or stop) replaces the PID until the value is good again.
 """
@@ -18,6 +23,7 @@ Each is a small state machine on ``now``:
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -26,6 +32,21 @@ from controller.control.alarms import Alarms
 from controller.values import Reading
 
 DRY_RUN_HYSTERESIS_BAR = 0.1
+#: Starts kept in reserve: below this many left, the low-flow stop holds the last pump.
+LOW_FLOW_RESERVE_STARTS = 2
+#: High-pressure trips within an hour that mean restarting is no use.
+REPEATED_TRIPS = 3
+HOUR_S = 3600.0
+
+
+def cutout_bar(cfg: StationConfig, setpoint: float) -> float:
+    """The high-pressure cutout for this setpoint: anchored to the configured range, so a
+    managed setpoint (schedule, compensation, a command) can lower it, never raise it
+    above ``setpoint_max_bar + margin_bar``, and a non-finite one cannot blind it."""
+    ctl = cfg.control
+    anchor = setpoint if math.isfinite(setpoint) else ctl.setpoint_max_bar
+    anchor = min(max(anchor, ctl.setpoint_min_bar), ctl.setpoint_max_bar)
+    return anchor + cfg.protections.high_pressure.margin_bar
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +59,7 @@ class Verdict:
     state: str = "auto"
 
 
-class _Timer:
+class Timer:
     """True once a condition has held continuously for a delay."""
 
     __slots__ = ("since",)
@@ -62,10 +83,11 @@ class Protections:
         self.dry = False
         self.high = False
         self.low_flow_stop = False
-        self._dry_on = _Timer()
-        self._dry_off = _Timer()
-        self._high_on = _Timer()
-        self._low_on = _Timer()
+        self._dry_on = Timer()
+        self._dry_off = Timer()
+        self._high_on = Timer()
+        self._low_on = Timer()
+        self._trips: deque[float] = deque()
 
     def update(
         self,
@@ -75,6 +97,7 @@ class Protections:
         setpoint: float,
         running: int,
         alarms: Alarms,
+        starts_left: int = 1_000_000,
     ) -> Verdict:
         prot = self.cfg.protections
         ctl = self.cfg.control
@@ -113,15 +136,27 @@ class Protections:
             message=f"suction below {prot.dry_run.suction_min_bar} bar: pumps stopped",
         )
 
-        # High pressure. The limit is anchored to the configured range: a managed setpoint
-        # (schedule, flow compensation, a SCADA command) can lower it, never raise it
-        # above setpoint_max_bar + margin, and a non-finite one cannot blind it.
-        anchor = setpoint if math.isfinite(setpoint) else ctl.setpoint_max_bar
-        anchor = min(max(anchor, ctl.setpoint_min_bar), ctl.setpoint_max_bar)
-        limit = anchor + prot.high_pressure.margin_bar
+        # High pressure.
+        limit = cutout_bar(self.cfg, setpoint)
+        anchor = limit - prot.high_pressure.margin_bar
         over = pressure is not None and pressure > limit
-        if self._high_on.held(over, now, prot.high_pressure.delay_s):
+        if self._high_on.held(over, now, prot.high_pressure.delay_s) and not self.high:
             self.high = True
+            self._trips.append(now)
+        while self._trips and self._trips[0] <= now - HOUR_S:
+            self._trips.popleft()
+        repeated = len(self._trips) >= REPEATED_TRIPS
+        if repeated:
+            self._trips.clear()  # counted from here again once acknowledged
+        alarms.set(
+            "high_pressure_repeated",
+            repeated,
+            now,
+            severity="critical",
+            message=f"{REPEATED_TRIPS} high-pressure trips within an hour: pumps held off "
+            "until acknowledged (check valves, setpoints and the pump curves)",
+            latched=True,
+        )
         if self.high and pressure is not None and pressure < anchor:
             self.high = False
         alarms.set(
@@ -138,7 +173,15 @@ class Protections:
         if flow_min > 0 and ctl.flow_point:
             f = readings.get(ctl.flow_point)
             flow = f.value if f is not None and f.good else None
-            low_flow = flow is not None and flow < flow_min and running == 1
+            # The on/off cycling of the last pump costs a start per cycle: with the start
+            # budget nearly spent the pump is held running instead, so the zone is never
+            # left without a pump for want of starts (it restarts at setpoint - band/2).
+            low_flow = (
+                flow is not None
+                and flow < flow_min
+                and running == 1
+                and starts_left > LOW_FLOW_RESERVE_STARTS
+            )
             if self._low_on.held(low_flow, now, prot.low_flow.delay_s):
                 self.low_flow_stop = True
             if self.low_flow_stop and (

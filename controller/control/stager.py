@@ -20,18 +20,23 @@ Rules, in order of precedence:
 4. Never more than ``max_running`` pumps at once (the rest are standby).
 5. Lowest run hours start first, highest stop first; a pump that has run
    ``alternation_h`` without a break hands over to the idle pump with the fewest hours.
+6. The caller may veto a start (``start_ok``): the control core refuses a pump whose
+   start the curves say would carry the pressure toward the cutout. A vetoed pump is
+   passed over for the next in order, and an exercise waits for a better moment.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from controller.config.schema import PumpConfig, StagingConfig
 
 HOUR_S = 3600.0
+#: ``start_ok(pump, exercise)``: may this pump start now (for the demand, or to exercise)?
+StartCheck = Callable[["PumpRecord", bool], bool]
 #: Without power, the next try waits this long after the loss or the last failed try
 #: (a commercial set's restart delay after a power failure).
 POWER_RETRY_S = 10.0
@@ -216,7 +221,63 @@ class Stager:
         if not rec.locked:
             self._lock(rec, reason, now)
 
-    def _start_one(self, now: float) -> bool:
+    def starts_left(self, now: float) -> int:
+        """Starts the station and its running pumps may still make this hour (the least)."""
+        self._station_can_start(now)  # prunes the station's rolling hour
+        left = self.cfg.station_max_starts_per_hour - len(self.station_starts)
+        for rec in self.pumps.values():
+            if rec.on:
+                rec.prune(now)
+                left = min(left, rec.cfg.max_starts_per_hour - len(rec.starts))
+        return left
+
+    def cannot_start(self, now: float, start_ok: StartCheck | None = None) -> str | None:
+        """Why no further pump can start now, in a technician's words; None if one can."""
+        if self.power_lost_since is not None:
+            return "station power lost (no run feedback on any pump)"
+        if self.running() >= self.max_running:
+            return f"all {self.max_running} pumps allowed to run at once are running"
+        idle = [r for r in self.pumps.values() if not r.on]
+        if not idle:
+            return "every pump is running"
+        if not self._station_can_start(now):
+            wait = self.station_starts[0] + HOUR_S - now
+            return (
+                f"the station is out of starts ({self.cfg.station_max_starts_per_hour} per "
+                f"hour); the next start is allowed in {wait:.0f} s"
+            )
+        reasons = []
+        for rec in idle:
+            rec.prune(now)
+            if rec.locked:
+                reasons.append(f"{rec.name} locked out ({rec.locked})")
+            elif now - rec.changed_at < rec.cfg.min_off_s:
+                left = rec.cfg.min_off_s - (now - rec.changed_at)
+                reasons.append(f"{rec.name} in its minimum off time ({left:.0f} s left)")
+            elif len(rec.starts) >= rec.cfg.max_starts_per_hour:
+                wait = rec.starts[0] + HOUR_S - now
+                reasons.append(
+                    f"{rec.name} out of starts ({rec.cfg.max_starts_per_hour} per hour; "
+                    f"next in {wait:.0f} s)"
+                )
+            elif start_ok is not None and not start_ok(rec, False):
+                reasons.append(f"{rec.name} would push the pressure up to the cutout")
+            else:
+                return None
+        return "; ".join(reasons)
+
+    def end_exercise(self, now: float) -> list[str]:
+        """Stop every exercise run now (the pressure approaches the cutout)."""
+        ended = []
+        for rec in self.pumps.values():
+            if rec.exercise_until is not None:
+                rec.exercise_until = None
+                if rec.on:
+                    self._stop(rec, now)
+                ended.append(rec.name)
+        return ended
+
+    def _start_one(self, now: float, start_ok: StartCheck | None) -> bool:
         if self.running() >= self.available():
             return False
         if self.power_lost_since is not None and (
@@ -229,11 +290,14 @@ class Stager:
                 return True
         if not self._station_can_start(now):
             return False
-        candidates = [r for r in self.pumps.values() if r.can_start(now)]
-        if not candidates:
-            return False
-        self._start(min(candidates, key=self._start_order), now)
-        return True
+        candidates = sorted(
+            (r for r in self.pumps.values() if r.can_start(now)), key=self._start_order
+        )
+        for rec in candidates:
+            if start_ok is None or start_ok(rec, False):
+                self._start(rec, now)
+                return True
+        return False
 
     def _stop_one(self, now: float) -> bool:
         running = [r for r in self.pumps.values() if r.on and r.exercise_until is None]
@@ -267,7 +331,7 @@ class Stager:
         else:
             self._up_since = self._down_since = None
 
-    def _exercise(self, now: float) -> None:
+    def _exercise(self, now: float, start_ok: StartCheck | None) -> None:
         """Run a pump that has stood idle for ``exercise_interval_h`` for ``exercise_s``,
         when the station can spare it: below the running cap, within every start limit."""
         interval = self.cfg.exercise_interval_h * HOUR_S
@@ -280,21 +344,27 @@ class Stager:
         idle = [
             r
             for r in self.pumps.values()
-            if r.can_start(now) and now - max(r.changed_at, self._born) >= interval
+            if r.can_start(now)
+            and now - max(r.changed_at, self._born) >= interval
+            and (start_ok is None or start_ok(r, True))
         ]
         if idle:
             rec = min(idle, key=lambda r: (max(r.changed_at, self._born), r.name))
             self._start(rec, now)
             rec.exercise_until = now + self.cfg.exercise_s
 
-    def _alternate(self, now: float) -> None:
+    def _alternate(self, now: float, start_ok: StartCheck | None) -> None:
         if self.cfg.alternation_h <= 0:
             return
         limit = self.cfg.alternation_h * HOUR_S
         for rec in sorted(self.pumps.values(), key=lambda r: r.started_at):
             if not rec.on or now - rec.started_at < limit or not rec.can_stop(now):
                 continue
-            idle = [r for r in self.pumps.values() if r.can_start(now)]
+            idle = [
+                r
+                for r in self.pumps.values()
+                if r.can_start(now) and (start_ok is None or start_ok(r, False))
+            ]
             if not idle or not self._station_can_start(now):
                 return
             if self.lead_vfd and rec.cfg.vfd is not None and all(r.cfg.vfd is None for r in idle):
@@ -314,6 +384,7 @@ class Stager:
         stop_all: bool = False,
         feedback: Mapping[str, bool | None] | None = None,
         fault: Mapping[str, bool] | None = None,
+        start_ok: StartCheck | None = None,
     ) -> dict[str, bool]:
         """Advance to ``now`` and return the relay state of every pump."""
         dt = max(0.0, now - self._last)
@@ -347,13 +418,13 @@ class Stager:
             else:
                 self._count_target(now, demand, may_destage=may_destage)
             self.target = min(self.target, self.available())
-            while self.running() < self.target and self._start_one(now):
+            while self.running() < self.target and self._start_one(now, start_ok):
                 pass
             while self.running() > self.target and self._stop_one(now):
                 pass
-            self._alternate(now)
+            self._alternate(now, start_ok)
             if fixed is None:
-                self._exercise(now)
+                self._exercise(now, start_ok)
         # An exercise run ends on time, and at once when the station is not in automatic.
         for rec in self.pumps.values():
             if rec.exercise_until is not None and (
