@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -20,11 +20,11 @@ from pydantic import ValidationError
 
 from controller.config.schema import PressureManagementConfig, StationConfig
 from controller.control.alarms import AlarmEvent, Alarms
-from controller.control.capacity import max_pressure_bar
+from controller.control.capacity import BAR_TO_M, max_pressure_bar, set_flow_m3h
 from controller.control.pid import Pid
 from controller.control.protections import Protections, Timer, Verdict, cutout_bar
 from controller.control.setpoint import SetpointManager
-from controller.control.stager import PumpRecord, Stager, StartCheck
+from controller.control.stager import PumpRecord, Sizing, Stager, StartCheck
 from controller.errors import BoosterError
 from controller.values import BadReason, Reading
 
@@ -54,6 +54,8 @@ DESTAGE_HANDOVER_MAX_S = 10.0
 #: A start is refused when the curves put the new set's pressure within this of the
 #: high-pressure cutout (the bound is already an upper one: see ``capacity``).
 START_HEADROOM_BAR = 0.2
+#: A set of pumps must carry this much more than the flow the zone needs to count as enough.
+SIZING_MARGIN = 1.05
 
 
 class CommandRejected(BoosterError):
@@ -89,6 +91,12 @@ def pump_state(rec: PumpRecord) -> str:
     if rec.exercise_until is not None:
         return "exercising"
     return "running" if rec.on else "ready"
+
+
+def _good(readings: Mapping[str, Reading], point: str | None) -> float | None:
+    """The value of a configured point when it is good; None otherwise."""
+    r = readings.get(point) if point else None
+    return r.value if r is not None and r.good else None
 
 
 def _finite_only(readings: Mapping[str, Reading]) -> Mapping[str, Reading]:
@@ -144,6 +152,7 @@ class ControlCore:
         self._auto_tick = False
         self._power_lost = False
         self._start_ok: StartCheck | None = None
+        self._sizing: Sizing | None = None
         self._no_service = Timer()
         self._dark_pv: float | None = None  # lowest pressure while the power is lost
 
@@ -177,6 +186,7 @@ class ControlCore:
         was_on = {n: rec.on and rec.exercise_until is None for n, rec in self.stager.pumps.items()}
         self._auto_tick = False
         self._start_ok = self._start_check(readings)
+        self._sizing = self._size(readings, pv)
         self.state = self._decide(
             now, dt=dt, verdict=verdict, pv=pv, feedback=feedback, fault=fault
         )
@@ -268,7 +278,12 @@ class ControlCore:
         # the fixed pump over and over (the drive's flow is far from linear in speed).
         may_destage = not stager.lead_vfd or pv > self.active_setpoint + VFD_DESTAGE_MARGIN_BAR
         self.relays = stager.update(
-            now, demand=demand, may_destage=may_destage, start_ok=self._start_ok, **common
+            now,
+            demand=demand,
+            may_destage=may_destage,
+            start_ok=self._start_ok,
+            sizing=self._sizing,
+            **common,
         )
         self._auto_tick = True
         after = stager.running()
@@ -313,6 +328,27 @@ class ControlCore:
             return max_pressure_bar(new_set, suction_bar=s_bar, flow_m3h=flow) < limit
 
         return ok
+
+    def _size(self, readings: Mapping[str, Reading], pv: float | None) -> Sizing | None:
+        """Pumps as capacity, not as counts: what a set carries at the setpoint's head
+        (drives at full speed) against what the zone needs there. The need is today's
+        flow moved to the setpoint by the pressure-dependent demand law (flow ~ p^0.5),
+        plus 5 %. Without flow, suction or discharge readings, pumps count as equal."""
+        ctl = self.cfg.control
+        s = _good(readings, ctl.suction_point)
+        q = _good(readings, ctl.flow_point)
+        if s is None or q is None or pv is None or pv <= 0:
+            return None
+        head_m = (self.active_setpoint - s) * BAR_TO_M
+        needed = max(q, 0.0) * math.sqrt(self.active_setpoint / pv) * SIZING_MARGIN
+
+        def capacity(pumps: Sequence[PumpRecord]) -> float:
+            return set_flow_m3h(
+                ((r.cfg, r.cfg.vfd.max_speed_pct / 100.0 if r.cfg.vfd else 1.0) for r in pumps),
+                head_m,
+            )
+
+        return Sizing(capacity=capacity, needed=needed)
 
     def _speed_after_a_start(self, rec: PumpRecord, lead: list[str]) -> float:
         vfd = rec.cfg.vfd

@@ -23,13 +23,18 @@ Rules, in order of precedence:
 6. The caller may veto a start (``start_ok``): the control core refuses a pump whose
    start the curves say would carry the pressure toward the cutout. A vetoed pump is
    passed over for the next in order, and an exercise waits for a better moment.
+7. Pumps of different sizes are not equal units (``sizing``): the pump to start is the
+   first in order whose set carries the flow needed at the setpoint (else the one that
+   comes closest); the pump to stop, the first whose removal leaves a set that still
+   carries it (else the one that leaves the most); alternation only swaps in a pump
+   that leaves the set no short of that flow. Equal pumps choose as by rule 5 alone.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from controller.config.schema import PumpConfig, StagingConfig
@@ -37,6 +42,44 @@ from controller.config.schema import PumpConfig, StagingConfig
 HOUR_S = 3600.0
 #: ``start_ok(pump, exercise)``: may this pump start now (for the demand, or to exercise)?
 StartCheck = Callable[["PumpRecord", bool], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Sizing:
+    """What the control core knows of the hydraulics now: the flow a set of pumps
+    carries at the setpoint's head (``capacity``, m3/h) and the flow the zone needs there
+    (``needed``, m3/h)."""
+
+    capacity: Callable[[Sequence[PumpRecord]], float]
+    needed: float
+
+    def best_start(self, running: list[PumpRecord], candidates: list[PumpRecord]) -> PumpRecord:
+        """The first candidate (in start order) whose set carries the need; else the one
+        that comes closest (ties keep the start order)."""
+        for rec in candidates:
+            if self.capacity([*running, rec]) >= self.needed:
+                return rec
+        return max(candidates, key=lambda r: self.capacity([*running, r]))
+
+    def best_stop(self, running: list[PumpRecord], candidates: list[PumpRecord]) -> PumpRecord:
+        """The first candidate (in stop order) whose removal leaves a set that carries the
+        need; else the one whose removal leaves the most (ties keep the stop order)."""
+
+        def rest(rec: PumpRecord) -> list[PumpRecord]:
+            return [r for r in running if r is not rec]
+
+        for rec in candidates:
+            if self.capacity(rest(rec)) >= self.needed:
+                return rec
+        return max(candidates, key=lambda r: self.capacity(rest(r)))
+
+    def may_swap(self, running: list[PumpRecord], out: PumpRecord, into: PumpRecord) -> bool:
+        """An alternation that leaves the set no short of the need (nor shorter than now)."""
+        now = self.capacity(running)
+        after = self.capacity([*(r for r in running if r is not out), into])
+        return after >= min(self.needed, now) - 1e-9
+
+
 #: Without power, the next try waits this long after the loss or the last failed try
 #: (a commercial set's restart delay after a power failure).
 POWER_RETRY_S = 10.0
@@ -277,7 +320,7 @@ class Stager:
                 ended.append(rec.name)
         return ended
 
-    def _start_one(self, now: float, start_ok: StartCheck | None) -> bool:
+    def _start_one(self, now: float, start_ok: StartCheck | None, sizing: Sizing | None) -> bool:
         if self.running() >= self.available():
             return False
         if self.power_lost_since is not None and (
@@ -290,24 +333,35 @@ class Stager:
                 return True
         if not self._station_can_start(now):
             return False
-        candidates = sorted(
-            (r for r in self.pumps.values() if r.can_start(now)), key=self._start_order
-        )
-        for rec in candidates:
-            if start_ok is None or start_ok(rec, False):
-                self._start(rec, now)
-                return True
-        return False
+        candidates = [
+            r
+            for r in sorted(self.pumps.values(), key=self._start_order)
+            if r.can_start(now) and (start_ok is None or start_ok(r, False))
+        ]
+        if not candidates:
+            return False
+        choice = candidates[0]
+        if sizing is not None:
+            on = [r for r in self.pumps.values() if r.on]
+            choice = sizing.best_start(on, candidates)
+        self._start(choice, now)
+        return True
 
-    def _stop_one(self, now: float) -> bool:
-        running = [r for r in self.pumps.values() if r.on and r.exercise_until is None]
+    def _stop_one(self, now: float, sizing: Sizing | None = None) -> bool:
+        demand_pumps = [r for r in self.pumps.values() if r.on and r.exercise_until is None]
+        running = demand_pumps
         if self.lead_vfd and any(r.cfg.vfd is None for r in running):
             # The drive leads: fixed pumps go first, and if none may stop yet, wait.
             running = [r for r in running if r.cfg.vfd is None]
-        candidates = [r for r in running if r.can_stop(now)]
+        candidates = sorted(
+            (r for r in running if r.can_stop(now)), key=self._start_order, reverse=True
+        )
         if not candidates:
             return False
-        self._stop(max(candidates, key=self._start_order), now)
+        choice = candidates[0]
+        if sizing is not None:
+            choice = sizing.best_stop(demand_pumps, candidates)
+        self._stop(choice, now)
         return True
 
     def _count_target(self, now: float, demand: float, *, may_destage: bool) -> None:
@@ -353,17 +407,20 @@ class Stager:
             self._start(rec, now)
             rec.exercise_until = now + self.cfg.exercise_s
 
-    def _alternate(self, now: float, start_ok: StartCheck | None) -> None:
+    def _alternate(self, now: float, start_ok: StartCheck | None, sizing: Sizing | None) -> None:
         if self.cfg.alternation_h <= 0:
             return
         limit = self.cfg.alternation_h * HOUR_S
         for rec in sorted(self.pumps.values(), key=lambda r: r.started_at):
             if not rec.on or now - rec.started_at < limit or not rec.can_stop(now):
                 continue
+            on = [r for r in self.pumps.values() if r.on]
             idle = [
                 r
                 for r in self.pumps.values()
-                if r.can_start(now) and (start_ok is None or start_ok(r, False))
+                if r.can_start(now)
+                and (start_ok is None or start_ok(r, False))
+                and (sizing is None or sizing.may_swap(on, rec, r))
             ]
             if not idle or not self._station_can_start(now):
                 return
@@ -385,6 +442,7 @@ class Stager:
         feedback: Mapping[str, bool | None] | None = None,
         fault: Mapping[str, bool] | None = None,
         start_ok: StartCheck | None = None,
+        sizing: Sizing | None = None,
     ) -> dict[str, bool]:
         """Advance to ``now`` and return the relay state of every pump."""
         dt = max(0.0, now - self._last)
@@ -418,11 +476,11 @@ class Stager:
             else:
                 self._count_target(now, demand, may_destage=may_destage)
             self.target = min(self.target, self.available())
-            while self.running() < self.target and self._start_one(now, start_ok):
+            while self.running() < self.target and self._start_one(now, start_ok, sizing):
                 pass
-            while self.running() > self.target and self._stop_one(now):
+            while self.running() > self.target and self._stop_one(now, sizing):
                 pass
-            self._alternate(now, start_ok)
+            self._alternate(now, start_ok, sizing)
             if fixed is None:
                 self._exercise(now, start_ok)
         # An exercise run ends on time, and at once when the station is not in automatic.
