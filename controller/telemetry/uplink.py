@@ -10,6 +10,12 @@ duplicates are possible, as QoS 1 allows, and SCADA drops them by ``seq``.
 Topics under ``<prefix>/<site>``: ``telemetry`` (QoS 1), ``status`` (retained, QoS 1;
 the Last Will sets it offline), ``alarm`` (QoS 1), ``cmd/<name>`` in and
 ``cmd/<name>/result`` out. See docs/mqtt.md.
+
+SCADA's side is untrusted input: with MQTT 5 the broker is told not to send a packet
+larger than ``MAX_PACKET_BYTES``, so an oversize message is dropped before it is read
+(MQTT 3.1.1 has no such property: the broker's own limit is the only guard); a retained
+command is refused and cleared, never executed; a command that fails is answered, and
+never ends the session.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from controller import __version__
 from controller.aio import cancel_and_wait, raise_if_cancelling, wait_event
@@ -32,7 +41,8 @@ from controller.config.schema import TlsConfig, UplinkConfig
 from controller.errors import BoosterError
 from controller.logs import get_logger
 from controller.telemetry.buffer import SampleBuffer, utc_now_iso
-from controller.telemetry.commands import CommandProcessor
+from controller.telemetry.commands import MAX_PAYLOAD_BYTES, CommandProcessor
+from controller.telemetry.encoding import dumps
 
 log = get_logger(__name__)
 
@@ -40,6 +50,16 @@ IDLE_POLL_S = 0.25  # how often an empty buffer is looked at again
 STATUS_REFRESH_S = 60.0
 ALARM_QUEUE = 1000
 PENDING_MARGIN = 20  # status, an alarm, command replies beside a full batch
+#: The largest packet the broker may send us (MQTT 5 CONNECT property): a command is at
+#: most MAX_PAYLOAD_BYTES; the margin is for the topic and headers, so a slightly too
+#: large command is still read and answered. Bigger ones the broker drops unread.
+MAX_PACKET_BYTES = 4 * MAX_PAYLOAD_BYTES
+#: Commands waiting to be handled; beyond, aiomqtt drops (and paho still acknowledges)
+#: them, so a flood costs at most this many packets of memory.
+MAX_QUEUED_COMMANDS = 100
+#: A connection that lasted this long was healthy: the next reconnect starts the
+#: back-off afresh. A shorter one (kicked right after connecting) keeps doubling it.
+HEALTHY_LINK_S = 30.0
 
 
 class CredentialsError(BoosterError):
@@ -114,6 +134,7 @@ class Uplink:
         self._acked = 0
         self._alarms: asyncio.Queue[dict[str, Any]] = asyncio.Queue(ALARM_QUEUE)
         self._status_dirty = asyncio.Event()
+        self._warned_v311 = False
 
     # -- API for the daemon -----------------------------------------------------------------
 
@@ -145,7 +166,7 @@ class Uplink:
         body["ts"] = utc_now_iso()
         if online:
             body.update(self.status())
-        return json.dumps(body, default=str).encode()
+        return dumps(body).encode()
 
     def _client(self) -> aiomqtt.Client:
         username, password = read_credentials(self.cfg.credentials_file)
@@ -157,9 +178,19 @@ class Uplink:
                 certfile=self.cfg.tls.cert_file,
                 keyfile=self.cfg.tls.key_file,
             )
-        protocol = (
-            aiomqtt.ProtocolVersion.V5 if self.cfg.protocol == "5" else aiomqtt.ProtocolVersion.V311
-        )
+        v5 = self.cfg.protocol == "5"
+        protocol = aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311
+        properties = None
+        if v5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.MaximumPacketSize = MAX_PACKET_BYTES
+        elif not self._warned_v311:
+            self._warned_v311 = True
+            log.warning(
+                "MQTT 3.1.1 cannot ask the broker to cap packet size: set max_packet_size "
+                "on the broker (docs/mqtt.md), or use uplink.protocol 5",
+                max_packet_bytes=MAX_PACKET_BYTES,
+            )
         client = aiomqtt.Client(
             self.cfg.host,
             self.cfg.port,
@@ -170,6 +201,8 @@ class Uplink:
             keepalive=self.cfg.keepalive_s,
             tls_params=tls,
             timeout=self.cfg.timeout_s,
+            properties=properties,
+            max_queued_incoming_messages=MAX_QUEUED_COMMANDS,
             will=aiomqtt.Will(
                 f"{self.base}/status", self._status_payload(False), qos=1, retain=True
             ),
@@ -181,13 +214,17 @@ class Uplink:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, serve, reconnect with backoff and jitter, until ``stop``."""
-        backoff = min(1.0, self.cfg.reconnect_max_s)
+        first = min(1.0, self.cfg.reconnect_max_s)
+        backoff = first
+        loop = asyncio.get_running_loop()
+        connected_at: float | None = None
         while not stop.is_set():
             raise_if_cancelling()
+            connected_at = None
             try:
                 async with self._client() as client:
                     self.connected = True
-                    backoff = min(1.0, self.cfg.reconnect_max_s)
+                    connected_at = loop.time()
                     log.info("uplink connected", broker=f"{self.cfg.host}:{self.cfg.port}")
                     await self._serve(client, stop)
                     return
@@ -201,13 +238,15 @@ class Uplink:
                 if self.connected:
                     self.reconnects += 1
                 self.connected = False
+            if connected_at is not None and loop.time() - connected_at >= HEALTHY_LINK_S:
+                backoff = first  # a link that dropped after a good run: retry soon
             delay = backoff * random.uniform(0.5, 1.0)
             backoff = min(backoff * 2, self.cfg.reconnect_max_s)
             await wait_event(stop, delay)
 
     async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         if self.commands is not None:
-            await client.subscribe(f"{self.base}/cmd/+", qos=1)
+            await self._subscribe_commands(client)
         await client.publish(f"{self.base}/status", self._status_payload(True), qos=1, retain=True)
         tasks = [
             asyncio.create_task(self._replay(client)),
@@ -221,13 +260,37 @@ class Uplink:
         finally:
             await cancel_and_wait([*tasks, stopper])
         for t in done:
-            if t is not stopper and t.exception() is not None:
-                raise t.exception()  # type: ignore[misc]
+            failure = None if t is stopper else t.exception()
+            if failure is not None:
+                if not isinstance(failure, aiomqtt.MqttError):
+                    await self._say_offline(client)
+                raise failure
         if stop.is_set():
             # Orderly stop: say so (retained), rather than leaving it to the Last Will.
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 async with asyncio.timeout(3.0):
                     await self._final_flush(client)
+
+    async def _subscribe_commands(self, client: aiomqtt.Client) -> None:
+        topic = f"{self.base}/cmd/+"
+        if self.cfg.protocol != "5":
+            # 3.1.1 clears the retain flag on live delivery: only a stored retained
+            # command (sent on subscribe) can be told apart and refused.
+            await client.subscribe(topic, qos=1)
+            return
+        # Retain As Published: a command published retained while we are connected
+        # keeps its flag, so it is refused (and cleared) at once, not executed.
+        options = SubscribeOptions(qos=1, retainAsPublished=True)
+        await client.subscribe(topic, options=options)
+
+    async def _say_offline(self, client: aiomqtt.Client) -> None:
+        """Before a session ends on a fault of ours, with the link still up: leaving
+        cleanly skips the Last Will, and the retained status would say online."""
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            async with asyncio.timeout(3.0):
+                await client.publish(
+                    f"{self.base}/status", self._status_payload(False), qos=1, retain=True
+                )
 
     async def _final_flush(self, client: aiomqtt.Client) -> None:
         await self.buffer.flush()
@@ -302,13 +365,41 @@ class Uplink:
             await asyncio.Event().wait()
             return
         async for message in client.messages:
-            name = str(message.topic).rsplit("/", 1)[-1]
-            payload = message.payload
-            raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
-            reply = self.commands.handle(name, raw)
-            log.info(
-                "command", name=name, id=reply.get("id"), ok=reply["ok"], error=reply.get("error")
-            )
-            await client.publish(f"{self.base}/cmd/{name}/result", json.dumps(reply), qos=1)
-            self._status_dirty.set()
+            await self._on_command(client, self.commands, message)
             raise_if_cancelling()
+
+    async def _on_command(
+        self, client: aiomqtt.Client, commands: CommandProcessor, message: aiomqtt.Message
+    ) -> None:
+        """Answer one message on ``cmd/<name>``; only a lost link may raise from here."""
+        topic = str(message.topic)
+        name = topic.rsplit("/", 1)[-1]
+        payload = message.payload
+        raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
+        if not raw:
+            # How MQTT deletes a retained message (ours below, or the SCADA engineer's):
+            # nothing to answer.
+            return
+        if message.retain:
+            # Stored by the broker, replayed on every subscribe: executing it would
+            # repeat an old order on each reconnect (or crash-loop on a poison one).
+            reply = commands.refuse(
+                name,
+                raw,
+                "retained command ignored: commands must be published with retain=false "
+                "(it has been cleared from the broker)",
+                topic=topic,
+            )
+            await self._reply(client, name, reply)
+            await client.publish(topic, b"", qos=1, retain=True)
+        else:
+            await self._reply(client, name, commands.handle(name, raw, topic=topic))
+        self._status_dirty.set()
+
+    async def _reply(self, client: aiomqtt.Client, name: str, reply: dict[str, Any]) -> None:
+        try:
+            await client.publish(f"{self.base}/cmd/{name}/result", dumps(reply), qos=1)
+        except aiomqtt.MqttError:
+            raise  # the link is down: reconnect
+        except Exception as exc:  # e.g. a topic name too long for a reply topic
+            log.warning("command reply not sent", command=name[:64], error=repr(exc))
