@@ -461,3 +461,23 @@ async def test_replaying_a_backlog_does_not_flood_the_log(
         await buf.close()
     # aiomqtt warns once per publish beyond its threshold; a batch in flight is normal.
     assert [r.getMessage() for r in caplog.records if r.name == "mqtt"] == []
+
+
+def test_a_command_flood_logs_the_dropped_messages_once_a_minute_not_once_each() -> None:
+    from controller.telemetry.uplink import _OncePerMinute
+
+    flt = _OncePerMinute("Message queue is full")
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("mqtt", logging.WARNING, __file__, 1, msg, (), None)
+
+    first = record("Message queue is full. Discarding message.")
+    assert flt.filter(first) is True
+    passed = [flt.filter(record("Message queue is full. Discarding message.")) for _ in range(500)]
+    assert not any(passed)
+    assert flt.suppressed == 500
+    assert flt.filter(record("There are 12 pending publish calls.")) is True  # others untouched
+    flt.period_s = 0.0
+    again = record("Message queue is full. Discarding message.")
+    assert flt.filter(again) is True
+    assert "500 more" in again.getMessage()

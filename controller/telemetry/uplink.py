@@ -23,8 +23,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import math
 import os
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,6 +63,37 @@ MAX_QUEUED_COMMANDS = 100
 #: A connection that lasted this long was healthy: the next reconnect starts the
 #: back-off afresh. A shorter one (kicked right after connecting) keeps doubling it.
 HEALTHY_LINK_S = 30.0
+
+
+class _OncePerMinute(logging.Filter):
+    """Lets aiomqtt's "queue is full" warning through once a minute: a command flood
+    must not flood the journal too (one line per dropped message otherwise)."""
+
+    def __init__(self, text: str, period_s: float = 60.0) -> None:
+        super().__init__()
+        self.text = text
+        self.period_s = period_s
+        self.suppressed = 0
+        self._last = -math.inf
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.text not in record.getMessage():
+            return True
+        now = time.monotonic()
+        if now - self._last < self.period_s:
+            self.suppressed += 1
+            return False
+        self._last = now
+        more = f"; {self.suppressed} more since the last such line" if self.suppressed else ""
+        record.msg = f"{record.msg} (commands arrive faster than they are handled{more})"
+        record.args = ()
+        self.suppressed = 0
+        return True
+
+
+def _quiet_queue_full(logger: logging.Logger) -> None:
+    if not any(isinstance(f, _OncePerMinute) for f in logger.filters):
+        logger.addFilter(_OncePerMinute("Message queue is full"))
 
 
 class CredentialsError(BoosterError):
@@ -191,6 +225,8 @@ class Uplink:
                 "on the broker (docs/mqtt.md), or use uplink.protocol 5",
                 max_packet_bytes=MAX_PACKET_BYTES,
             )
+        mqtt_log = logging.getLogger("mqtt")  # aiomqtt's default, named here to filter it
+        _quiet_queue_full(mqtt_log)
         client = aiomqtt.Client(
             self.cfg.host,
             self.cfg.port,
@@ -203,6 +239,7 @@ class Uplink:
             timeout=self.cfg.timeout_s,
             properties=properties,
             max_queued_incoming_messages=MAX_QUEUED_COMMANDS,
+            logger=mqtt_log,
             will=aiomqtt.Will(
                 f"{self.base}/status", self._status_payload(False), qos=1, retain=True
             ),
