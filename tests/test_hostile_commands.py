@@ -25,7 +25,12 @@ from controller.config.schema import UplinkConfig
 from controller.control.core import ControlCore
 from controller.telemetry.buffer import SampleBuffer
 from controller.telemetry.commands import COMMANDS, CommandProcessor
-from controller.telemetry.uplink import MAX_PACKET_BYTES, Uplink
+from controller.telemetry.uplink import (
+    MAX_PACKET_BYTES,
+    READ_LIMIT_BYTES,
+    Uplink,
+    _limit_reads,
+)
 from tests.conftest import EXAMPLE_CONFIG, VFD_CONFIG
 from tests.support.broker import Broker
 from tests.test_uplink import Subscriber, assert_complete
@@ -281,3 +286,53 @@ async def test_poison_retained_and_oversize_commands_leave_telemetry_and_status_
     seqs = telemetry.seqs()
     assert_complete(seqs, max(seqs))
     assert backlog == 0
+
+
+@pytest.mark.asyncio
+async def test_mqtt_3_1_1_drops_the_link_rather_than_read_a_frame_above_the_read_limit(
+    broker: Broker, tmp_path: Path, topic_root: str
+) -> None:
+    core = ControlCore(STATIONS["relay"], now=0.0)
+    commands = CommandProcessor(core)
+    base = f"{topic_root}/{SITE}"
+    buf = SampleBuffer(tmp_path / "b.sqlite3", site=SITE)
+    await buf.open()
+    cfg = UplinkConfig(host="127.0.0.1", port=broker.port, topic_prefix=topic_root,
+                       protocol="3.1.1", reconnect_max_s=0.5)  # fmt: skip
+    uplink = Uplink(cfg, site=SITE, buffer=buf, status=core.snapshot, commands=commands)
+    results = Subscriber(broker.port, f"{base}/cmd/+/result", tmp_path / "res-guard.txt")
+    stop = asyncio.Event()
+    task = asyncio.create_task(uplink.run(stop))
+    try:
+        await _until(lambda: uplink.connected, "the uplink connected")
+        big = tmp_path / "big.bin"
+        big.write_bytes(b"z" * (READ_LIMIT_BYTES + 1))
+        await _mosquitto_pub(broker.port, f"{base}/cmd/setpoint", "-f", str(big))
+        await _until(
+            lambda: uplink.reconnects >= 1 and uplink.connected, "the link dropped and back"
+        )
+        for i in range(5):
+            buf.append({"n": i})
+        await buf.flush()
+        await _until(lambda: uplink.published >= 5, "telemetry after the reconnect")
+        after = json.dumps({"id": "after", "ts": time.time(), "value": 3.6})
+        await _mosquitto_pub(broker.port, f"{base}/cmd/setpoint", "-m", after)
+        await _until(lambda: bool(results.messages()), "the next command's reply")
+        assert results.messages() == [{"id": "after", "ok": True, "error": None}]
+        assert commands.rejected == 0  # the big one never reached the command path
+    finally:
+        stop.set()
+        await task
+        await buf.close()
+        results.close()
+
+
+@pytest.mark.asyncio
+async def test_the_read_guard_fits_the_installed_paho() -> None:
+    # It wraps a private paho method: an upgrade that renames it must fail here, loudly.
+    cfg = UplinkConfig(host="127.0.0.1", port=1, protocol="3.1.1")  # fmt: skip
+    uplink = Uplink(cfg, site=SITE, buffer=None, status=dict, commands=None)  # type: ignore[arg-type]
+    client = uplink._client()
+    assert _limit_reads(client, READ_LIMIT_BYTES) is True
+    with pytest.raises(ConnectionAbortedError):
+        client._client._sock_recv(READ_LIMIT_BYTES + 1)

@@ -13,7 +13,8 @@ the Last Will sets it offline), ``alarm`` (QoS 1), ``cmd/<name>`` in and
 
 SCADA's side is untrusted input: with MQTT 5 the broker is told not to send a packet
 larger than ``MAX_PACKET_BYTES``, so an oversize message is dropped before it is read
-(MQTT 3.1.1 has no such property: the broker's own limit is the only guard); a retained
+(MQTT 3.1.1 has no such property: a frame above a few MB drops the link before it is
+read; the broker should cap it); a retained
 command is refused and cleared, never executed; a command that fails is answered, and
 never ends the session.
 """
@@ -57,6 +58,11 @@ PENDING_MARGIN = 20  # status, an alarm, command replies beside a full batch
 #: most MAX_PAYLOAD_BYTES; the margin is for the topic and headers, so a slightly too
 #: large command is still read and answered. Bigger ones the broker drops unread.
 MAX_PACKET_BYTES = 4 * MAX_PAYLOAD_BYTES
+#: MQTT 3.1.1 cannot tell the broker MAX_PACKET_BYTES (and a broker may ignore it): a
+#: frame above this is not read at all, the link is dropped instead. It bounds what one
+#: message costs (a 100 MB frame read whole peaked the daemon at 460 MB RSS) while a
+#: merely oversize command (up to a few MB) is still read and answered in session.
+READ_LIMIT_BYTES = 8 * 1024 * 1024
 #: Commands waiting to be handled; beyond, aiomqtt drops (and paho still acknowledges)
 #: them, so a flood costs at most this many packets of memory.
 MAX_QUEUED_COMMANDS = 100
@@ -94,6 +100,39 @@ class _OncePerMinute(logging.Filter):
 def _quiet_queue_full(logger: logging.Logger) -> None:
     if not any(isinstance(f, _OncePerMinute) for f in logger.filters):
         logger.addFilter(_OncePerMinute("Message queue is full"))
+
+
+class OversizePacket(ConnectionAbortedError):
+    """The broker started a packet larger than we read; the link is dropped."""
+
+
+def _limit_reads(client: aiomqtt.Client, limit: int) -> bool:
+    """Refuse to read an MQTT packet longer than ``limit`` (True if the guard is in place).
+
+    paho's reader asks its socket for a packet's whole remaining length in one call
+    once the length is decoded, and keeps every byte; it has no limit of its own. This
+    wraps that call (a private one of paho 1.6 to 2.x): above the limit it fails like a
+    lost connection, before any of the body is read, and the uplink reconnects.
+    """
+    paho = getattr(client, "_client", None)
+    recv = getattr(paho, "_sock_recv", None)
+    if paho is None or recv is None:
+        return False
+
+    def guarded(bufsize: int) -> bytes:
+        if bufsize > limit:
+            log.error(
+                "the broker sent an MQTT packet too large to read; link dropped. Cap it on "
+                "the broker (mosquitto: max_packet_size) or use uplink.protocol 5",
+                packet_bytes=bufsize,
+                limit_bytes=limit,
+            )
+            raise OversizePacket(f"MQTT packet of {bufsize} bytes (limit {limit})")
+        data: bytes = recv(bufsize)
+        return data
+
+    paho._sock_recv = guarded
+    return True
 
 
 class CredentialsError(BoosterError):
@@ -218,13 +257,6 @@ class Uplink:
         if v5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.MaximumPacketSize = MAX_PACKET_BYTES
-        elif not self._warned_v311:
-            self._warned_v311 = True
-            log.warning(
-                "MQTT 3.1.1 cannot ask the broker to cap packet size: set max_packet_size "
-                "on the broker (docs/mqtt.md), or use uplink.protocol 5",
-                max_packet_bytes=MAX_PACKET_BYTES,
-            )
         mqtt_log = logging.getLogger("mqtt")  # aiomqtt's default, named here to filter it
         _quiet_queue_full(mqtt_log)
         client = aiomqtt.Client(
@@ -247,6 +279,14 @@ class Uplink:
         # A whole batch in flight is the design, not a concern: without this aiomqtt logs a
         # warning per publish beyond 10 pending, flooding the journal on every replay.
         client.pending_calls_threshold = self.cfg.batch_size + PENDING_MARGIN
+        guarded = _limit_reads(client, READ_LIMIT_BYTES)
+        if not v5 and not self._warned_v311:
+            self._warned_v311 = True
+            log.warning(
+                "MQTT 3.1.1 cannot ask the broker to cap packet size: set max_packet_size "
+                "on the broker (docs/mqtt.md), or use uplink.protocol 5",
+                read_limit_bytes=READ_LIMIT_BYTES if guarded else None,
+            )
         return client
 
     async def run(self, stop: asyncio.Event) -> None:
