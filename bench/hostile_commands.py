@@ -41,6 +41,13 @@ REPO = Path(__file__).resolve().parent.parent
 SITE = "bs01-sukamaju"
 
 
+def threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return -1
+
+
 def peak_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -163,6 +170,7 @@ def run(protocol: str, big_mb: int, settle_s: float) -> dict[str, Any]:
             "rss_mb_peak_before_burst": round(hwm_before, 1),
             "rss_mb_peak": round(peak_mb(daemon.pid), 1),
             "rss_mb_after": round(rss_mb(daemon.pid), 1),
+            "threads_after": threads(daemon.pid),
             "sent": sent,
             "big_mb": big_mb,
             "burst_s": round(burst_s, 1),
