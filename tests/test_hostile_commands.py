@@ -31,6 +31,7 @@ from controller.telemetry.uplink import (
     Uplink,
     _limit_reads,
 )
+from simulator.demo import DemoOptions, SimDaemon, demo_config
 from tests.conftest import EXAMPLE_CONFIG, VFD_CONFIG
 from tests.support.broker import Broker
 from tests.test_uplink import Subscriber, assert_complete
@@ -336,3 +337,53 @@ async def test_the_read_guard_fits_the_installed_paho() -> None:
     assert _limit_reads(client, READ_LIMIT_BYTES) is True
     with pytest.raises(ConnectionAbortedError):
         client._client._sock_recv(READ_LIMIT_BYTES + 1)
+
+
+@pytest.mark.asyncio
+async def test_the_daemon_keeps_controlling_and_reporting_through_a_hostile_burst(
+    broker: Broker, tmp_path: Path, topic_root: str
+) -> None:
+    options = DemoOptions(speed=1.0, state_dir=tmp_path, live=False)
+    cfg = demo_config(STATIONS["relay"], options)
+    uplink_cfg = cfg.uplink.model_copy(update={
+        "enabled": True, "host": "127.0.0.1", "port": broker.port, "tls": None,
+        "credentials_file": None, "topic_prefix": topic_root, "reconnect_max_s": 1.0,
+    })  # fmt: skip
+    daemon = SimDaemon(cfg.model_copy(update={"uplink": uplink_cfg}), options)
+    base = f"{topic_root}/{cfg.site.id}"
+    telemetry = Subscriber(broker.port, f"{base}/telemetry", tmp_path / "d-tel.txt")
+    status = Subscriber(broker.port, f"{base}/status", tmp_path / "d-status.txt")
+    results = Subscriber(broker.port, f"{base}/cmd/+/result", tmp_path / "d-res.txt")
+    now = time.time()
+    await _mosquitto_pub(broker.port, f"{base}/cmd/setpoint", "-r", "-m", "[" * 3000 + "]" * 3000)
+    task = asyncio.create_task(daemon.run())
+    try:
+        await _until(lambda: len(telemetry.seqs()) >= 3, "the daemon's telemetry", within=30)
+        poison = [
+            b"[" * 2000 + b"]" * 2000,
+            b'{"id": "h", "ts": %d, "value": 1%s}' % (now, b"0" * 320),
+            b'{"id": "n", "ts": %d, "value": NaN}' % now,
+            b'{"id": "i", "ts": %d, "pressure_management": {"ramp_bar_per_min": 1e999}}' % now,
+        ]
+        for i, body in enumerate(poison):
+            (tmp_path / f"p{i}").write_bytes(body)
+            await _mosquitto_pub(broker.port, f"{base}/cmd/setpoint", "-f", str(tmp_path / f"p{i}"))
+        (tmp_path / "big").write_bytes(b"x" * 1_000_000)
+        await _mosquitto_pub(broker.port, f"{base}/cmd/setpoint", "-f", str(tmp_path / "big"))
+        await _until(lambda: len(results.messages()) >= 1 + len(poison), "every reply")
+        assert all(m["ok"] is False for m in results.messages())
+        assert "retained command ignored" in str(results.messages()[0]["error"])
+        mark = max(telemetry.seqs())
+        await _until(lambda: max(telemetry.seqs()) >= mark + 3, "telemetry after the burst")
+        assert daemon.uplink is not None
+        assert daemon.uplink.reconnects == 0
+        assert daemon.core.setpoint == cfg.control.setpoint_bar
+        assert all(m["online"] is True for m in status.messages())
+    finally:
+        daemon.stop.set()
+        await task
+        telemetry.close()
+        status.close()
+        results.close()
+    seqs = telemetry.seqs()
+    assert_complete(seqs, max(seqs))
