@@ -294,10 +294,9 @@ class Uplink:
         first = min(1.0, self.cfg.reconnect_max_s)
         backoff = first
         loop = asyncio.get_running_loop()
-        connected_at: float | None = None
         while not stop.is_set():
             raise_if_cancelling()
-            connected_at = None
+            connected_at: float | None = None
             try:
                 async with self._client() as client:
                     self.connected = True
@@ -307,6 +306,8 @@ class Uplink:
                     return
             except aiomqtt.MqttError as exc:
                 self.last_error = str(exc)
+                if connected_at is not None and loop.time() - connected_at >= HEALTHY_LINK_S:
+                    backoff = first  # a link that dropped after a good run: retry soon
                 log.warning("uplink down", error=str(exc), retry_s=round(backoff, 1))
             except (CredentialsError, TlsFilesError) as exc:
                 self.last_error = str(exc)
@@ -315,8 +316,6 @@ class Uplink:
                 if self.connected:
                     self.reconnects += 1
                 self.connected = False
-            if connected_at is not None and loop.time() - connected_at >= HEALTHY_LINK_S:
-                backoff = first  # a link that dropped after a good run: retry soon
             delay = backoff * random.uniform(0.5, 1.0)
             backoff = min(backoff * 2, self.cfg.reconnect_max_s)
             await wait_event(stop, delay)
