@@ -11,12 +11,11 @@ Topics under ``<prefix>/<site>``: ``telemetry`` (QoS 1), ``status`` (retained, Q
 the Last Will sets it offline), ``alarm`` (QoS 1), ``cmd/<name>`` in and
 ``cmd/<name>/result`` out. See docs/mqtt.md.
 
-SCADA's side is untrusted input: with MQTT 5 the broker is told not to send a packet
+SCADA's side is untrusted input. With MQTT 5 the broker is told not to send a packet
 larger than ``MAX_PACKET_BYTES``, so an oversize message is dropped before it is read
-(MQTT 3.1.1 has no such property: a frame above a few MB drops the link before it is
-read; the broker should cap it); a retained
-command is refused and cleared, never executed; a command that fails is answered, and
-never ends the session.
+(MQTT 3.1.1 has no such property: a frame above ``READ_LIMIT_BYTES`` drops the link
+unread, and the broker should cap sizes). A retained command is refused and cleared,
+never executed. A command that fails is answered, and never ends the session.
 """
 
 from __future__ import annotations
@@ -441,7 +440,13 @@ class Uplink:
             await asyncio.Event().wait()
             return
         async for message in client.messages:
-            await self._on_command(client, self.commands, message)
+            try:
+                await self._on_command(client, self.commands, message)
+            except aiomqtt.MqttError:
+                raise  # the link is down: reconnect
+            except Exception as exc:  # a bug of ours: the next command must still be heard
+                log.error("command message not handled", topic=str(message.topic)[:200],
+                          error=repr(exc), exc_info=exc)  # fmt: skip
             raise_if_cancelling()
 
     async def _on_command(
