@@ -344,3 +344,10 @@ def test_a_long_unknown_command_name_is_shortened_in_the_error() -> None:
     reply = proc.handle("x" * 10_000, _cmd())
     assert "unknown command" in reply["error"]
     assert len(reply["error"]) <= MAX_ERROR_CHARS
+
+
+def test_any_bytes_like_payload_is_read() -> None:
+    core, proc = processor()
+    body = json.dumps({"id": "b", "ts": NOW, "value": 3.1}).encode()
+    assert proc.handle("setpoint", bytearray(body))["ok"] is True  # type: ignore[arg-type]
+    assert core.setpoint == 3.1

@@ -117,13 +117,13 @@ def _constant(name: str) -> Any:
     raise Invalid(f"{name} is not JSON: numbers must be finite")
 
 
-def loads_bounded(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
+def loads_bounded(raw: bytes | bytearray | memoryview | str, *, max_depth: int = MAX_DEPTH) -> Any:
     """``json.loads`` for hostile input: UTF-8 only, depth and number length bounded,
     no NaN/Infinity; every refusal is ``Invalid`` with a reason for the sender."""
-    if isinstance(raw, bytes):
+    if not isinstance(raw, str):
         try:
             # Decoded here, not by json: it would guess UTF-16/32 from NUL bytes.
-            text = raw.decode("utf-8")
+            text = bytes(raw).decode("utf-8")
         except UnicodeDecodeError:
             raise Invalid("payload is not JSON (not UTF-8 text)") from None
     else:
