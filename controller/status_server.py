@@ -17,6 +17,11 @@ from types import TracebackType
 from typing import Any
 
 from controller.errors import BoosterError
+from controller.logs import get_logger
+from controller.telemetry.commands import MAX_DEPTH, Invalid, loads_bounded
+from controller.telemetry.encoding import dumps
+
+log = get_logger(__name__)
 
 Snapshot = dict[str, Any]
 CommandHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -69,9 +74,14 @@ class StatusServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             async with asyncio.timeout(5):
-                line = await reader.readline()
-                reply = await self._answer(line)
-                writer.write(json.dumps(reply, default=str).encode() + b"\n")
+                try:
+                    line = await reader.readline()
+                except ValueError:  # no newline within the stream's limit (64 KiB)
+                    reply: dict[str, Any] = {"ok": False, "error": "request too long"}
+                else:
+                    reply = await self._answer_safely(line)
+                # Strict JSON: a NaN in the snapshot must not make the reply unreadable.
+                writer.write(dumps(reply).encode() + b"\n")
                 await writer.drain()
         except (TimeoutError, ConnectionError):
             pass
@@ -80,13 +90,25 @@ class StatusServer:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
+    async def _answer_safely(self, line: bytes) -> dict[str, Any]:
+        try:
+            return await self._answer(line)
+        except Exception as exc:  # one bad request must not take the socket down
+            log.error("status request failed", error=repr(exc), exc_info=exc)
+            return {"ok": False, "error": f"the daemon failed to answer ({type(exc).__name__})"}
+
     async def _answer(self, line: bytes) -> dict[str, Any]:
         if len(line) > MAX_REQUEST_BYTES:
             return {"ok": False, "error": "request too long"}
         try:
-            request = json.loads(line or b"{}")
-        except ValueError:
+            text = line.decode("utf-8").strip() or "{}"
+        except UnicodeDecodeError:
             return {"ok": False, "error": "request is not JSON"}
+        try:
+            # The command's payload sits one level in: the same depth limit as on MQTT.
+            request = loads_bounded(text, max_depth=MAX_DEPTH + 1)
+        except Invalid as exc:
+            return {"ok": False, "error": str(exc).replace("payload", "request", 1)}
         if not isinstance(request, dict):
             return {"ok": False, "error": "request must be a JSON object"}
         kind = request.get("request", "status")

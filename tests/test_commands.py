@@ -9,10 +9,15 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from controller.config import load_config
 from controller.control.core import ControlCore
-from controller.telemetry.commands import CommandProcessor
+from controller.telemetry.commands import (
+    MAX_ERROR_CHARS,
+    REMEMBERED_COMMANDS,
+    CommandProcessor,
+)
 from tests.conftest import EXAMPLE_CONFIG
 
 CFG = load_config(EXAMPLE_CONFIG)
@@ -194,3 +199,155 @@ def test_scada_changes_the_pressure_management_with_the_same_validation() -> Non
     assert core.snapshot()["pressure_management"]["schedule"][1]["setpoint_bar"] == 2.2
     assert send(proc, "pressure_management", id="pm5", pressure_management=None)["ok"]
     assert core.snapshot()["pressure_management"] is None
+
+
+# -- hostile payloads: refused with a reason, never an exception --------------------------
+
+DEEP_ARRAY = b"[" * 2000 + b"]" * 2000
+DEEP_OBJECT = b'{"":[' * 580 + b"]}" * 580  # 1160 levels in 4060 bytes
+
+
+def _cmd(**fields: Any) -> bytes:
+    return json.dumps({"id": "h", "ts": NOW, **fields}).encode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        # 310+ digits overflowed float() and killed the uplink (OverflowError).
+        (b'{"id": "h", "ts": 1800000000, "value": 1' + b"0" * 320 + b"}", "digits"),
+        (b'{"id": "h", "ts": 1' + b"0" * 5000 + b"}", "larger than"),
+        (b'{"id": "h", "ts": 1' + b"0" * 400 + b', "value": 3}', "digits"),
+        (b'{"id": "h", "ts": 1800000000, "value": 1.' + b"5" * 100 + b"}", "characters long"),
+        (b'{"id": "h", "ts": 1800000000, "value": 1e400}', "finite"),
+        (b'{"id": "h", "ts": 1800000000, "value": -Infinity}', "finite"),
+        (b'{"id": "h", "ts": Infinity, "value": 3}', "finite"),
+        # ~2000 levels in under 4 KB recursed json.loads out of the stack (RecursionError).
+        (DEEP_ARRAY, "levels deep"),
+        (DEEP_OBJECT, "levels deep"),
+        (b'{"id": "h", "ts": 1800000000, "value": ' + b"[" * 16 + b"]" * 16 + b"}", "17 levels"),
+        (b'{"id": "h", "ts": 1800000000, "value": ' + b"[" * 15 + b"]" * 15 + b"}", "a number"),
+        ("{}".encode("utf-16"), "not JSON"),
+        (b'{"id": "\xff\xfe"}', "not UTF-8"),
+        (b'{"id": "\\ud800", "ts": 1800000000, "value": 3}', "'id' must be printable"),
+        (b'{"id": "a\\nb", "ts": 1800000000, "value": 3}', "'id' must be printable"),
+        (_cmd(value=3.0, ts="0001-01-01T00:00:00+14:00"), "stale"),
+        (_cmd(value=3.0, ts=1e300), "future"),
+        (_cmd(value=3.0, ts=-1e300), "stale"),
+    ],
+)
+def test_poison_payloads_are_refused_with_a_reason(payload: bytes, error: str) -> None:
+    core, proc = processor()
+    reply = proc.handle("setpoint", payload)
+    assert reply["ok"] is False
+    assert error in reply["error"]
+    assert core.setpoint == CFG.control.setpoint_bar
+    json.dumps(reply, allow_nan=False).encode("utf-8")  # strict JSON, encodable
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    _, proc = processor()
+    tricky = "[{" * 1000 + '\\"' + "}]"
+    reply = send(proc, "mode", id="s", mode="manual", note=tricky)
+    assert reply["ok"] is True
+
+
+def test_a_realistic_pressure_management_command_is_not_too_deep() -> None:
+    _, proc = processor()
+    pm = {"schedule": [{"at": "23:00", "setpoint_bar": 2.2, "days": ["sat", "sun"]}]}
+    assert send(proc, "pressure_management", id="pm", pressure_management=pm)["ok"] is True
+
+
+class Exploding:
+    """A target with a bug: every command raises something no validation foresaw."""
+
+    def set_setpoint(self, bar: float) -> None:
+        raise ZeroDivisionError("float division by zero")
+
+    def set_mode(self, mode: str) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    def pump(self, name: str, on: bool) -> None:
+        raise KeyError(name)
+
+    def ack(self, alarm_id: str | None = None) -> list[str]:
+        raise OverflowError("int too large to convert to float")
+
+    def set_pressure_management(self, data: Any) -> None:
+        raise TypeError("unhashable type: 'dict'")
+
+
+@pytest.mark.parametrize(
+    ("name", "fields"),
+    [("setpoint", {"value": 3.0}), ("mode", {"mode": "auto"}), ("pump", {"pump": "P1", "on": True}),
+     ("ack", {}), ("pressure_management", {"pressure_management": None})],
+)  # fmt: skip
+def test_a_failure_inside_the_station_is_answered_logged_once_and_not_remembered(
+    name: str, fields: dict[str, Any]
+) -> None:
+    proc = CommandProcessor(Exploding(), clock=lambda: NOW)
+    with capture_logs() as logs:
+        reply = proc.handle(name, _cmd(**fields), topic=f"pdam/s1/cmd/{name}")
+    assert reply["id"] == "h"
+    assert reply["ok"] is False
+    assert "failed to handle" in reply["error"]
+    assert [(e["event"], e["topic"]) for e in logs] == [("command failed", f"pdam/s1/cmd/{name}")]
+    assert proc.failed == 1
+    # Not carried out, so not remembered: sent again, it is tried again.
+    assert proc.handle(name, _cmd(**fields)).get("repeated") is None
+    assert proc.failed == 2
+
+
+def test_rejections_do_not_poison_the_reply_cache() -> None:
+    core, proc = processor()
+    # Seen: a stale command and one on cmd/nosuch with id c-500 made SCADA's later,
+    # valid setpoint c-500 come back "repeated" with the old error, not executed.
+    assert "stale" in send(proc, "setpoint", id="c-500", value=3.3, ts=NOW - 3600)["error"]
+    assert "unknown command" in send(proc, "nosuch", id="c-500")["error"]
+    assert "outside" in send(proc, "setpoint", id="c-500", value=9.0)["error"]
+    second = send(proc, "setpoint", id="c-500", value=9.0)
+    assert "repeated" not in second  # a rejection is answered afresh each time
+    assert send(proc, "setpoint", id="c-500", value=3.3) == {"id": "c-500", "ok": True,
+                                                             "error": None}  # fmt: skip
+    assert core.setpoint == 3.3
+    assert send(proc, "setpoint", id="c-500", value=3.3)["repeated"] is True
+
+
+def test_the_reply_cache_is_keyed_by_command_and_id() -> None:
+    core, proc = processor()
+    assert send(proc, "mode", id="x1", mode="manual")["ok"] is True
+    assert send(proc, "setpoint", id="x1", value=3.9)["ok"] is True  # not "repeated"
+    assert core.setpoint == 3.9
+    assert core.mode == "manual"
+
+
+def test_the_reply_cache_remembers_a_bounded_number_of_commands() -> None:
+    core, proc = processor()
+    for i in range(REMEMBERED_COMMANDS + 10):
+        send(proc, "setpoint", id=f"n{i}", value=3.0)
+    core.set_setpoint(2.0)
+    assert send(proc, "setpoint", id="n0", value=3.1).get("repeated") is None  # forgotten
+    assert core.setpoint == 3.1
+    assert send(proc, "setpoint", id=f"n{REMEMBERED_COMMANDS + 9}", value=3.0)["repeated"]
+
+
+def test_refuse_echoes_the_id_and_executes_nothing() -> None:
+    core, proc = processor()
+    reply = proc.refuse("setpoint", _cmd(value=3.9), "retained command ignored")
+    assert reply == {"id": "h", "ok": False, "error": "retained command ignored"}
+    assert core.setpoint == CFG.control.setpoint_bar
+    assert proc.refuse("setpoint", DEEP_ARRAY, "no")["id"] is None
+
+
+def test_a_long_unknown_command_name_is_shortened_in_the_error() -> None:
+    _, proc = processor()
+    reply = proc.handle("x" * 10_000, _cmd())
+    assert "unknown command" in reply["error"]
+    assert len(reply["error"]) <= MAX_ERROR_CHARS
+
+
+def test_any_bytes_like_payload_is_read() -> None:
+    core, proc = processor()
+    body = json.dumps({"id": "b", "ts": NOW, "value": 3.1}).encode()
+    assert proc.handle("setpoint", bytearray(body))["ok"] is True  # type: ignore[arg-type]
+    assert core.setpoint == 3.1

@@ -67,3 +67,21 @@ def test_unit_keeps_the_devices_and_state_it_needs() -> None:
     ):
         assert line in text
     assert "PrivateDevices=yes" not in text  # it would hide /dev/ttyUSB* and /dev/gpiochip*
+
+
+def _size(value: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(value[:-1]) * units[value[-1]] if value[-1] in units else int(value)
+
+
+def test_unit_bounds_the_daemons_memory_and_tasks() -> None:
+    # An oversize MQTT message once took the daemon to 460 MB: the unit must stop a
+    # runaway long before a 1 GB Pi runs out, with room above the measured 48-52 MB.
+    settings = dict(
+        line.split("=", 1)
+        for line in UNIT.read_text().splitlines()
+        if "=" in line and line[0] != "#"
+    )
+    high, limit = _size(settings["MemoryHigh"]), _size(settings["MemoryMax"])
+    assert 3 * 52 * 2**20 <= high < limit <= 384 * 2**20
+    assert 16 <= int(settings["TasksMax"]) <= 256

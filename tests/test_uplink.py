@@ -461,3 +461,95 @@ async def test_replaying_a_backlog_does_not_flood_the_log(
         await buf.close()
     # aiomqtt warns once per publish beyond its threshold; a batch in flight is normal.
     assert [r.getMessage() for r in caplog.records if r.name == "mqtt"] == []
+
+
+def test_a_command_flood_logs_the_dropped_messages_once_a_minute_not_once_each() -> None:
+    from controller.telemetry.uplink import _OncePerMinute
+
+    flt = _OncePerMinute("Message queue is full")
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("mqtt", logging.WARNING, __file__, 1, msg, (), None)
+
+    first = record("Message queue is full. Discarding message.")
+    assert flt.filter(first) is True
+    passed = [flt.filter(record("Message queue is full. Discarding message.")) for _ in range(500)]
+    assert not any(passed)
+    assert flt.suppressed == 500
+    assert flt.filter(record("There are 12 pending publish calls.")) is True  # others untouched
+    flt.period_s = 0.0
+    again = record("Message queue is full. Discarding message.")
+    assert flt.filter(again) is True
+    assert "500 more" in again.getMessage()
+
+
+class KickingLink:
+    """A TCP relay to the broker that cuts every connection after ``after_s``: a broker
+    (or firewall) that accepts the station and drops it again."""
+
+    def __init__(self, broker_port: int, after_s: float) -> None:
+        self.broker_port = broker_port
+        self.after_s = after_s
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    async def _relay(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+        b_reader, b_writer = await asyncio.open_connection("127.0.0.1", self.broker_port)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(4096):
+                dst.write(data)
+                await dst.drain()
+
+        tasks = [asyncio.create_task(pump(c_reader, b_writer)),
+                 asyncio.create_task(pump(b_reader, c_writer))]  # fmt: skip
+        await asyncio.wait(tasks, timeout=self.after_s)
+        for t in tasks:
+            t.cancel()
+        for w in (c_writer, b_writer):
+            w.close()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("healthy_s", "expected"), [(30.0, [1.0, 2.0, 4.0]), (0.1, [1.0, 1.0, 1.0])]
+)
+async def test_the_reconnect_back_off_resets_only_after_a_healthy_connection(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, healthy_s: float,
+    expected: list[float],
+) -> None:  # fmt: skip
+    from structlog.testing import capture_logs
+
+    import controller.telemetry.uplink as uplink_module
+
+    monkeypatch.setattr(uplink_module, "HEALTHY_LINK_S", healthy_s)
+    link = KickingLink(broker.port, after_s=0.3)
+    port = await link.start()
+    buf = SampleBuffer(tmp_path / "b.sqlite3", site=SITE)
+    await buf.open()
+    cfg = UplinkConfig(host="127.0.0.1", port=port, topic_prefix="test/kick", reconnect_max_s=8)
+    # Listening for commands is what notices the cut link at once.
+    commands = CommandProcessor(ControlCore(load_config(EXAMPLE_CONFIG), now=0.0))
+    uplink = Uplink(cfg, site=SITE, buffer=buf, status=dict, commands=commands)
+    stop = asyncio.Event()
+    with capture_logs() as logs:
+        task = asyncio.create_task(uplink.run(stop))
+        try:
+            async with asyncio.timeout(20):
+                while uplink.reconnects < 3:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+        finally:
+            stop.set()
+            await task
+            await buf.close()
+            await link.close()
+    retries = [e["retry_s"] for e in logs if e["event"] == "uplink down"]
+    assert retries[:3] == expected

@@ -296,17 +296,33 @@ class Daemon:
             finally:
                 watcher.cancel()
 
-    async def _supervise(self, name: str, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-        """Run a non-control subsystem; restart it with a back-off when it fails."""
+    async def _supervise(
+        self,
+        name: str,
+        run: Callable[[asyncio.Event], Awaitable[None]],
+        *,
+        healthy_s: float = 30.0,
+    ) -> None:
+        """Run a non-control subsystem; restart it with a back-off when it fails.
+
+        The back-off doubles while failures come quickly, and starts afresh after a run
+        of ``healthy_s`` or longer: a subsystem that fails once a day is back in a
+        second, not after the minute its worst day left behind.
+        """
         delay = 1.0
         while not self.stop.is_set():
+            started = time.monotonic()  # wall time: the back-off is, whatever self.clock runs at
             try:
                 await run(self.stop)
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.error(f"{name} failed; restarting", error=repr(exc), retry_s=delay)
+                ran_s = time.monotonic() - started
+                if ran_s >= healthy_s:
+                    delay = 1.0
+                log.error(f"{name} failed; restarting", error=repr(exc), retry_s=delay,
+                          ran_s=round(ran_s, 1), exc_info=exc)  # fmt: skip
                 await wait_event(self.stop, delay)
                 delay = min(delay * 2, 60.0)
 
@@ -320,7 +336,7 @@ class Daemon:
     async def _status_command(self, request: dict[str, Any]) -> dict[str, Any]:
         name = str(request.get("name", ""))
         payload = json.dumps(request.get("payload", {})).encode()
-        return self.commands.handle(name, payload)
+        return self.commands.handle(name, payload, topic="status socket")
 
     async def _watchdog_task(self) -> None:
         """READY once control runs on real data; WATCHDOG only while it keeps doing so."""

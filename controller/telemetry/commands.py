@@ -1,4 +1,4 @@
-"""SCADA commands: validated, deduplicated by id, never able to defeat a protection.
+"""SCADA commands: validated, deduplicated by (command, id), never able to defeat a protection.
 
 A command is a JSON object on ``<prefix>/<site>/cmd/<name>``::
 
@@ -8,13 +8,18 @@ A command is a JSON object on ``<prefix>/<site>/cmd/<name>``::
     {"id": "c-126", "ts": "...", "alarm": "high_pressure"}              ack (alarm optional)
     {"id": "c-127", "ts": "...", "pressure_management": {...} | null}   pressure_management
 
-The reply on ``.../cmd/<name>/result`` is ``{"id", "ok", "error"}``. A repeated id is
-answered with the stored reply and not executed again; a command older than
-``max_age_s`` (or from too far in the future) is rejected; so is anything malformed.
-The target (the control core) applies the checks that depend on the station: a
-setpoint outside the allowed range (as the current station file sets it), a pump
-command outside manual mode. Protections are applied after commands on
-every tick, so no command can switch one off.
+The reply on ``.../cmd/<name>/result`` is ``{"id", "ok", "error"}``. A command carried
+out is remembered by (name, id): sent again, it is answered with the stored reply and
+not executed twice. A rejection is not remembered, so it never shadows a later valid
+command with the same id. A command older than ``max_age_s`` (or from too far in the
+future) is rejected; so is anything malformed, and the payload is bounded (size,
+nesting depth, length of a number) before it is parsed. The target (the control core)
+applies the checks that depend on the station: a setpoint outside the allowed range (as
+the current station file sets it), a pump command outside manual mode. Protections are
+applied after commands on every tick, so no command can switch one off.
+
+Nothing a message holds can make ``handle`` raise: an unexpected failure is logged with
+its traceback and answered ``ok: false``, so the SCADA link never dies from a payload.
 """
 
 from __future__ import annotations
@@ -28,11 +33,20 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from controller.errors import BoosterError
+from controller.logs import get_logger
+
+log = get_logger(__name__)
 
 COMMANDS = ("setpoint", "mode", "pump", "ack", "pressure_management")
 MAX_PAYLOAD_BYTES = 4096
+#: The deepest command is pressure_management.schedule[i].days[j]: 5 levels.
+MAX_DEPTH = 16
+#: A double needs at most 24 characters ("-2.2250738585072014e-308"); a Unix time in ms 13.
+#: Longer literals are refused before conversion: a 310-digit integer overflows float().
+MAX_NUMBER_CHARS = 32
+MAX_ERROR_CHARS = 500  # a reply's error stays readable whatever the payload echoed into it
 FUTURE_SKEW_S = 60.0
-REMEMBERED_IDS = 1000
+REMEMBERED_COMMANDS = 1000
 
 
 class CommandTarget(Protocol):
@@ -53,13 +67,92 @@ class Invalid(Exception):
     """The command is malformed; the message is the reply's error."""
 
 
+# -- bounded JSON ---------------------------------------------------------------------------
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest ``[``/``{`` nesting in JSON text, brackets inside strings not counted.
+
+    A linear scan, so a payload can be refused for its depth before ``json.loads``
+    recurses into it (about 1000 levels exhaust Python's stack: RecursionError).
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _int_literal(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise Invalid(f"a number has {len(text)} digits; at most {MAX_NUMBER_CHARS} are accepted")
+    return int(text)
+
+
+def _float_literal(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise Invalid(
+            f"a number is {len(text)} characters long; at most {MAX_NUMBER_CHARS} are accepted"
+        )
+    value = float(text)
+    if not math.isfinite(value):
+        raise Invalid(f"the number {text} is out of range: numbers must be finite")
+    return value
+
+
+def _constant(name: str) -> Any:
+    raise Invalid(f"{name} is not JSON: numbers must be finite")
+
+
+def loads_bounded(raw: bytes | bytearray | memoryview | str, *, max_depth: int = MAX_DEPTH) -> Any:
+    """``json.loads`` for hostile input: UTF-8 only, depth and number length bounded,
+    no NaN/Infinity; every refusal is ``Invalid`` with a reason for the sender."""
+    if not isinstance(raw, str):
+        try:
+            # Decoded here, not by json: it would guess UTF-16/32 from NUL bytes.
+            text = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise Invalid("payload is not JSON (not UTF-8 text)") from None
+    else:
+        text = raw
+    depth = nesting_depth(text)
+    if depth > max_depth:
+        raise Invalid(f"payload nests {depth} levels deep; at most {max_depth} are accepted")
+    try:
+        return json.loads(
+            text,
+            parse_int=_int_literal,
+            parse_float=_float_literal,
+            parse_constant=_constant,
+        )
+    except ValueError:
+        raise Invalid("payload is not JSON") from None
+
+
+# -- fields -----------------------------------------------------------------------------------
+
+
 def _number(payload: dict[str, Any], key: str) -> float:
     value = payload.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Invalid(f"'{key}' must be a number")
-    if not math.isfinite(value):
+    number = float(value)  # bounded literals: never an OverflowError
+    if not math.isfinite(number):
         raise Invalid(f"'{key}' must be finite")
-    return float(value)
+    return number
 
 
 def _text(payload: dict[str, Any], key: str, *, required: bool = True) -> str | None:
@@ -71,13 +164,24 @@ def _text(payload: dict[str, Any], key: str, *, required: bool = True) -> str | 
     return value
 
 
+def _command_id(payload: dict[str, Any]) -> str:
+    cid = _text(payload, "id")
+    assert cid is not None
+    # Echoed in the reply and the log: control characters and lone surrogates (from
+    # \ud800 escapes) would forge log lines or make the reply unreadable to strict parsers.
+    if not cid.isprintable():
+        raise Invalid("'id' must be printable text")
+    return cid
+
+
 def _timestamp(value: Any) -> float:
     if isinstance(value, bool):
         raise Invalid("'ts' must be ISO 8601 or Unix seconds")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value):
+        ts = float(value)
+        if not math.isfinite(ts):
             raise Invalid("'ts' must be finite")
-        return float(value)
+        return ts
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -85,8 +189,30 @@ def _timestamp(value: Any) -> float:
             raise Invalid("'ts' is not an ISO 8601 time") from None
         if parsed.tzinfo is None:
             raise Invalid("'ts' needs a time zone (e.g. a trailing Z)")
-        return parsed.timestamp()
+        try:
+            return parsed.timestamp()
+        except (ValueError, OverflowError):  # e.g. year 1 shifted by the zone
+            raise Invalid("'ts' is out of range") from None
     raise Invalid("'ts' is required (ISO 8601 with zone, or Unix seconds)")
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f}" if abs(value) < 1e12 else f"{value:.3g}"
+
+
+def _clean_error(text: str) -> str:
+    """The reply's error as plain UTF-8 of bounded length (it may echo what was sent)."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[: MAX_ERROR_CHARS - 3] + "..."
+    return text
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 64 else name[:61] + "..."
+
+
+# -- the processor ------------------------------------------------------------------------
 
 
 class CommandProcessor:
@@ -102,79 +228,127 @@ class CommandProcessor:
         self.target = target
         self.max_age_s = max_age_s
         self.clock = clock
-        self._replies: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # Only commands carried out: a rejection stored here would shadow the later,
+        # valid command that reuses its id (a stale retry, a typo'd topic).
+        self._done: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
         self.executed = 0
         self.rejected = 0
+        self.failed = 0
 
-    def handle(self, name: str, payload: bytes) -> dict[str, Any]:
-        """Validate and execute one command; returns the reply ``{id, ok, error, ...}``."""
+    def handle(self, name: str, payload: bytes, *, topic: str | None = None) -> dict[str, Any]:
+        """Validate and execute one command; returns the reply ``{id, ok, error, ...}``.
+
+        Never raises (except on cancellation): one log line per command, with ``topic``.
+        """
+        where = topic if topic is not None else f"cmd/{_short(name)}"
+        cid: str | None = None
         try:
             data = self._parse(payload)
+            cid = _command_id(data)
+            reply = self._carry_out(name, cid, data)
         except Invalid as exc:
-            self.rejected += 1
-            return {"id": None, "ok": False, "error": str(exc)}
-        cid = data["id"]
-        if cid in self._replies:
-            self._replies.move_to_end(cid)
-            return dict(self._replies[cid], repeated=True)
-        reply = self._execute(name, cid, data)
-        self._replies[cid] = reply
-        while len(self._replies) > REMEMBERED_IDS:
-            self._replies.popitem(last=False)
+            reply = self._rejection(cid, str(exc))
+        except Exception as exc:
+            # A bug, not the sender's fault: say so, keep the link, keep the traceback.
+            self.failed += 1
+            log.error("command failed", topic=where, id=cid, error=repr(exc), exc_info=exc)
+            return {
+                "id": cid,
+                "ok": False,
+                "error": _clean_error(
+                    f"the station failed to handle this command ({type(exc).__name__}); "
+                    "it may not have been carried out: check the status, see the station log"
+                ),
+            }
+        log.info("command", topic=where, name=_short(name), id=reply["id"], ok=reply["ok"],
+                 error=reply["error"], repeated=reply.get("repeated", False))  # fmt: skip
         return reply
+
+    def refuse(
+        self, name: str, payload: bytes, reason: str, *, topic: str | None = None
+    ) -> dict[str, Any]:
+        """Answer a message that must not be executed (e.g. a retained one) without
+        running it; its id is echoed when it can be read."""
+        cid: str | None = None
+        try:
+            cid = _command_id(self._parse(payload))
+        except Invalid:
+            pass
+        except Exception as exc:  # the id is a courtesy: never let it cost the reply
+            log.error("command id unreadable", topic=topic, error=repr(exc), exc_info=exc)
+        reply = self._rejection(cid, reason)
+        log.info("command refused", topic=topic or f"cmd/{_short(name)}", id=cid,
+                 error=reply["error"])  # fmt: skip
+        return reply
+
+    def _rejection(self, cid: str | None, error: str) -> dict[str, Any]:
+        self.rejected += 1
+        return {"id": cid, "ok": False, "error": _clean_error(error)}
 
     def _parse(self, payload: bytes) -> dict[str, Any]:
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise Invalid(f"payload larger than {MAX_PAYLOAD_BYTES} bytes")
-        try:
-            data = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
-            raise Invalid("payload is not JSON") from None
+        data = loads_bounded(payload)
         if not isinstance(data, dict):
             raise Invalid("payload must be a JSON object")
-        _text(data, "id")
         return data
 
-    def _execute(self, name: str, cid: str, data: dict[str, Any]) -> dict[str, Any]:
-        try:
-            if name not in COMMANDS:
-                raise Invalid(f"unknown command {name!r}; commands: {', '.join(COMMANDS)}")
-            ts = _timestamp(data.get("ts"))
-            age = self.clock() - ts
-            if age > self.max_age_s:
-                raise Invalid(f"command is stale ({age:.0f} s old, limit {self.max_age_s:g} s)")
-            if age < -FUTURE_SKEW_S:
-                raise Invalid(f"command is from the future ({-age:.0f} s ahead)")
-            result: dict[str, Any] = {}
-            if name == "setpoint":
-                # The range check is the target's: it follows the station file on reload.
-                self.target.set_setpoint(_number(data, "value"))
-            elif name == "mode":
-                mode = _text(data, "mode")
-                assert mode is not None
-                self.target.set_mode(mode)
-            elif name == "pump":
-                pump = _text(data, "pump")
-                on = data.get("on")
-                if not isinstance(on, bool):
-                    raise Invalid("'on' must be true or false")
-                assert pump is not None
-                self.target.pump(pump, on)
-            elif name == "ack":
-                alarm = _text(data, "alarm", required=False)
-                result["acknowledged"] = self.target.ack(alarm)
-            else:
-                if "pressure_management" not in data:
-                    raise Invalid(
-                        "'pressure_management' is required: an object, or null for the "
-                        "fixed setpoint"
-                    )
-                pm = data["pressure_management"]
-                if pm is not None and not isinstance(pm, dict):
-                    raise Invalid("'pressure_management' must be an object or null")
-                self.target.set_pressure_management(pm)
-        except (Invalid, BoosterError) as exc:
-            self.rejected += 1
-            return {"id": cid, "ok": False, "error": str(exc)}
+    def _carry_out(self, name: str, cid: str, data: dict[str, Any]) -> dict[str, Any]:
+        key = (name, cid)
+        done = self._done.get(key)
+        if done is not None:
+            self._done.move_to_end(key)
+            return dict(done, repeated=True)
+        result = self._execute(name, data)
         self.executed += 1
-        return {"id": cid, "ok": True, "error": None, **result}
+        reply = {"id": cid, "ok": True, "error": None, **result}
+        self._done[key] = reply
+        while len(self._done) > REMEMBERED_COMMANDS:
+            self._done.popitem(last=False)
+        return reply
+
+    def _check_age(self, data: dict[str, Any]) -> None:
+        age = self.clock() - _timestamp(data.get("ts"))
+        if age > self.max_age_s:
+            raise Invalid(f"command is stale ({_seconds(age)} s old, limit {self.max_age_s:g} s)")
+        if age < -FUTURE_SKEW_S:
+            raise Invalid(f"command is from the future ({_seconds(-age)} s ahead)")
+
+    def _execute(self, name: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Run one valid-looking command; ``Invalid`` (or a BoosterError, turned into
+        ``Invalid``) when it is refused. Returns the reply's extra fields."""
+        if name not in COMMANDS:
+            raise Invalid(f"unknown command {_short(name)!r}; commands: {', '.join(COMMANDS)}")
+        self._check_age(data)
+        try:
+            return self._dispatch(name, data)
+        except BoosterError as exc:
+            raise Invalid(str(exc)) from exc
+
+    def _dispatch(self, name: str, data: dict[str, Any]) -> dict[str, Any]:
+        if name == "setpoint":
+            # The range check is the target's: it follows the station file on reload.
+            self.target.set_setpoint(_number(data, "value"))
+        elif name == "mode":
+            mode = _text(data, "mode")
+            assert mode is not None
+            self.target.set_mode(mode)
+        elif name == "pump":
+            pump = _text(data, "pump")
+            on = data.get("on")
+            if not isinstance(on, bool):
+                raise Invalid("'on' must be true or false")
+            assert pump is not None
+            self.target.pump(pump, on)
+        elif name == "ack":
+            return {"acknowledged": self.target.ack(_text(data, "alarm", required=False))}
+        else:
+            if "pressure_management" not in data:
+                raise Invalid(
+                    "'pressure_management' is required: an object, or null for the fixed setpoint"
+                )
+            pm = data["pressure_management"]
+            if pm is not None and not isinstance(pm, dict):
+                raise Invalid("'pressure_management' must be an object or null")
+            self.target.set_pressure_management(pm)
+        return {}

@@ -10,6 +10,12 @@ duplicates are possible, as QoS 1 allows, and SCADA drops them by ``seq``.
 Topics under ``<prefix>/<site>``: ``telemetry`` (QoS 1), ``status`` (retained, QoS 1;
 the Last Will sets it offline), ``alarm`` (QoS 1), ``cmd/<name>`` in and
 ``cmd/<name>/result`` out. See docs/mqtt.md.
+
+SCADA's side is untrusted input. With MQTT 5 the broker is told not to send a packet
+larger than ``MAX_PACKET_BYTES``, so an oversize message is dropped before it is read
+(MQTT 3.1.1 has no such property: a frame above ``READ_LIMIT_BYTES`` drops the link
+unread, and the broker should cap sizes). A retained command is refused and cleared,
+never executed. A command that fails is answered, and never ends the session.
 """
 
 from __future__ import annotations
@@ -17,13 +23,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import math
 import os
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from controller import __version__
 from controller.aio import cancel_and_wait, raise_if_cancelling, wait_event
@@ -32,7 +44,8 @@ from controller.config.schema import TlsConfig, UplinkConfig
 from controller.errors import BoosterError
 from controller.logs import get_logger
 from controller.telemetry.buffer import SampleBuffer, utc_now_iso
-from controller.telemetry.commands import CommandProcessor
+from controller.telemetry.commands import MAX_PAYLOAD_BYTES, CommandProcessor
+from controller.telemetry.encoding import dumps
 
 log = get_logger(__name__)
 
@@ -40,6 +53,85 @@ IDLE_POLL_S = 0.25  # how often an empty buffer is looked at again
 STATUS_REFRESH_S = 60.0
 ALARM_QUEUE = 1000
 PENDING_MARGIN = 20  # status, an alarm, command replies beside a full batch
+#: The largest packet the broker may send us (MQTT 5 CONNECT property): a command is at
+#: most MAX_PAYLOAD_BYTES; the margin is for the topic and headers, so a slightly too
+#: large command is still read and answered. Bigger ones the broker drops unread.
+MAX_PACKET_BYTES = 4 * MAX_PAYLOAD_BYTES
+#: MQTT 3.1.1 cannot tell the broker MAX_PACKET_BYTES (and a broker may ignore it): a
+#: frame above this is not read at all, the link is dropped instead. It bounds what one
+#: message costs (a 100 MB frame read whole peaked the daemon at 460 MB RSS) while a
+#: merely oversize command (up to a few MB) is still read and answered in session.
+READ_LIMIT_BYTES = 8 * 1024 * 1024
+#: Commands waiting to be handled; beyond, aiomqtt drops (and paho still acknowledges)
+#: them, so a flood costs at most this many packets of memory.
+MAX_QUEUED_COMMANDS = 100
+#: A connection that lasted this long was healthy: the next reconnect starts the
+#: back-off afresh. A shorter one (kicked right after connecting) keeps doubling it.
+HEALTHY_LINK_S = 30.0
+
+
+class _OncePerMinute(logging.Filter):
+    """Lets aiomqtt's "queue is full" warning through once a minute: a command flood
+    must not flood the journal too (one line per dropped message otherwise)."""
+
+    def __init__(self, text: str, period_s: float = 60.0) -> None:
+        super().__init__()
+        self.text = text
+        self.period_s = period_s
+        self.suppressed = 0
+        self._last = -math.inf
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.text not in record.getMessage():
+            return True
+        now = time.monotonic()
+        if now - self._last < self.period_s:
+            self.suppressed += 1
+            return False
+        self._last = now
+        more = f"; {self.suppressed} more since the last such line" if self.suppressed else ""
+        record.msg = f"{record.msg} (commands arrive faster than they are handled{more})"
+        record.args = ()
+        self.suppressed = 0
+        return True
+
+
+def _quiet_queue_full(logger: logging.Logger) -> None:
+    if not any(isinstance(f, _OncePerMinute) for f in logger.filters):
+        logger.addFilter(_OncePerMinute("Message queue is full"))
+
+
+class OversizePacket(ConnectionAbortedError):
+    """The broker started a packet larger than we read; the link is dropped."""
+
+
+def _limit_reads(client: aiomqtt.Client, limit: int) -> bool:
+    """Refuse to read an MQTT packet longer than ``limit`` (True if the guard is in place).
+
+    paho's reader asks its socket for a packet's whole remaining length in one call
+    once the length is decoded, and keeps every byte; it has no limit of its own. This
+    wraps that call (a private one of paho 1.6 to 2.x): above the limit it fails like a
+    lost connection, before any of the body is read, and the uplink reconnects.
+    """
+    paho = getattr(client, "_client", None)
+    recv = getattr(paho, "_sock_recv", None)
+    if paho is None or recv is None:
+        return False
+
+    def guarded(bufsize: int) -> bytes:
+        if bufsize > limit:
+            log.error(
+                "the broker sent an MQTT packet too large to read; link dropped. Cap it on "
+                "the broker (mosquitto: max_packet_size) or use uplink.protocol 5",
+                packet_bytes=bufsize,
+                limit_bytes=limit,
+            )
+            raise OversizePacket(f"MQTT packet of {bufsize} bytes (limit {limit})")
+        data: bytes = recv(bufsize)
+        return data
+
+    paho._sock_recv = guarded
+    return True
 
 
 class CredentialsError(BoosterError):
@@ -114,6 +206,7 @@ class Uplink:
         self._acked = 0
         self._alarms: asyncio.Queue[dict[str, Any]] = asyncio.Queue(ALARM_QUEUE)
         self._status_dirty = asyncio.Event()
+        self._warned_v311 = False
 
     # -- API for the daemon -----------------------------------------------------------------
 
@@ -145,7 +238,7 @@ class Uplink:
         body["ts"] = utc_now_iso()
         if online:
             body.update(self.status())
-        return json.dumps(body, default=str).encode()
+        return dumps(body).encode()
 
     def _client(self) -> aiomqtt.Client:
         username, password = read_credentials(self.cfg.credentials_file)
@@ -157,9 +250,14 @@ class Uplink:
                 certfile=self.cfg.tls.cert_file,
                 keyfile=self.cfg.tls.key_file,
             )
-        protocol = (
-            aiomqtt.ProtocolVersion.V5 if self.cfg.protocol == "5" else aiomqtt.ProtocolVersion.V311
-        )
+        v5 = self.cfg.protocol == "5"
+        protocol = aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311
+        properties = None
+        if v5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.MaximumPacketSize = MAX_PACKET_BYTES
+        mqtt_log = logging.getLogger("mqtt")  # aiomqtt's default, named here to filter it
+        _quiet_queue_full(mqtt_log)
         client = aiomqtt.Client(
             self.cfg.host,
             self.cfg.port,
@@ -170,6 +268,9 @@ class Uplink:
             keepalive=self.cfg.keepalive_s,
             tls_params=tls,
             timeout=self.cfg.timeout_s,
+            properties=properties,
+            max_queued_incoming_messages=MAX_QUEUED_COMMANDS,
+            logger=mqtt_log,
             will=aiomqtt.Will(
                 f"{self.base}/status", self._status_payload(False), qos=1, retain=True
             ),
@@ -177,22 +278,35 @@ class Uplink:
         # A whole batch in flight is the design, not a concern: without this aiomqtt logs a
         # warning per publish beyond 10 pending, flooding the journal on every replay.
         client.pending_calls_threshold = self.cfg.batch_size + PENDING_MARGIN
+        guarded = _limit_reads(client, READ_LIMIT_BYTES)
+        if not v5 and not self._warned_v311:
+            self._warned_v311 = True
+            log.warning(
+                "MQTT 3.1.1 cannot ask the broker to cap packet size: set max_packet_size "
+                "on the broker (docs/mqtt.md), or use uplink.protocol 5",
+                read_limit_bytes=READ_LIMIT_BYTES if guarded else None,
+            )
         return client
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, serve, reconnect with backoff and jitter, until ``stop``."""
-        backoff = min(1.0, self.cfg.reconnect_max_s)
+        first = min(1.0, self.cfg.reconnect_max_s)
+        backoff = first
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
             raise_if_cancelling()
+            connected_at: float | None = None
             try:
                 async with self._client() as client:
                     self.connected = True
-                    backoff = min(1.0, self.cfg.reconnect_max_s)
+                    connected_at = loop.time()
                     log.info("uplink connected", broker=f"{self.cfg.host}:{self.cfg.port}")
                     await self._serve(client, stop)
                     return
             except aiomqtt.MqttError as exc:
                 self.last_error = str(exc)
+                if connected_at is not None and loop.time() - connected_at >= HEALTHY_LINK_S:
+                    backoff = first  # a link that dropped after a good run: retry soon
                 log.warning("uplink down", error=str(exc), retry_s=round(backoff, 1))
             except (CredentialsError, TlsFilesError) as exc:
                 self.last_error = str(exc)
@@ -207,7 +321,7 @@ class Uplink:
 
     async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         if self.commands is not None:
-            await client.subscribe(f"{self.base}/cmd/+", qos=1)
+            await self._subscribe_commands(client)
         await client.publish(f"{self.base}/status", self._status_payload(True), qos=1, retain=True)
         tasks = [
             asyncio.create_task(self._replay(client)),
@@ -221,13 +335,37 @@ class Uplink:
         finally:
             await cancel_and_wait([*tasks, stopper])
         for t in done:
-            if t is not stopper and t.exception() is not None:
-                raise t.exception()  # type: ignore[misc]
+            failure = None if t is stopper else t.exception()
+            if failure is not None:
+                if not isinstance(failure, aiomqtt.MqttError):
+                    await self._say_offline(client)
+                raise failure
         if stop.is_set():
             # Orderly stop: say so (retained), rather than leaving it to the Last Will.
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 async with asyncio.timeout(3.0):
                     await self._final_flush(client)
+
+    async def _subscribe_commands(self, client: aiomqtt.Client) -> None:
+        topic = f"{self.base}/cmd/+"
+        if self.cfg.protocol != "5":
+            # 3.1.1 clears the retain flag on live delivery: only a stored retained
+            # command (sent on subscribe) can be told apart and refused.
+            await client.subscribe(topic, qos=1)
+            return
+        # Retain As Published: a command published retained while we are connected
+        # keeps its flag, so it is refused (and cleared) at once, not executed.
+        options = SubscribeOptions(qos=1, retainAsPublished=True)
+        await client.subscribe(topic, options=options)
+
+    async def _say_offline(self, client: aiomqtt.Client) -> None:
+        """Before a session ends on a fault of ours, with the link still up: leaving
+        cleanly skips the Last Will, and the retained status would say online."""
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            async with asyncio.timeout(3.0):
+                await client.publish(
+                    f"{self.base}/status", self._status_payload(False), qos=1, retain=True
+                )
 
     async def _final_flush(self, client: aiomqtt.Client) -> None:
         await self.buffer.flush()
@@ -302,13 +440,47 @@ class Uplink:
             await asyncio.Event().wait()
             return
         async for message in client.messages:
-            name = str(message.topic).rsplit("/", 1)[-1]
-            payload = message.payload
-            raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
-            reply = self.commands.handle(name, raw)
-            log.info(
-                "command", name=name, id=reply.get("id"), ok=reply["ok"], error=reply.get("error")
-            )
-            await client.publish(f"{self.base}/cmd/{name}/result", json.dumps(reply), qos=1)
-            self._status_dirty.set()
+            try:
+                await self._on_command(client, self.commands, message)
+            except aiomqtt.MqttError:
+                raise  # the link is down: reconnect
+            except Exception as exc:  # a bug of ours: the next command must still be heard
+                log.error("command message not handled", topic=str(message.topic)[:200],
+                          error=repr(exc), exc_info=exc)  # fmt: skip
             raise_if_cancelling()
+
+    async def _on_command(
+        self, client: aiomqtt.Client, commands: CommandProcessor, message: aiomqtt.Message
+    ) -> None:
+        """Answer one message on ``cmd/<name>``; only a lost link may raise from here."""
+        topic = str(message.topic)
+        name = topic.rsplit("/", 1)[-1]
+        payload = message.payload
+        raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
+        if not raw:
+            # How MQTT deletes a retained message (ours below, or the SCADA engineer's):
+            # nothing to answer.
+            return
+        if message.retain:
+            # Stored by the broker, replayed on every subscribe: executing it would
+            # repeat an old order on each reconnect (or crash-loop on a poison one).
+            reply = commands.refuse(
+                name,
+                raw,
+                "retained command ignored: commands must be published with retain=false "
+                "(it has been cleared from the broker)",
+                topic=topic,
+            )
+            await self._reply(client, name, reply)
+            await client.publish(topic, b"", qos=1, retain=True)
+        else:
+            await self._reply(client, name, commands.handle(name, raw, topic=topic))
+        self._status_dirty.set()
+
+    async def _reply(self, client: aiomqtt.Client, name: str, reply: dict[str, Any]) -> None:
+        try:
+            await client.publish(f"{self.base}/cmd/{name}/result", dumps(reply), qos=1)
+        except aiomqtt.MqttError:
+            raise  # the link is down: reconnect
+        except Exception as exc:  # e.g. a topic name too long for a reply topic
+            log.warning("command reply not sent", command=name[:64], error=repr(exc))

@@ -1,0 +1,207 @@
+"""Hostile-command benchmark: a real 'boosterd run' under a burst of bad SCADA messages.
+
+    .venv/bin/python -m bench.hostile_commands [--protocol 5|3.1.1] [--big-mb 50]
+
+The example station on 'boosterd sim' over a pty, its uplink to a local Mosquitto (as
+bench/daemon.py sets it up). After a settle, the daemon's resident memory is read, then
+a burst is published on its cmd/ topics: 2000 messages of 4 KB (deep nesting, 320-digit
+integers, NaN, junk), 50 retained poison commands, 20 messages of 1 MB and 3 of
+``--big-mb`` MB. Out (JSON): RSS before, peak (VmHWM) and after, replies received,
+reconnects, control ticks missed, and whether telemetry stayed gap-free and the status
+online. Sizes the unit's MemoryMax= (systemd/boosterd.service).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bench.daemon import rss_mb
+from controller.logs import configure_logging
+from controller.status_server import query
+from tests.support.broker import Broker
+
+REPO = Path(__file__).resolve().parent.parent
+SITE = "bs01-sukamaju"
+
+
+def threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return -1
+
+
+def peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Observer:
+    """A paho client that records telemetry seqs, status and command replies."""
+
+    def __init__(self, port: int, base: str) -> None:
+        self.seqs: list[int] = []
+        self.status: list[bool] = []
+        self.replies = 0
+        self.base = base
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-observer")
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe([(f"{base}/telemetry", 1), (f"{base}/status", 1),
+                               (f"{base}/cmd/+/result", 1)])  # fmt: skip
+        self.client.loop_start()
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        data = json.loads(msg.payload)
+        with self.lock:
+            if msg.topic.endswith("/telemetry"):
+                self.seqs.append(int(data["seq"]))
+            elif msg.topic.endswith("/status"):
+                self.status.append(bool(data["online"]))
+            else:
+                self.replies += 1
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def burst(port: int, base: str, big_mb: int) -> dict[str, int]:
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-attacker")
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    now = time.time()
+    kinds = [
+        b"[" * 2000 + b"]" * 2000,
+        b'{"id": "h", "ts": %d, "value": 1%s}' % (now, b"0" * 320),
+        b'{"id": "n", "ts": %d, "value": NaN}' % now,
+        b'{"id": "j", "ts": %d, "pad": "%s"}' % (now, b"x" * 4000),
+        os.urandom(4000),
+    ]
+    sent = {"small": 0, "retained": 0, "one_mb": 0, "big": 0}
+    for i in range(2000):
+        pub.publish(f"{base}/cmd/setpoint", kinds[i % len(kinds)], qos=1).wait_for_publish(10)
+        sent["small"] += 1
+    for i in range(50):
+        pub.publish(f"{base}/cmd/r{i}", kinds[i % 2], qos=1, retain=True).wait_for_publish(10)
+        sent["retained"] += 1
+    for _ in range(20):
+        pub.publish(f"{base}/cmd/setpoint", b"y" * 1_000_000, qos=1).wait_for_publish(30)
+        sent["one_mb"] += 1
+    for _ in range(3):
+        pub.publish(f"{base}/cmd/setpoint", b"z" * (big_mb << 20), qos=1).wait_for_publish(120)
+        sent["big"] += 1
+    pub.loop_stop()
+    pub.disconnect()
+    return sent
+
+
+def run(protocol: str, big_mb: int, settle_s: float) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-hostile-"))
+    broker = Broker()
+    broker.start()
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "sim", str(REPO / "config/station.example.yaml"),
+         "--pty-dir", str(tmp / "pty"), "--gpio-dir", str(tmp / "gpio")],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    derived = tmp / "pty" / "station.yaml"
+    deadline = time.monotonic() + 20
+    data: Any = None
+    while not isinstance(data, dict):  # written by the simulator: may still be empty
+        if time.monotonic() > deadline:
+            raise RuntimeError("boosterd sim did not start")
+        time.sleep(0.05)
+        data = yaml.safe_load(derived.read_text()) if derived.exists() else None
+    data["uplink"] = {"host": "127.0.0.1", "port": broker.port, "topic_prefix": "bench",
+                      "protocol": protocol}  # fmt: skip
+    config = tmp / "station.yaml"
+    config.write_text(yaml.safe_dump(data))
+    base = f"bench/{SITE}"
+    observer = Observer(broker.port, base)
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp / "notify"))
+    notify.settimeout(30)
+    env = dict(os.environ, NOTIFY_SOCKET=str(tmp / "notify"))
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "run", "--config", str(config)],
+        cwd=REPO, env=env, stdout=(tmp / "daemon.log").open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        while b"READY=1" not in notify.recv(4096):
+            pass
+        time.sleep(settle_s)  # steady state before the burst
+        before = rss_mb(daemon.pid)
+        hwm_before = peak_mb(daemon.pid)
+        snap0 = asyncio.run(query(data["status"]["socket"]))["status"]
+        t0 = time.monotonic()
+        sent = burst(broker.port, base, big_mb)
+        burst_s = time.monotonic() - t0
+        time.sleep(3.0)  # the last replies and samples out
+        snap = asyncio.run(query(data["status"]["socket"]))["status"]
+        with observer.lock:
+            seqs = sorted(set(observer.seqs))
+            status = list(observer.status)
+            replies = observer.replies
+        gaps = [b for a, b in itertools.pairwise(seqs) if b != a + 1]
+        result = {
+            "protocol": protocol,
+            "rss_mb_steady": round(before, 1),
+            "rss_mb_peak_before_burst": round(hwm_before, 1),
+            "rss_mb_peak": round(peak_mb(daemon.pid), 1),
+            "rss_mb_after": round(rss_mb(daemon.pid), 1),
+            "threads_after": threads(daemon.pid),
+            "sent": sent,
+            "big_mb": big_mb,
+            "burst_s": round(burst_s, 1),
+            "replies": replies,
+            "reconnects": snap["uplink"]["reconnects"],
+            "ticks_during": snap["loop"]["ticks"] - snap0["loop"]["ticks"],
+            "overruns_during": snap["loop"]["overruns"] - snap0["loop"]["overruns"],
+            "telemetry_gaps": len(gaps),
+            "status_always_online": all(status) and bool(status),
+            "daemon_alive": daemon.poll() is None,
+        }
+    finally:
+        observer.close()
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=15)
+        sim.terminate()
+        sim.wait(timeout=15)
+        notify.close()
+        broker.close()
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
+    ap.add_argument("--big-mb", type=int, default=50)
+    ap.add_argument("--settle-s", type=float, default=10.0)
+    args = ap.parse_args()
+    configure_logging(level="error", fmt="console", stream=sys.stderr)
+    print(json.dumps(run(args.protocol, args.big_mb, args.settle_s), indent=2))
+
+
+if __name__ == "__main__":
+    main()
