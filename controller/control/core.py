@@ -305,12 +305,11 @@ class ControlCore:
         Without a readable suction pressure there is nothing to predict from (the
         protections stop the pumps then anyway)."""
         ctl = self.cfg.control
-        suction = readings.get(ctl.suction_point) if ctl.suction_point else None
-        if suction is None or not suction.good or suction.value is None:
+        s_bar = _good(readings, ctl.suction_point)
+        if s_bar is None:
             return None
-        flow_r = readings.get(ctl.flow_point) if ctl.flow_point else None
         # Without a flow reading, no flow: the shut-off head, the safest bound.
-        flow = flow_r.value if flow_r is not None and flow_r.good and flow_r.value else 0.0
+        flow = _good(readings, ctl.flow_point) or 0.0
         limit = cutout_bar(self.cfg, self.active_setpoint) - START_HEADROOM_BAR
         lead = self._running_drives()[:1] if self.stager.lead_vfd else []
         running = [
@@ -318,7 +317,6 @@ class ControlCore:
             for rec in self.stager.pumps.values()
             if rec.on
         ]
-        s_bar = suction.value
 
         def ok(rec: PumpRecord, exercise: bool) -> bool:
             vfd = rec.cfg.vfd
