@@ -13,6 +13,7 @@ located ``ConfigIssue`` naming the limit, like any other mistake.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
@@ -50,6 +51,8 @@ class Limits:
     #: values composed from the text, and again values built once aliases are expanded
     max_nodes: int = 20_000
     max_number_chars: int = 40
+    #: longer than any path, name or message a station needs (PATH_MAX is 4096)
+    max_text_chars: int = 4096
     #: the whole read + parse + validation; past it the file is refused
     time_budget_s: float = 5.0
 
@@ -116,13 +119,20 @@ def read_station_text(path: str, limits: Limits = DEFAULT_LIMITS) -> str:
     """
     # O_NONBLOCK: opening a FIFO named as the station file must not wait for a writer.
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(f.fileno()).st_mode
+    try:
+        mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
-            raise IsADirectoryError(21, "is a directory, not a station file", path)
+            raise IsADirectoryError(errno.EISDIR, "is a directory, not a station file", path)
         if not stat.S_ISREG(mode):
-            raise OSError(0, "not a regular file (a device, pipe or socket?)", path)
-        data = f.read(limits.max_bytes + 1)
+            raise OSError(errno.EINVAL, "not a regular file (a device, pipe or socket?)", path)
+        data = b""
+        while len(data) <= limits.max_bytes:
+            chunk = os.read(fd, limits.max_bytes + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
     if len(data) > limits.max_bytes:
         head = data[: limits.max_bytes]
         line = head.count(b"\n") + 1
@@ -277,13 +287,19 @@ class _Builder:
                                "numbers, text, lists and mappings; remove the tag")  # fmt: skip
 
     def _scalar(self, node: ScalarNode, path: Path) -> Any:
+        limits = self.budget.limits
         if node.tag not in _SCALAR_TAGS:
             self._unsupported_tag(node, path)
             return None
-        if node.tag in _NUMBER_TAGS and len(node.value) > self.budget.limits.max_number_chars:
-            self.issue(node, path, f"a number written with more than "
-                                   f"{self.budget.limits.max_number_chars} characters (the "
-                                   "limit); no station setting needs one")  # fmt: skip
+        if node.tag in _NUMBER_TAGS and len(node.value) > limits.max_number_chars:
+            # int() of 5000 digits raises; of 4000 it takes time: never convert one.
+            chars = limits.max_number_chars
+            self.issue(node, path, f"a number written with more than {chars} characters "
+                                   "(the limit); no station setting needs one")  # fmt: skip
+            return None
+        if len(node.value) > limits.max_text_chars:
+            self.issue(node, path, f"a value longer than {limits.max_text_chars} characters "
+                                   "(the limit); no station setting needs one")  # fmt: skip
             return None
         value = self.loader.construct_object(node, deep=True)
         if isinstance(value, float) and not math.isfinite(value):
@@ -343,14 +359,24 @@ def load_yaml(
     budget = budget or Budget(DEFAULT_LIMITS, file)
     try:
         loader = StationLoader(text, budget)
-    except yaml.YAMLError as exc:  # the reader rejects control characters up front
-        return None, {}, [ConfigIssue(file, None, None, "", f"not a YAML text file: {exc}")]
+    except yaml.reader.ReaderError as exc:  # the reader rejects control characters up front
+        return None, {}, [_unprintable(text, file, exc)]
     try:
         return _load(loader, file)
     except LimitExceeded as exc:
         return None, {}, [exc.issue]
     finally:
         loader.dispose()
+
+
+def _unprintable(text: str, file: str, exc: yaml.reader.ReaderError) -> ConfigIssue:
+    pos = exc.position
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    return ConfigIssue(file, line, col, "", f"not a text file: control character 0x{code:02x} "
+                                            "(a station file is plain text: is this the "
+                                            "right file?)")  # fmt: skip
 
 
 def _load(loader: StationLoader, file: str) -> tuple[Any, Positions, list[ConfigIssue]]:
