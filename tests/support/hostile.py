@@ -24,7 +24,10 @@ class Hostile:
 
 
 def _text(text: str) -> Callable[[Path], None]:
-    return lambda p: p.write_text(text, encoding="utf-8")
+    def write(p: Path) -> None:
+        p.write_text(text, encoding="utf-8")
+
+    return write
 
 
 def _example_with(old: str, new: str) -> Callable[[Path], None]:
