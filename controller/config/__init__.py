@@ -45,7 +45,7 @@ __all__ = [
 #: needs fixing as a whole, not ten thousand lines of report.
 MAX_REPORTED_ISSUES = 100
 #: A message quoting a value the technician wrote is cut to this length.
-MAX_MESSAGE_CHARS = 300
+MAX_MESSAGE_CHARS = 400
 
 
 def load_config(path: str | FsPath, *, limits: Limits = DEFAULT_LIMITS) -> StationConfig:
@@ -174,7 +174,8 @@ def _found(value: Any) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
-        # str() of a huge int is slow, and refused beyond 4300 digits: never convert it.
+        if value.bit_length() < 14_000:  # str() refuses more than 4300 digits
+            return f"an integer of {len(str(abs(value)))} digits"
         return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
     if isinstance(value, str) and len(value) > 60:
         return repr(value[:57]) + f"... ({len(value)} characters)"

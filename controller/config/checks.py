@@ -238,11 +238,10 @@ def span_problems(point: PointConfig) -> list[tuple[str, str]]:
             (
                 "raw_at_4ma",
                 f"a broken 4-20 mA loop would read as a good {at_limit:.2f}{unit}, not as a "
-                f"wire break: below {WIRE_BREAK_MA} mA the module's count goes "
-                f"{'under' if rising else 'over'} {below:g}, which a {point.type} register "
-                f"cannot hold (it stops at {limit}). Check raw_at_4ma and raw_at_20ma against "
-                "the module's manual, and the point's type (a module that reports currents "
-                "below 4 mA as negative counts is read as int16)",
+                f"wire break: below {WIRE_BREAK_MA} mA the count would go "
+                f"{'under' if rising else 'over'} {below:g}, past what a {point.type} register "
+                f"holds ({limit}). Check raw_at_4ma and raw_at_20ma in the module's manual, "
+                "and the type (int16 if it reports negative counts)",
             )
         )
     return out
