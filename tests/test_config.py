@@ -539,3 +539,18 @@ def test_the_time_budget_is_a_parameter(tmp_path: Path) -> None:
     (issue,) = info.value.issues
     assert "longer than 0 s (the time limit)" in issue.message
     assert load_config(EXAMPLE_CONFIG, limits=Limits(time_budget_s=5.0)).pumps
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [("!!int address", "'address' is not a valid int"), ("!!bool maybe", "not a valid bool"),
+     ("!!float x", "not a valid float"), ("0x_", "'0x_' is not a valid int")],
+)  # fmt: skip
+def test_a_value_that_is_not_what_its_tag_says_is_an_issue_not_a_crash(
+    value: str, words: str
+) -> None:
+    text = EXAMPLE_TEXT.replace("    slave_id: 2", f"    slave_id: {value}")
+    (issue,) = _issues(text)
+    assert issue.path == "devices.flow_meter.slave_id"
+    assert words in issue.message
+    assert issue.line == _line_of(text, "slave_id: " + value.split(maxsplit=1)[0])

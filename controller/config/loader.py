@@ -301,7 +301,14 @@ class _Builder:
             self.issue(node, path, f"a value longer than {limits.max_text_chars} characters "
                                    "(the limit); no station setting needs one")  # fmt: skip
             return None
-        value = self.loader.construct_object(node, deep=True)
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except (ValueError, KeyError, TypeError, OverflowError):
+            # An explicit tag on text that is not of its type (``!!int address``,
+            # ``!!bool maybe``), or a number with no digits in it (``0x_``).
+            kind = node.tag.replace(_TAG, "")
+            self.issue(node, path, f"{node.value!r} is not a valid {kind} (tag !!{kind})")
+            return None
         if isinstance(value, float) and not math.isfinite(value):
             self.issue(node, path, f"must be a finite number; found {node.value}")
         return value
