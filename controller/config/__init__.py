@@ -38,7 +38,7 @@ __all__ = [
     "StationConfig",
     "load_config",
     "parse_config",
-    "read_station_text",
+    "read_config_text",
 ]
 
 #: More errors than this are summed up in one line: a file of ten thousand unknown keys
@@ -53,8 +53,13 @@ def load_config(path: str | FsPath, *, limits: Limits = DEFAULT_LIMITS) -> Stati
     every problem (never another exception for anything the file holds)."""
     name = str(path)
     budget = Budget(limits, name)
+    return _parse(read_config_text(name, limits), name, budget)
+
+
+def read_config_text(name: str, limits: Limits = DEFAULT_LIMITS) -> str:
+    """The station file's text, read within ``limits``; ConfigError saying why it cannot be."""
     try:
-        text = read_station_text(name, limits)
+        return read_station_text(name, limits)
     except FileNotFoundError as exc:
         raise ConfigError(name, [ConfigIssue(name, None, None, "", "file not found")]) from exc
     except LimitExceeded as exc:
@@ -67,7 +72,6 @@ def load_config(path: str | FsPath, *, limits: Limits = DEFAULT_LIMITS) -> Stati
     except OSError as exc:
         why = exc.strerror or str(exc)
         raise ConfigError(name, [ConfigIssue(name, None, None, "", f"cannot read: {why}")]) from exc
-    return _parse(text, name, budget)
 
 
 def parse_config(

@@ -28,9 +28,8 @@ from controller.config import (
     Limits,
     StationConfig,
     parse_config,
-    read_station_text,
+    read_config_text,
 )
-from controller.config.loader import LimitExceeded
 from controller.errors import ConfigIssue
 
 #: Memory the child may use on top of what the interpreter and its imports took.
@@ -54,7 +53,7 @@ async def load_config_isolated(
 ) -> StationConfig:
     """The station in ``path``, checked in a child process first; ConfigError if the file
     is invalid, too costly to read, or the check could not be run."""
-    text = await asyncio.to_thread(_read, path, limits)
+    text = await asyncio.to_thread(read_config_text, path, limits)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "controller.config.isolated",
         "--memory-mb", str(memory_mb), "--time-budget-s", str(limits.time_budget_s), path,
@@ -82,17 +81,6 @@ async def load_config_isolated(
         raise _refused(path, f"the check of the file failed (exit {proc.returncode}: "
                              f"{why[0][:200]}); the file is refused")  # fmt: skip
     return await asyncio.to_thread(parse_config, text, path, limits=limits)
-
-
-def _read(path: str, limits: Limits) -> str:
-    try:
-        return read_station_text(path, limits)
-    except LimitExceeded as exc:
-        raise ConfigError(path, [exc.issue]) from exc
-    except FileNotFoundError as exc:
-        raise _refused(path, "file not found") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _refused(path, f"cannot read: {exc}") from exc
 
 
 def _refused(path: str, message: str) -> ConfigError:

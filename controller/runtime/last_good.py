@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from controller.config import ConfigError, StationConfig, parse_config, read_station_text
-from controller.config.loader import LimitExceeded
+from controller.config import ConfigError, StationConfig, parse_config
+from controller.config.loader import LimitExceeded, read_station_text
 from controller.logs import get_logger
 
 log = get_logger(__name__)
