@@ -100,3 +100,25 @@ async def test_the_child_has_a_deadline() -> None:
     with pytest.raises(ConfigError) as info:
         await load_config_isolated(str(EXAMPLE_CONFIG), timeout_s=0.01)
     assert "took longer than 0.01 s" in str(info.value)
+
+
+def test_without_rlimit_the_child_still_ends_past_its_memory_budget() -> None:
+    """The unit's SystemCallFilter=~@resources refuses setrlimit: the resident-memory
+    watcher alone must then end a child that grows past its budget."""
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import resource, time\n"
+        "from controller.config import isolated\n"
+        "def refused(*args): raise PermissionError(1, 'Operation not permitted')\n"
+        "resource.setrlimit = refused  # as under seccomp's EPERM\n"
+        "isolated.limit_memory(20)\n"
+        "grown = [b'x' * (1 << 20) for _ in range(200)]\n"
+        "time.sleep(30)\n"
+    )
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], timeout=60, check=False)
+    assert proc.returncode == 3  # EXIT_OUT_OF_MEMORY
+    assert time.monotonic() - started < 20

@@ -6,8 +6,9 @@ inside the daemon, reached 1.27 GB RSS and cost 4 ticks. The parser is bounded n
 but the reload still runs it in a child process first, with an address-space limit
 (RLIMIT_AS) and a deadline after which the child is killed: whatever the file does to
 the parser, it does it to the child, and the daemon's memory and event loop never see
-it. Only a file the child accepted is parsed again, in a thread, by the daemon: the
-same bytes, known by then to parse quickly.
+it. (Under the unit, where setrlimit is filtered out, the child watches its own
+resident memory instead.) Only a file the child accepted is parsed again, in a thread,
+by the daemon: the same bytes, known by then to parse quickly.
 
 Run as ``python -m controller.config.isolated --memory-mb N --time-budget-s S NAME``
 with the station text on stdin; exit 0 when valid, 2 with the issues as JSON on stdout.
@@ -17,9 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import resource
 import sys
+import threading
+import time
 from dataclasses import asdict, replace
 
 from controller.config import (
@@ -38,6 +43,9 @@ RELOAD_MEMORY_MB = 256
 RELOAD_LIMITS = replace(DEFAULT_LIMITS, time_budget_s=5.0)
 #: ... and ours for the whole child, interpreter start included (slow on a Pi 3).
 RELOAD_TIMEOUT_S = 30.0
+
+#: How often the child looks at its resident memory when RLIMIT_AS is not available.
+RSS_CHECK_S = 0.01
 
 EXIT_VALID = 0
 EXIT_INVALID = 2
@@ -97,12 +105,34 @@ def _issues(out: bytes, path: str) -> list[ConfigIssue]:
 # -- the child --------------------------------------------------------------------------
 
 
-def _limit_memory(extra_mb: int) -> None:
-    """Allow ``extra_mb`` of address space beyond what this process maps already."""
+def _statm_bytes() -> tuple[int, int]:
+    """(address space, resident set) of this process, in bytes."""
     with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[0])
-    limit = pages * resource.getpagesize() + extra_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        size, resident = (int(v) for v in f.read().split()[:2])
+    return size * resource.getpagesize(), resident * resource.getpagesize()
+
+
+def limit_memory(extra_mb: int) -> None:
+    """Allow this process ``extra_mb`` of memory beyond what it uses already.
+
+    RLIMIT_AS makes an allocation past the budget fail at once. Under the unit's
+    ``SystemCallFilter=~@resources`` setrlimit is refused (EPERM), so a watcher thread
+    also ends the process when its resident memory passes the budget.
+    """
+    extra = extra_mb * 1024 * 1024
+    resident = _statm_bytes()[1]
+    # The watcher first: its stack is address space the limit would not leave it.
+    threading.Thread(target=_watch_resident, args=(resident + extra,), daemon=True).start()
+    size = _statm_bytes()[0]
+    with contextlib.suppress(OSError):
+        resource.setrlimit(resource.RLIMIT_AS, (size + extra, size + extra))
+
+
+def _watch_resident(limit: int) -> None:
+    while True:
+        if _statm_bytes()[1] > limit:
+            os._exit(EXIT_OUT_OF_MEMORY)
+        time.sleep(RSS_CHECK_S)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-budget-s", type=float, required=True)
     p.add_argument("name", help="the file name the issues are reported under")
     args = p.parse_args(argv)
-    _limit_memory(args.memory_mb)
+    limit_memory(args.memory_mb)
     limits = replace(DEFAULT_LIMITS, time_budget_s=args.time_budget_s)
     try:
         text = sys.stdin.buffer.read(limits.max_bytes + 1).decode("utf-8")
