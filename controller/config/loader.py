@@ -241,6 +241,8 @@ class _Builder:
         self.file = file
         self.positions: Positions = {}
         self.issues: list[ConfigIssue] = []
+        #: the nodes being built, outermost first: an alias back into one is a cycle
+        self.expanding: set[int] = set()
 
     def issue(self, node: Node, path: Path, message: str) -> None:
         line, col = _mark(node)
@@ -267,6 +269,18 @@ class _Builder:
     def build(self, node: Node, path: Path) -> Any:
         self._count(node, path)
         self.positions.setdefault(path, _mark(node))
+        if id(node) in self.expanding:
+            # ``a: &a [*a]`` or ``a: &a {<<: *a}``: the merge never gets deeper, so
+            # only this catches it before Python's stack runs out.
+            self.issue(node, path, "refers to itself through an alias (*name inside &name)")
+            return None
+        self.expanding.add(id(node))
+        try:
+            return self._build(node, path)
+        finally:
+            self.expanding.discard(id(node))
+
+    def _build(self, node: Node, path: Path) -> Any:
         if isinstance(node, MappingNode):
             if node.tag != _TAG + "map":
                 self._unsupported_tag(node, path)

@@ -71,7 +71,8 @@ HOSTILE: list[Hostile] = [
     Hostile("alias bomb in a key", _text(laughs(3, 3) + "? *a2\n: 1\n"), "plain name"),
     Hostile("merge-key bomb", _text(merge_bomb(40)), "(the limit)"),
     Hostile("many aliases", _text("a: &a 1\nb: [" + ", ".join(["*a"] * 500) + "]\n"), "aliases"),
-    Hostile("recursive alias", _text("a: &a [*a]\n"), "levels deep"),
+    Hostile("recursive alias", _text("a: &a [*a]\n"), "refers to itself"),
+    Hostile("recursive merge", _text("a: &a {<<: *a}\n"), "refers to itself"),
     Hostile(
         "alias chain",
         _text("c0: &c0 [1]\n" + "".join(f"c{i}: &c{i} [*c{i - 1}]\n" for i in range(1, 90))),
