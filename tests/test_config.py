@@ -459,7 +459,16 @@ def test_exponent_numbers_need_no_dot_and_times_of_day_need_no_quotes() -> None:
     assert pm.ramp_bar_per_min == pytest.approx(0.2)
     assert pm.schedule[0].at == "22:00"  # YAML 1.1 would have read the integer 1320
     # Only our loader reads YAML this way: the library's own stays standard.
-    assert yaml.safe_load("a: 1e-3\nb: 22:00") == {"a": "1e-3", "b": 1320}
+    assert yaml.safe_load("a: 1e-3\nb: 22:00\nc: 010") == {"a": "1e-3", "b": 1320, "c": 8}
+
+
+@pytest.mark.parametrize(("written", "value"), [("0100", 100), ("0o17", 15), ("0x1F", 31),
+                                                ("0b11", 3), ("1_000", 1000)])  # fmt: skip
+def test_a_leading_zero_is_decimal_as_in_yaml_1_2(written: str, value: int) -> None:
+    text = EXAMPLE_TEXT.replace("        address: 4114", f"        address: {written}")
+    assert text != EXAMPLE_TEXT
+    point = parse_config(text).devices["flow_meter"].points["volume_total"]
+    assert point.address == value  # YAML 1.1 read 0100 as 64: another register
 
 
 def test_a_tag_is_refused_by_name_where_it_stands() -> None:

@@ -148,16 +148,28 @@ def read_station_text(path: str, limits: Limits = DEFAULT_LIMITS) -> str:
 
 # -- YAML: the resolver, composer and constructor of a station file -------------------------
 
-# YAML 1.1 numbers without two traps: base-60 (``22:00`` is the time of day a technician
-# wrote, not the integer 1320) and floats that need a dot (``1e-9`` is a number, as in
-# YAML 1.2 and JSON, not the string "1e-9").
+# YAML 1.1 numbers without three traps, as in YAML 1.2: base 60 (``22:00`` is the time
+# of day a technician wrote, not the integer 1320), octal by a leading zero (``address:
+# 0100`` is register 100, not 64; octal is written ``0o100``) and floats that need a dot
+# (``1e-9`` is a number, not the string "1e-9").
 _INT = re.compile(
     r"""^(?:[-+]?0b[0-1_]+
-    |[-+]?0[0-7_]+
-    |[-+]?(?:0|[1-9][0-9_]*)
+    |[-+]?0o[0-7_]+
+    |[-+]?[0-9][0-9_]*
     |[-+]?0x[0-9a-fA-F_]+)$""",
     re.X,
 )
+_INT_BASES = {"0b": 2, "0o": 8, "0x": 16}
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    sign = -1 if text.startswith("-") else 1
+    text = text.lstrip("+-")
+    base = _INT_BASES.get(text[:2].lower(), 10)
+    return sign * int(text[2:] if base != 10 else text, base)
+
+
 _FLOAT = re.compile(
     r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
     |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
@@ -228,6 +240,10 @@ class StationLoader(yaml.SafeLoader):
             return node
         finally:
             self.depth -= 1
+
+
+# add_constructor copies the table into our class first: yaml.SafeLoader is unchanged.
+StationLoader.add_constructor(_TAG + "int", _construct_int)
 
 
 class _Builder:
