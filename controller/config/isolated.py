@@ -64,7 +64,7 @@ async def load_config_isolated(
     text = await asyncio.to_thread(read_config_text, path, limits)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "controller.config.isolated",
-        "--memory-mb", str(memory_mb), "--time-budget-s", str(limits.time_budget_s), path,
+        "--memory-mb", str(memory_mb), "--time-budget-s", str(limits.time_budget_s), "--", path,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
