@@ -106,6 +106,13 @@ def _parse(text: str, file: str, budget: Budget) -> StationConfig:
             )
             issues.extend(_cross_check_despite(data, exc, file, positions))
             raise ConfigError(file, _report(issues)) from None
+        except Exception as exc:
+            # A validator that let something other than ValueError escape (ZoneInfo
+            # raises IsADirectoryError for timezone: Asia): still a refusal, never a
+            # crash of check, run or outputs-off.
+            issue = ConfigIssue(file, 1, 1, "", f"the file could not be checked "
+                                f"({type(exc).__name__}: {exc}); please report this")  # fmt: skip
+            raise ConfigError(file, [*issues, issue]) from exc
         budget.check_time(None)
         for path, message in cross_check(cfg):
             issues.append(_located(file, positions, path, message))

@@ -333,9 +333,9 @@ class _Builder:
             return None
         try:
             value = self.loader.construct_object(node, deep=True)
-        except (ValueError, KeyError, TypeError, OverflowError):
+        except (ValueError, LookupError, TypeError, OverflowError):
             # An explicit tag on text that is not of its type (``!!int address``,
-            # ``!!bool maybe``), or a number with no digits in it (``0x_``).
+            # ``!!bool maybe``, ``!!float _``), or a number with no digits (``0x_``).
             kind = node.tag.replace(_TAG, "")
             self.issue(node, path, f"{node.value!r} is not a valid {kind} (tag !!{kind})")
             return None
