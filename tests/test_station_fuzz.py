@@ -19,6 +19,7 @@ from tests.support.hostile import EXAMPLE_TEXT
 TOKENS = [
     "&a ", "*a", "<<: *a", "<<: [*a, *a]", "[", "]", "{", "}", ": ", "- ", "\n", "  ", "? ",
     "!!python/object:os.system ", "!!binary ", "!!set ", "!custom ", "!!str ", "!!int ",
+    "!!float ", "!!bool ", "!!null ", "_", "Asia", "0b", "-",
     ".inf", "-.inf", ".nan", "1e999", "9" * 60, "1e-9", "0x1F", "0o17", "22:00", "~", "null",
     "yes", "'", '"', "#", "\t", "\x00", "\x85", "é", "%YAML 1.1\n", "---\n", "...\n", "|\n",
     ">-\n", "x" * 5000, "[" * 80, "{a: " * 80,
