@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from controller.commands._station import EXIT_CONFIG, load_or_report
+from controller.commands._station import EXIT_CONFIG
+from controller.config import DEFAULT_LIMITS, ConfigError, StationConfig, load_config
 from controller.errors import BoosterError
 
 EXIT_NOT_SAFE = 1
@@ -35,8 +37,14 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run)
 
 
+#: Time for reading each station file (the current one, then the last good copy): with
+#: the interpreter's start and the GPIO work, well inside the unit's 10 s stop timeout.
+LOAD_BUDGET_S = 2.5
+LIMITS = replace(DEFAULT_LIMITS, time_budget_s=LOAD_BUDGET_S)
+
+
 def run(args: argparse.Namespace) -> int:
-    cfg = load_or_report(args.config)
+    cfg = _load(args.config)
     if cfg is None:
         # A broken file must not leave the pumps running: the daemon's last good copy
         # names the same relays (a relay rewired since is in neither file anyway).
@@ -47,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             print("boosterd outputs-off: relays NOT switched off: no valid station file",
                   file=sys.stderr)  # fmt: skip
             return EXIT_CONFIG
-        cfg = load_or_report(str(fallback))
+        cfg = _load(str(fallback))
         if cfg is None:
             return EXIT_CONFIG
         print(f"boosterd outputs-off: {args.config} is invalid; using {fallback}, "
@@ -62,3 +70,16 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_NOT_SAFE
     print(f"boosterd outputs-off: {len(relays)} relays off ({', '.join(relays)})")
     return 0
+
+
+def _load(path: str) -> StationConfig | None:
+    """The station, or None after saying why. Whatever goes wrong (a bug in the parser
+    included: MemoryError, RecursionError...), the caller still gets to the fallback."""
+    try:
+        return load_config(path, limits=LIMITS)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+    except Exception as exc:  # the pumps matter more than the cause
+        why = f"{type(exc).__name__}: {exc}"[:300]
+        print(f"boosterd outputs-off: {path} cannot be read: {why}", file=sys.stderr)
+    return None

@@ -5,7 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from controller.config.loader import Path
-from controller.config.schema import StationConfig
+from controller.config.schema import PointConfig, StationConfig
+
+# drivers.modbus imports controller.config.schema, so its modules are imported where
+# used: importing a driver first must not find this package half initialised.
+
+#: The values each integer register type can hold; a float32 holds any current.
+_INT_RANGE: dict[str, tuple[int, int]] = {
+    "int16": (-(2**15), 2**15 - 1),
+    "uint16": (0, 2**16 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "uint32": (0, 2**32 - 1),
+}
 
 
 def unreadable(path: str) -> str | None:
@@ -174,6 +185,91 @@ def cross_check(cfg: StationConfig) -> list[tuple[Path, str]]:
                 "(or set protections.dry_run.suction_min_bar to 0 to disable it knowingly)",
             )
         )
+    errors.extend(_span_checks(cfg))
+    errors.extend(_poll_fit_checks(cfg))
+    return errors
+
+
+def _span_checks(cfg: StationConfig) -> list[tuple[Path, str]]:
+    errors: list[tuple[Path, str]] = []
+    for dev_name, dev in cfg.devices.items():
+        for point_name, point in dev.points.items():
+            path: Path = ("devices", dev_name, "points", point_name, "span_4_20ma")
+            errors.extend(((*path, field), msg) for field, msg in span_problems(point))
+    return errors
+
+
+def span_problems(point: PointConfig) -> list[tuple[str, str]]:
+    """(field, message) for a 4-20 mA span the point's register type cannot carry.
+
+    A broken loop (0 mA) must read as a wire break, never as a good value: some count
+    meaning less than WIRE_BREAK_MA has to exist in the register's type. With
+    ``type: uint16`` and ``raw_at_4ma: 0`` the module's lowest count means 4 mA, so a
+    cut cable reads a good 0.00 bar and the high-pressure cutout is blind.
+    """
+    from drivers.modbus.codec import WIRE_BREAK_MA
+
+    span = point.span_4_20ma
+    if span is None or point.type not in _INT_RANGE:
+        return []
+    lo, hi = _INT_RANGE[point.type]
+    out: list[tuple[str, str]] = []
+    for field in ("raw_at_4ma", "raw_at_20ma"):
+        raw = getattr(span, field)
+        if not lo <= raw <= hi:
+            out.append((field, f"{raw:g} cannot be read from a {point.type} register "
+                               f"(it holds {lo} to {hi}): check the module's manual "
+                               "and the point's type"))  # fmt: skip
+    if out:
+        return out
+
+    def current_ma(raw: float) -> float:
+        return 4.0 + 16.0 * (raw - span.raw_at_4ma) / (span.raw_at_20ma - span.raw_at_4ma)
+
+    rising = span.raw_at_20ma > span.raw_at_4ma
+    limit = lo if rising else hi  # the count that means the least current
+    if current_ma(limit) >= WIRE_BREAK_MA:
+        unit = f" {point.unit}" if point.unit else ""
+        at_limit = span.eng_at_4ma + (current_ma(limit) - 4.0) / 16.0 * (
+            span.eng_at_20ma - span.eng_at_4ma
+        )
+        below = span.raw_at_4ma - (span.raw_at_20ma - span.raw_at_4ma) * (4.0 - WIRE_BREAK_MA) / 16
+        out.append(
+            (
+                "raw_at_4ma",
+                f"a broken 4-20 mA loop would read as a good {at_limit:.2f}{unit}, not as a "
+                f"wire break: below {WIRE_BREAK_MA} mA the count would go "
+                f"{'under' if rising else 'over'} {below:g}, past what a {point.type} register "
+                f"holds ({limit}). Check raw_at_4ma and raw_at_20ma in the module's manual, "
+                "and the type (int16 if it reports negative counts)",
+            )
+        )
+    return out
+
+
+def _poll_fit_checks(cfg: StationConfig) -> list[tuple[Path, str]]:
+    """A serial bus must read every point polled each tick within one tick, or control
+    runs on older values than it believes and acquisition falls ever further behind."""
+    from drivers.modbus.plan import build_plan
+
+    errors: list[tuple[Path, str]] = []
+    tick = cfg.control.tick_s
+    for bp in build_plan(cfg).buses:
+        if bp.bus.type != "rtu":
+            continue  # over TCP the serial side's speed is the gateway's, unknown here
+        fast = [b for b in bp.blocks if b.period_s <= tick]
+        fast_s = sum(bp.block_time_s(b) for b in fast)
+        if fast_s > tick:
+            errors.append(
+                (
+                    ("buses", bp.name),
+                    f"reading the points polled every tick takes about {fast_s * 1000:.0f} ms "
+                    f"on this bus ({len(fast)} block reads at {bp.bus.baudrate} baud), longer "
+                    f"than the {tick * 1000:.0f} ms control tick: raise the baud rate, move "
+                    "points control does not need each tick to a slower poll class, or "
+                    "lengthen control.tick_s",
+                )
+            )
     return errors
 
 

@@ -26,7 +26,8 @@ from typing import Any, Protocol
 
 from controller import __version__
 from controller.aio import wait_any, wait_event
-from controller.config import ConfigError, StationConfig, load_config
+from controller.config import ConfigError, StationConfig
+from controller.config.isolated import load_config_isolated
 from controller.control.core import ControlCore, ControlOutputs
 from controller.dashboard import headline
 from controller.errors import BoosterError
@@ -405,7 +406,9 @@ class Daemon:
         if self.config_path is None:
             return False
         try:
-            new = await asyncio.to_thread(load_config, self.config_path)
+            # In a child process with a memory and time budget: whatever the file holds,
+            # the control loop keeps its ticks and the daemon its memory.
+            new = await load_config_isolated(self.config_path)
         except ConfigError as exc:
             self.reload_errors += 1
             log.error(
@@ -413,6 +416,11 @@ class Daemon:
                 file=self.config_path,
                 errors=[str(i) for i in exc.issues],
             )
+            return False
+        except OSError as exc:  # no process could be started (out of memory, pids)
+            self.reload_errors += 1
+            log.error("reload could not check the file; the running configuration stays",
+                      file=self.config_path, error=str(exc))  # fmt: skip
             return False
         old = self.cfg
         try:

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from controller.config import ConfigError, StationConfig, parse_config
+from controller.config.loader import LimitExceeded, read_station_text
 from controller.logs import get_logger
 
 log = get_logger(__name__)
@@ -38,14 +39,14 @@ def remember(config_path: str, running: StationConfig) -> Path | None:
     if target is None:
         return None
     try:
-        text = Path(config_path).read_text(encoding="utf-8")
+        text = read_station_text(config_path)
         if parse_config(text, config_path) != running:
             return None  # edited since it was loaded: not the configuration that runs
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, target)
-    except (OSError, ConfigError) as exc:
+    except (OSError, UnicodeDecodeError, LimitExceeded, ConfigError) as exc:
         log.warning("last good station file not kept", file=str(target), error=str(exc))
         return None
     return target
