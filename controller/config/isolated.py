@@ -37,8 +37,10 @@ from controller.config import (
 )
 from controller.errors import ConfigIssue
 
-#: Memory the child may use on top of what the interpreter and its imports took.
-RELOAD_MEMORY_MB = 256
+#: Memory the child may use on top of what the interpreter and its imports took (~45 MB).
+#: The child runs in the unit's cgroup beside the daemon (~50 MB): both must stay inside
+#: its MemoryMax=256M. The bounded parser never needs more than ~10 MB for a 1 MiB file.
+RELOAD_MEMORY_MB = 128
 #: The child's own deadline for the parse (it reports a located time-limit issue) ...
 RELOAD_LIMITS = replace(DEFAULT_LIMITS, time_budget_s=5.0)
 #: ... and ours for the whole child, interpreter start included (slow on a Pi 3).

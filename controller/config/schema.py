@@ -87,7 +87,8 @@ class SiteConfig(_Model):
 
         try:
             ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+            # OSError: a name such as 'Asia' is a directory of the zone database.
             raise ValueError(
                 f"unknown time zone {self.timezone!r} (use an IANA name such as 'Asia/Jakarta')"
             ) from exc

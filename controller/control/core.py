@@ -35,7 +35,7 @@ def _wall_clock(timezone: str) -> Callable[[], tuple[int, float]]:
     """Weekday and hour of day now in the station's time zone (schedules use it)."""
     try:
         zone: tzinfo = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         zone = UTC
 
     def local() -> tuple[int, float]:
