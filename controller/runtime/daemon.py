@@ -20,7 +20,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -88,6 +88,35 @@ class Episode:
         return self.active
 
 
+class DurableCommandTarget:
+    """The control core as SCADA and the status socket command it: a new mode, manual
+    pump or setpoint is on disk before the command's reply says ok, so a power cut right
+    after an operator's ``off`` cannot restart the pumps. Costs one small fsync'd write
+    per accepted command (commands are operator actions: a few per day)."""
+
+    def __init__(self, core: ControlCore, save: Callable[[], None]) -> None:
+        self.core = core
+        self.save = save
+
+    def set_setpoint(self, bar: float) -> None:
+        self.core.set_setpoint(bar)
+        self.save()
+
+    def set_mode(self, mode: str) -> None:
+        self.core.set_mode(mode)
+        self.save()
+
+    def pump(self, name: str, on: bool) -> None:
+        self.core.pump(name, on)
+        self.save()
+
+    def ack(self, alarm_id: str | None = None) -> list[str]:
+        return self.core.ack(alarm_id)
+
+    def set_pressure_management(self, data: Mapping[str, Any] | None) -> None:
+        self.core.set_pressure_management(data)
+
+
 class Daemon:
     """One station's controller. ``await Daemon(...).run()`` returns the exit code."""
 
@@ -119,7 +148,7 @@ class Daemon:
             max_pending=cfg.buffer.max_pending,
         )
         self.commands = CommandProcessor(
-            self.core,
+            DurableCommandTarget(self.core, self._save_state),
             max_age_s=cfg.uplink.command_max_age_s,
         )
         self.uplink: Uplink | None = None

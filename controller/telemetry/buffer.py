@@ -94,6 +94,9 @@ class _Stream:
     acked: int = 0
     #: The highest seq handed to the uplink from memory, i.e. never committed first.
     from_memory: int = 0
+    #: While the disk refuses writes, the last row delivered from memory: committed
+    #: again and again when nothing else waits, to learn when the disk takes rows again.
+    probe: Row | None = None
 
     def waiting(self) -> list[Row]:
         return [*self.inflight, *self.pending]
@@ -291,7 +294,10 @@ class SampleBuffer:
     async def _flush(self) -> int:
         streams = (self._samples, self._alarms)
         if not any(s.pending for s in streams):
-            return 0
+            probe = self._samples.probe if self.write_error is not None else None
+            if probe is None:
+                return 0
+            self._samples.pending = [probe]
         for s in streams:
             s.inflight, s.pending = s.pending, []
         batches = [s.inflight for s in streams]
@@ -306,6 +312,7 @@ class SampleBuffer:
         finally:
             for s in streams:
                 s.inflight = []
+        self._samples.probe = None
         return sum(len(b) for b in batches)
 
     def _commit(self, batches: list[list[Row]]) -> None:
@@ -412,7 +419,7 @@ class SampleBuffer:
         """Flush; a disk error keeps the rows for the next interval and is logged once
         when it starts and once when it ends, not every second."""
         try:
-            await self.flush()
+            written = await self.flush()
         except (sqlite3.Error, OSError) as exc:
             if self.write_error is None:
                 log.error("buffer cannot write; samples wait in memory and go out live",
@@ -420,7 +427,7 @@ class SampleBuffer:
                           pending=len(self._pending))  # fmt: skip
             self.write_error = str(exc)
             return
-        if self.write_error is not None:
+        if self.write_error is not None and written:
             log.info("buffer writable again", pending=len(self._pending))
             self.write_error = None
             await self._call(self._release_live)
@@ -489,6 +496,9 @@ class SampleBuffer:
     async def _delete(self, stream: _Stream, seq: int) -> int:
         stream.acked = max(stream.acked, seq)
         # Delivered from memory: no need to write them any more.
+        delivered = [r for r in stream.pending if r[0] <= seq]
+        if delivered and self.write_error is not None:
+            stream.probe = delivered[-1]
         stream.pending[:] = [r for r in stream.pending if r[0] > seq]
         return await self._call(self._quick, f"DELETE FROM {stream.table} WHERE seq <= ?", seq)
 
