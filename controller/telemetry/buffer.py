@@ -92,6 +92,10 @@ class _Stream:
     #: The batch being committed right now (still readable from memory meanwhile).
     inflight: list[Row] = field(default_factory=list)
     acked: int = 0
+    #: Rows up to here are still in the file though delivered: deleted in the next
+    #: commit's transaction, which touches the same pages anyway (half the card writes
+    #: of a transaction of their own per delivery).
+    deleted: int = 0
     #: The highest seq handed to the uplink from memory, i.e. never committed first.
     from_memory: int = 0
     #: While the disk refuses writes, the last row delivered from memory: committed
@@ -220,7 +224,7 @@ class SampleBuffer:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit is fsynced before it returns, so whatever the uplink reads (and
-        # SCADA may then hold) survives a power cut. Deletes switch to NORMAL (_quick).
+        # SCADA may then hold) survives a power cut. Evictions use NORMAL (_quick).
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(SCHEMA)
         for table in ("samples", "alarms"):
@@ -293,16 +297,18 @@ class SampleBuffer:
 
     async def _flush(self) -> int:
         streams = (self._samples, self._alarms)
+        deletes = [s.acked if s.acked > s.deleted else 0 for s in streams]
         if not any(s.pending for s in streams):
             probe = self._samples.probe if self.write_error is not None else None
-            if probe is None:
+            if probe is not None:
+                self._samples.pending = [probe]
+            elif not any(deletes):
                 return 0
-            self._samples.pending = [probe]
         for s in streams:
             s.inflight, s.pending = s.pending, []
         batches = [s.inflight for s in streams]
         try:
-            await self._call(self._commit, batches)
+            await self._call(self._commit, batches, deletes)
         except BaseException:
             for s in streams:
                 # Keep them for the next attempt, except what the broker already has.
@@ -312,16 +318,20 @@ class SampleBuffer:
         finally:
             for s in streams:
                 s.inflight = []
+        for s, upto in zip(streams, deletes, strict=True):
+            s.deleted = max(s.deleted, upto)
         self._samples.probe = None
         return sum(len(b) for b in batches)
 
-    def _commit(self, batches: list[list[Row]]) -> None:
+    def _commit(self, batches: list[list[Row]], deletes: list[int]) -> None:
         streams = (self._samples, self._alarms)
         self._reserve([(s, b[-1][0]) for s, b in zip(streams, batches, strict=True) if b])
         db = self._conn()
         with db:
             db.execute("BEGIN")
-            for stream, batch in zip(streams, batches, strict=True):
+            for stream, batch, upto in zip(streams, batches, deletes, strict=True):
+                if upto:
+                    db.execute(f"DELETE FROM {stream.table} WHERE seq <= ?", (upto,))
                 if not batch:
                     continue
                 db.executemany(
@@ -330,7 +340,8 @@ class SampleBuffer:
                 )
                 top = max(batch[-1][0], stream.from_memory)
                 db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (stream.meta_key, top))
-        self.rows += len(batches[0])
+        # Rows delivered from memory meanwhile (disk errors) are not backlog.
+        self.rows += sum(1 for r in batches[0] if r[0] > self._samples.acked)
         self.commits += 1
         # The batch is on disk now: an eviction failing must not send it back to the queue.
         try:
@@ -364,8 +375,8 @@ class SampleBuffer:
         return self._reserve([(stream, top)], live=True)
 
     def _quick(self, sql: str, *args: Any) -> int:
-        """A delete whose loss to a power cut is harmless (rows sent again, SCADA drops
-        the duplicates): committed without an fsync of its own."""
+        """A delete whose loss to a power cut is harmless (evicted rows come back):
+        committed without an fsync of its own."""
         db = self._conn()
         db.execute("PRAGMA synchronous=NORMAL")
         try:
@@ -455,7 +466,7 @@ class SampleBuffer:
         return await self._fetch_stream(self._alarms, after_seq, limit)
 
     async def _fetch_stream(self, stream: _Stream, after_seq: int, limit: int) -> list[Fetched]:
-        rows = await self._call(self._fetch, stream.table, after_seq, limit)
+        rows = await self._call(self._fetch, stream.table, max(after_seq, stream.acked), limit)
         if self.write_error is None or len(rows) >= limit:
             return rows
         # The disk refuses writes: what waits in memory goes out live, up to the seq
@@ -494,13 +505,20 @@ class SampleBuffer:
         return await self._delete(self._alarms, seq)
 
     async def _delete(self, stream: _Stream, seq: int) -> int:
-        stream.acked = max(stream.acked, seq)
+        if seq <= stream.acked:
+            return 0
+        n = await self._call(self._count, stream.table, stream.acked, seq)
+        stream.acked = seq
         # Delivered from memory: no need to write them any more.
         delivered = [r for r in stream.pending if r[0] <= seq]
         if delivered and self.write_error is not None:
             stream.probe = delivered[-1]
         stream.pending[:] = [r for r in stream.pending if r[0] > seq]
-        return await self._call(self._quick, f"DELETE FROM {stream.table} WHERE seq <= ?", seq)
+        return n
+
+    def _count(self, table: str, after: int, upto: int) -> int:
+        sql = f"SELECT COUNT(*) FROM {table} WHERE seq > ? AND seq <= ?"
+        return int(self._conn().execute(sql, (after, upto)).fetchone()[0])
 
     async def close(self) -> None:
         """Final flush, then close the file and the worker thread."""
