@@ -41,10 +41,10 @@ class NormalSyncBuffer(SampleBuffer):
     """The same transactions with the previous release's durability: commits reach
     the OS, and the card only at checkpoints or when the kernel writes back."""
 
-    def _connect(self) -> Any:
-        db = super()._connect()
-        db.execute("PRAGMA synchronous=NORMAL")
-        return db
+    def _commit(self, batches: Any, deletes: Any) -> None:
+        # Each commit: the evictions after it put FULL back (SampleBuffer._quick).
+        self._conn().execute("PRAGMA synchronous=NORMAL")
+        super()._commit(batches, deletes)
 
 
 def _sectors_written(device: str) -> tuple[int, int]:
@@ -126,6 +126,8 @@ if __name__ == "__main__":
     configure_logging(level="error", fmt="console", stream=sys.stderr)
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--modes", default="full,normal")
     args = ap.parse_args()
-    results = [measure(m, r, args.seconds) for m in ("full", "normal") for r in (1.0, 2.0)]
+    modes = args.modes.split(",")
+    results = [measure(m, r, args.seconds) for m in modes for r in (1.0, 2.0)]
     print(json.dumps(results, indent=2))
