@@ -17,7 +17,8 @@ import pytest
 from tests.conftest import REPO
 from tests.support.waiting import wait_until
 
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+# Debian's multiarch path: x86_64-linux-gnu on a PC, aarch64/arm-linux-gnueabihf on a Pi.
+LIBFAKETIME = next(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1"), Path("/nonexistent"))
 pytestmark = pytest.mark.skipif(
     shutil.which("faketime") is None or not LIBFAKETIME.exists(),
     reason="libfaketime not installed (apt-get install faketime)",
