@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.telemetry.buffer import SampleBuffer
+from controller.telemetry.buffer import CEILING_BLOCK, SampleBuffer
+from controller.telemetry.highwater import HighWaterFile
 from tests.support.disk_full import limit_pages
 
 
@@ -177,3 +178,160 @@ async def test_a_disk_refusing_writes_keeps_samples_in_memory_up_to_a_cap(
     assert on_disk[1:] == seqs[-len(on_disk) + 1 :]  # then the newest, in order, no gap
     assert len(on_disk) - 1 == 1000 - buf.evicted
     await buf.close()
+
+
+# -- power cuts, damaged files, wrong clocks, disks refusing writes (issue 12) ------------
+
+
+@pytest.mark.asyncio
+async def test_a_fresh_buffer_has_its_meta_and_boot_on_disk_from_the_start(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite3"
+    buf = SampleBuffer(path, site="s1")
+    await buf.open()
+    with sqlite3.connect(path) as db:  # another reader sees what open() committed
+        assert dict(db.execute("SELECT key, value FROM meta"))["boot"] == 1
+    await buf.close()
+    for expected in (2, 3):
+        again = SampleBuffer(path, site="s1")
+        await again.open()
+        assert again.boot == expected
+        await again.close()
+
+
+@pytest.mark.asyncio
+async def test_after_a_damaged_file_seq_continues_just_above_what_was_handed_out(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "b.sqlite3"
+    buf = SampleBuffer(path, site="s1")
+    await buf.open()
+    last = 0
+    for i in range(300):
+        last = buf.append({"n": i})
+    await buf.flush()
+    boot = buf.boot
+    await buf.close()
+    data = bytearray(path.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)
+    path.write_bytes(bytes(data))
+    fresh = SampleBuffer(path, site="s1")
+    await fresh.open()
+    seq = fresh.append({"n": "after"})
+    # Above everything before, by at most one reservation block: never Unix milliseconds.
+    assert last < seq <= last + CEILING_BLOCK + 1
+    assert fresh.boot == boot + 1  # the boot counter lives beside the damaged file too
+    await fresh.close()
+
+
+@pytest.mark.asyncio
+async def test_a_torn_high_water_slot_falls_back_to_the_other(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite3"
+    buf = SampleBuffer(path, site="s1")
+    await buf.open()
+    buf.append({"n": 1})
+    await buf.flush()  # the first commit reserves a ceiling: a second record generation
+    await buf.close()
+    restarted = SampleBuffer(path, site="s1")
+    await restarted.open()  # the boot counter: a third, the one torn below
+    await restarted.close()
+    record = HighWaterFile(Path(f"{path}.seq"))
+    newest = record.load()
+    raw = bytearray(record.path.read_bytes())
+    slot = newest.gen % 2
+    raw[slot * 512 + 20 : slot * 512 + 40] = b"#" * 20  # a power cut mid-write
+    record.path.write_bytes(bytes(raw))
+    older = HighWaterFile(record.path).load()
+    assert older.gen == newest.gen - 1
+    path.unlink()  # and the buffer file is gone too: the older ceiling still holds
+    again = SampleBuffer(path, site="s1")
+    await again.open()
+    assert again.append({"n": 2}) > 1
+    await again.close()
+
+
+@pytest.mark.asyncio
+async def test_samples_stamped_before_the_clock_is_set_are_flagged_and_never_aged_out(
+    tmp_path: Path,
+) -> None:
+    now = [86_400.0]  # 1970-01-02: a Pi without RTC or network
+    buf = SampleBuffer(tmp_path / "b.sqlite3", site="s1", max_age_days=1, clock=lambda: now[0])
+    await buf.open()
+    before = [buf.append({"n": i}) for i in range(5)]
+    await buf.flush()
+    now[0] = 1_800_000_000.0  # network time arrives: 2027
+    after = [buf.append({"n": i}) for i in range(5, 8)]
+    await buf.flush()
+    now[0] += 3600.0  # and a +1 h step later
+    await buf.flush()
+    rows = await buf.fetch(after_seq=0, limit=100)
+    assert [r[0] for r in rows] == before + after  # nothing evicted, order by seq
+    assert buf.evicted == 0
+    assert [r[2].get("ts_unsynced", False) for r in rows] == [True] * 5 + [False] * 3
+    await buf.close()
+
+
+@pytest.mark.asyncio
+async def test_the_age_cap_waits_while_the_clock_is_not_synchronised(tmp_path: Path) -> None:
+    now = [1_800_000_000.0]
+    synced = [True]
+    buf = SampleBuffer(tmp_path / "b.sqlite3", site="s1", max_age_days=1,
+                       clock=lambda: now[0], clock_synced=lambda: synced[0])  # fmt: skip
+    await buf.open()
+    buf.append({"n": 0})
+    await buf.flush()
+    synced[0] = False
+    now[0] += 5 * 86400.0  # a wrong step of the clock, not (yet) confirmed by sync
+    buf.append({"n": 1})
+    await buf.flush()
+    assert buf.evicted == 0
+    synced[0] = True  # confirmed: now the first sample really is five days old
+    buf.append({"n": 2})
+    await buf.flush()
+    assert buf.evicted == 1
+    await buf.close()
+
+
+@pytest.mark.asyncio
+async def test_a_disk_refusing_writes_still_hands_out_live_rows_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite3"
+    buf = SampleBuffer(path, site="s1", commit_interval_s=0.01)
+    await buf.open()
+    committed = [buf.append({"n": i, "pad": "x" * 500}) for i in range(3)]
+    await buf.flush()
+    await limit_pages(buf, None)
+    live = [buf.append({"n": i, "pad": "x" * 500}) for i in range(3, 40)]
+    await buf.flush_or_keep()
+    assert buf.write_error is not None
+    rows = await buf.fetch(after_seq=0, limit=100)
+    assert [r[0] for r in rows] == committed + live
+    await buf.delete_upto(live[-1])  # the broker has them all: nothing left to write
+    assert buf.stats()["pending"] == 0
+    alarm = buf.append_alarm({"id": "buffer_write_failed", "event": "raise"})
+    assert [r[0] for r in await buf.fetch_alarms(after_seq=0, limit=10)] == [alarm]
+    await buf.close()
+    # A restart (the disk still full) never numbers those published samples again.
+    again = SampleBuffer(path, site="s1")
+    await again.open()
+    assert again.append({"n": "next"}) > live[-1]
+    assert again.append_alarm({"id": "x", "event": "raise"}) > alarm
+    await again.close()
+
+
+@pytest.mark.asyncio
+async def test_alarm_events_are_stored_in_order_and_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite3"
+    buf = SampleBuffer(path, site="s1")
+    await buf.open()
+    seqs = [buf.append_alarm({"id": f"a{i}", "event": "raise", "v": float("nan")})
+            for i in range(5)]  # fmt: skip
+    await buf.close()  # an orderly stop flushes them
+    again = SampleBuffer(path, site="s1")
+    await again.open()
+    rows = await again.fetch_alarms(after_seq=0, limit=10)
+    assert [r[0] for r in rows] == seqs
+    assert [r[2]["id"] for r in rows] == [f"a{i}" for i in range(5)]
+    assert rows[0][2]["v"] is None  # encoded by dumps(): never a NaN token on disk
+    await again.delete_alarms_upto(seqs[2])
+    assert [r[0] for r in await again.fetch_alarms(after_seq=0, limit=10)] == seqs[3:]
+    assert again.append_alarm({"id": "b", "event": "clear"}) == seqs[-1] + 1
+    await again.close()

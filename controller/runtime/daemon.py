@@ -20,7 +20,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,6 +40,8 @@ from controller.sdnotify import Notifier, watchdog_interval_s
 from controller.status_server import StatusServer
 from controller.telemetry.buffer import SampleBuffer
 from controller.telemetry.commands import CommandProcessor
+from controller.telemetry.encoding import dumps
+from controller.telemetry.highwater import fsync_dir
 from controller.telemetry.uplink import Uplink
 from controller.values import Reading
 from drivers.gpio.base import GpioBackend
@@ -50,6 +52,8 @@ log = get_logger(__name__)
 EXIT_OK = 0
 EXIT_CONTROL_FAILED = 1
 STATE_SAVE_PERIOD_S = 60.0
+#: A buffer alarm clears only after its cause has been gone this long (never flapping).
+ALARM_HOLD_OFF_S = 60.0
 #: How often readiness and the watchdog are looked at (at most; WatchdogSec/2 if shorter).
 WATCHDOG_CHECK_S = 0.5
 
@@ -65,6 +69,53 @@ class Source(Protocol):
     def stats(self) -> dict[str, object]: ...
 
     def write(self, point: str, value: float) -> None: ...
+
+
+class Episode:
+    """A condition that is active from its first sign until it has been gone for
+    ``hold_off_s``: one raise and one clear per episode, however often it flickers."""
+
+    def __init__(self, hold_off_s: float) -> None:
+        self.hold_off_s = hold_off_s
+        self.active = False
+        self._last_seen = 0.0
+
+    def update(self, condition: bool, now: float) -> bool:
+        if condition:
+            self.active = True
+            self._last_seen = now
+        elif self.active and now - self._last_seen >= self.hold_off_s:
+            self.active = False
+        return self.active
+
+
+class DurableCommandTarget:
+    """The control core as SCADA and the status socket command it: a new mode, manual
+    pump or setpoint is on disk before the command's reply says ok, so a power cut right
+    after an operator's ``off`` cannot restart the pumps. Costs one small fsync'd write
+    per accepted command (commands are operator actions: a few per day)."""
+
+    def __init__(self, core: ControlCore, save: Callable[[], None]) -> None:
+        self.core = core
+        self.save = save
+
+    def set_setpoint(self, bar: float) -> None:
+        self.core.set_setpoint(bar)
+        self.save()
+
+    def set_mode(self, mode: str) -> None:
+        self.core.set_mode(mode)
+        self.save()
+
+    def pump(self, name: str, on: bool) -> None:
+        self.core.pump(name, on)
+        self.save()
+
+    def ack(self, alarm_id: str | None = None) -> list[str]:
+        return self.core.ack(alarm_id)
+
+    def set_pressure_management(self, data: Mapping[str, Any] | None) -> None:
+        self.core.set_pressure_management(data)
 
 
 class Daemon:
@@ -98,7 +149,7 @@ class Daemon:
             max_pending=cfg.buffer.max_pending,
         )
         self.commands = CommandProcessor(
-            self.core,
+            DurableCommandTarget(self.core, self._save_state),
             max_age_s=cfg.uplink.command_max_age_s,
         )
         self.uplink: Uplink | None = None
@@ -127,6 +178,10 @@ class Daemon:
         self.reload_errors = 0
         self._restart_source = asyncio.Event()
         self._evicted_seen = 0
+        self._evicting = Episode(ALARM_HOLD_OFF_S)
+        self._write_failed = Episode(ALARM_HOLD_OFF_S)
+        self._state_dirty = asyncio.Event()
+        self._saved_key = self._control_state_key()
         self._last_status = ""
 
     # -- overridable parts (the demo swaps acquisition for the simulator) -----------------
@@ -189,24 +244,37 @@ class Daemon:
         return snap
 
     def _record(self, sample: dict[str, Any]) -> None:
-        """Buffer the tick's sample; a buffer evicting old samples is an alarm."""
+        """Buffer the tick's sample; raise the buffer's alarms once per episode."""
         self.buffer.append(sample)
-        evicting = self.buffer.over_cap or self.buffer.evicted > self._evicted_seen
+        now = self.clock()
+        evicted = self.buffer.evicted > self._evicted_seen
         self._evicted_seen = self.buffer.evicted
         self.core.alarms.set(
             "buffer_evicting",
-            evicting,
-            self.clock(),
+            self._evicting.update(self.buffer.over_cap or evicted, now),
+            now,
             severity="warning",
             message=f"local buffer full: oldest samples evicted ({self.buffer.evicted} so far)",
         )
         error = self.buffer.write_error
         self.core.alarms.set(
             "buffer_write_failed",
-            error is not None,
-            self.clock(),
+            self._write_failed.update(error is not None, now),
+            now,
             severity="warning",
-            message=f"local buffer cannot write ({error}): samples wait in memory",
+            message=self._write_failed_message(error),
+        )
+        if self._control_state_key() != self._saved_key:
+            self._state_dirty.set()
+
+    def _write_failed_message(self, error: str | None) -> str:
+        """What is at stake while the disk refuses writes, for the SCADA operator."""
+        hours = self.cfg.buffer.max_pending * self.cfg.control.tick_s / 3600
+        link = "up" if self.uplink is not None and self.uplink.connected else "down"
+        return (
+            f"local buffer cannot write ({error or 'recovered'}): samples go out live from "
+            f"memory while the link is up (now {link}); if it stays down more than "
+            f"{hours:.1f} h the oldest samples are lost, and a restart loses what waits in memory"
         )
 
     def _on_events(self, out: ControlOutputs) -> None:
@@ -219,6 +287,7 @@ class Daemon:
                 message=event.message,
             )
             if self.uplink is not None:
+                # Stored in the buffer (durable, in order), forwarded by the uplink.
                 self.uplink.publish_alarm(payload)
         if self.uplink is not None:
             self.uplink.notify_status_changed()
@@ -382,21 +451,41 @@ class Daemon:
             self.core.restore_state(data)
         except FileNotFoundError:
             return
-        except (ValueError, TypeError, KeyError, OSError) as exc:
-            log.warning("control state not restored", file=str(self.state_file), error=str(exc))
+        except (ValueError, TypeError, KeyError, AttributeError, OSError) as exc:
+            log.warning("control state not restored: run hours, mode and setpoint start afresh",
+                        file=str(self.state_file), error=str(exc))  # fmt: skip
+
+    def _control_state_key(self) -> tuple[Any, ...]:
+        """What an operator or SCADA changes: a change is saved at once, not in a minute."""
+        core = self.core
+        return (self.commands.executed, core.mode, core.setpoint, sorted(core.manual.items()))
 
     def _save_state(self) -> None:
+        """Write the control state atomically and durably: a power cut leaves either the
+        old file or the new one, never an empty or half-written one."""
+        key = self._control_state_key()
         tmp = self.state_file.with_suffix(".tmp")
         try:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(self.core.export_state()))
+            with tmp.open("w", encoding="utf-8") as fh:
+                fh.write(dumps(self.core.export_state()))
+                fh.flush()
+                os.fsync(fh.fileno())
             os.replace(tmp, self.state_file)
+            fsync_dir(self.state_file.parent)
         except OSError as exc:
             log.warning("control state not saved", file=str(self.state_file), error=str(exc))
+            return
+        self._saved_key = key
 
     async def _state_task(self) -> None:
+        """Save at every command or change of mode, setpoint or manual pumps (run hours
+        and start counts ride along), and at least once a minute."""
         while not self.stop.is_set():
-            await wait_event(self.stop, STATE_SAVE_PERIOD_S)
+            await wait_any((self.stop, self._state_dirty), STATE_SAVE_PERIOD_S)
+            if self.stop.is_set():
+                return  # _shutdown saves the final state
+            self._state_dirty.clear()
             await asyncio.to_thread(self._save_state)
 
     # -- SIGHUP ---------------------------------------------------------------------------

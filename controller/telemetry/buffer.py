@@ -1,20 +1,30 @@
-"""The local store-and-forward buffer: every sample on disk until the broker has it.
+"""The local store-and-forward buffer: every sample and alarm event on disk until the
+broker has it.
 
-* SQLite in WAL mode; one row per sample with a per-site sequence number that keeps
-  rising across restarts (a high-water mark in the ``meta`` table, never reused even
-  after rows are deleted) and a UTC timestamp.
+* SQLite in WAL mode; two streams, ``samples`` and ``alarms``, each one row per message
+  with its own sequence number that keeps rising across restarts (a high-water mark in
+  the ``meta`` table, never reused even after rows are deleted) and a UTC timestamp.
 * ``append`` only queues in memory; the flusher commits the queue once per
-  ``commit_interval_s`` in one transaction, to spare the SD card. After SIGKILL or a
-  power cut at most the samples of that uncommitted interval are lost.
+  ``commit_interval_s`` in one transaction with ``synchronous=FULL``: the commit is on
+  the card (fsync) before the uplink can read it, so nothing SCADA has received can be
+  lost by a power cut and numbered again. A power cut loses at most the samples of the
+  last uncommitted interval, which were never published.
+* Beside the file, a small durable record (``highwater.py``) holds the boot counter and
+  seq ceilings renewed in blocks ahead of use: after a damaged file, seq continues just
+  above anything handed out before, and samples published straight from memory (below)
+  are never numbered again after a restart.
 * A size cap and an age cap evict the oldest rows first and count what they evicted.
-* When the disk refuses writes (full, read-only, failing card) the samples wait in
-  memory and every interval retries; past ``max_pending`` the oldest waiting samples
+  The age cap only runs on a synchronised wall clock (``clock.py``) and only on rows
+  stamped by one: rows stamped at 1970 are never evicted as "old" when the clock is set.
+  Samples stamped on an unsynchronised clock carry ``"ts_unsynced": true``.
+* When the disk refuses writes (full, read-only, failing card) the rows wait in memory,
+  every interval retries, and ``fetch`` also hands out the waiting rows, so live
+  telemetry keeps flowing while the link is up; rows the broker has acknowledged are
+  dropped from memory, never written. Past ``max_pending`` the oldest waiting samples
   are dropped and counted as evicted, so a dead SD card never exhausts the Pi's RAM.
   ``write_error`` says why while it lasts.
 * At start-up ``PRAGMA quick_check`` runs; a damaged file is moved aside as
-  ``<name>.corrupt-<UTC time>`` and a fresh buffer started, never refusing to run. Its
-  sequence restarts above the old one (at the current Unix time in milliseconds), so
-  SCADA still sees ``seq`` rise.
+  ``<name>.corrupt-<UTC time>`` and a fresh buffer started, never refusing to run.
 * Every SQLite call runs on one dedicated worker thread, never on the event loop.
 """
 
@@ -27,20 +37,37 @@ import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from controller.aio import wait_event
 from controller.logs import get_logger
+from controller.telemetry.clock import ClockSync, plausible_only
+from controller.telemetry.encoding import dumps
+from controller.telemetry.highwater import HighWaterFile, fsync_dir
 
 log = get_logger(__name__)
 T = TypeVar("T")
 
+#: seq numbers reserved per write of the high-water record (about 1 h at 1 Hz).
+CEILING_BLOCK = 4096
+#: Alarm events kept at most, on disk and waiting in memory (oldest dropped first).
+MAX_ALARM_ROWS = 10_000
+MAX_ALARM_PENDING = 1_000
+
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS samples (seq INTEGER PRIMARY KEY, ts TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS samples (seq INTEGER PRIMARY KEY, ts TEXT NOT NULL, data TEXT NOT NULL,
+                                    synced INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS alarms (seq INTEGER PRIMARY KEY, ts TEXT NOT NULL, data TEXT NOT NULL,
+                                   synced INTEGER NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+
+#: One queued message: (seq, ts, JSON data, stamped on a synchronised clock).
+Row = tuple[int, str, str, bool]
+Fetched = tuple[int, str, dict[str, Any]]
 
 
 def utc_iso(epoch_s: float | None = None) -> str:
@@ -54,8 +81,34 @@ def utc_now_iso() -> str:
     return utc_iso()
 
 
+@dataclass
+class _Stream:
+    """One numbered stream (a table), its queue and its delivery marks."""
+
+    table: str
+    meta_key: str
+    next_seq: int = 1
+    pending: list[Row] = field(default_factory=list)
+    #: The batch being committed right now (still readable from memory meanwhile).
+    inflight: list[Row] = field(default_factory=list)
+    acked: int = 0
+    #: Rows up to here are still in the file though delivered: deleted in the next
+    #: commit's transaction, which touches the same pages anyway (half the card writes
+    #: of a transaction of their own per delivery).
+    deleted: int = 0
+    #: The highest seq handed to the uplink from memory, i.e. never committed first.
+    from_memory: int = 0
+    #: While the disk refuses writes, the last row delivered from memory: committed
+    #: again and again when nothing else waits, to learn when the disk takes rows again.
+    probe: Row | None = None
+
+    def waiting(self) -> list[Row]:
+        return [*self.inflight, *self.pending]
+
+
 class SampleBuffer:
-    """Samples on disk, numbered by ``seq``, until the uplink has had them acknowledged."""
+    """Samples and alarm events on disk, numbered by ``seq``, until the uplink has had
+    them acknowledged."""
 
     def __init__(
         self,
@@ -67,26 +120,44 @@ class SampleBuffer:
         commit_interval_s: float = 1.0,
         max_pending: int = 20_000,
         clock: Callable[[], float] = time.time,
+        clock_synced: Callable[[], bool] | None = None,
     ) -> None:
         self.path = Path(path)
         self.clock = clock
+        # An injected clock is the test's or the simulation's truth: only its
+        # plausibility counts, not the host's synchronisation.
+        if clock_synced is None:
+            clock_synced = ClockSync() if clock is time.time else plausible_only(clock)
+        self.clock_synced = clock_synced
         self.site = site
         self.max_bytes = int(max_mb * 1024 * 1024)
         self.max_age_s = max_age_days * 86400.0
         self.commit_interval_s = commit_interval_s
         self.max_pending = max(1, max_pending)
-        self._pending: list[tuple[int, str, str]] = []
+        self._samples = _Stream("samples", "last_seq")
+        self._alarms = _Stream("alarms", "last_alarm_seq")
+        self._highwater = HighWaterFile(Path(f"{self.path}.seq"))
         #: Why the last commit failed, while commits keep failing; None when writable.
         self.write_error: str | None = None
-        self._next_seq = 1
         self._db: sqlite3.Connection | None = None
+        self._flush_lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer")
+        self.boot = 0
         self.rows = 0
         self.evicted = 0
+        self.alarms_dropped = 0
         self.corrupt_recovered = 0
         self.commits = 0
-        self.last_acked = 0
         self.over_cap = False
+        self.synced = True
+
+    @property
+    def _pending(self) -> list[Row]:
+        return self._samples.pending
+
+    @property
+    def last_acked(self) -> int:
+        return self._samples.acked
 
     # -- thread plumbing --------------------------------------------------------------------
 
@@ -100,12 +171,15 @@ class SampleBuffer:
     # -- open / integrity -------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Open (or create) the file; quarantine it and start afresh if it is damaged."""
+        """Open (or create) the file; quarantine it and start afresh if it is damaged.
+        Counts this start in the boot counter, durably, before anything is published."""
         await self._call(self._open)
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        restart_seq = 0
+        record = self._highwater.load()
+        existed = self.path.exists()
+        trusted = existed  # does the file know every seq handed out before?
         try:
             db = self._connect()
             ok = db.execute("PRAGMA quick_check").fetchone()[0]
@@ -114,29 +188,49 @@ class SampleBuffer:
                 raise sqlite3.DatabaseError(f"quick_check: {ok}")
         except sqlite3.DatabaseError as exc:
             self._quarantine(str(exc))
-            restart_seq = int(self.clock() * 1000)
+            trusted = False
             db = self._connect()
         self._db = db
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        top = db.execute("SELECT COALESCE(MAX(seq), 0), COUNT(*) FROM samples").fetchone()
-        self._next_seq = max(int(meta.get("last_seq", 0)), int(top[0]), restart_seq) + 1
-        self.rows = int(top[1])
+        for stream in (self._samples, self._alarms):
+            top = db.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {stream.table}").fetchone()[0]
+            floor = max(int(meta.get(stream.meta_key, 0)), int(top))
+            floor = max(floor, record.live.get(stream.table, 0))
+            if not trusted:
+                # The file lost what it knew (damaged, or removed): continue above the
+                # ceiling, the most that can have been handed out before.
+                floor = max(floor, record.ceiling.get(stream.table, 0))
+            stream.next_seq = floor + 1
+        self.rows = int(db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
         self.evicted = int(meta.get("evicted", 0))
         self.corrupt_recovered += int(meta.get("corrupt_recovered", 0))
-        if self.corrupt_recovered and restart_seq:
+        self.boot = max(record.boot, int(meta.get("boot", 0))) + 1
+        record.boot = self.boot
+        self._highwater.save()
+        with db:
+            db.execute("BEGIN")
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('boot', ?)", (self.boot,))
             db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('corrupt_recovered', ?)",
                 (self.corrupt_recovered,),
             )
-            db.commit()
+        if not existed or not trusted:
+            fsync_dir(self.path.parent)  # the new file's directory entry, too
+        if not trusted and self.corrupt_recovered:
+            log.warning("buffer seq continues above the high-water record",
+                        next_seq=self._samples.next_seq, boot=self.boot)  # fmt: skip
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a commit survives a process crash; a power cut may lose the
-        # last commits but never corrupts the file.
-        db.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a commit is fsynced before it returns, so whatever the uplink reads (and
+        # SCADA may then hold) survives a power cut. Evictions use NORMAL (_quick).
+        db.execute("PRAGMA synchronous=FULL")
         db.executescript(SCHEMA)
+        for table in ("samples", "alarms"):
+            columns = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+            if "synced" not in columns:  # a buffer written by an earlier release
+                db.execute(f"ALTER TABLE {table} ADD COLUMN synced INTEGER NOT NULL DEFAULT 1")
         return db
 
     def _quarantine(self, reason: str) -> None:
@@ -157,21 +251,37 @@ class SampleBuffer:
 
     def append(self, sample: dict[str, Any]) -> int:
         """Queue one sample; returns its seq. Never blocks, never touches the disk."""
-        seq = self._next_seq
-        self._next_seq += 1
-        ts = utc_iso(self.clock())
-        self._pending.append((seq, ts, json.dumps(sample, separators=(",", ":"), default=str)))
+        seq = self._queue(self._samples, sample)
         self._cap_pending()
+        return seq
+
+    def append_alarm(self, event: dict[str, Any]) -> int:
+        """Queue one alarm event like a sample (its own seq); returns that seq."""
+        seq = self._queue(self._alarms, event)
+        overflow = len(self._alarms.pending) - MAX_ALARM_PENDING
+        if overflow > 0:
+            del self._alarms.pending[:overflow]
+            self.alarms_dropped += overflow
+        return seq
+
+    def _queue(self, stream: _Stream, data: dict[str, Any]) -> int:
+        seq = stream.next_seq
+        stream.next_seq += 1
+        self.synced = self.clock_synced()
+        if not self.synced:
+            data = {**data, "ts_unsynced": True}
+        stream.pending.append((seq, utc_iso(self.clock()), dumps(data), self.synced))
         return seq
 
     def _cap_pending(self) -> None:
         """Past ``max_pending`` (only while the disk refuses writes), drop the oldest
         waiting samples: a tenth at a time, like the size cap, so this drops once per
         many appends rather than on every one."""
-        if len(self._pending) <= self.max_pending:
+        pending = self._samples.pending
+        if len(pending) <= self.max_pending:
             return
-        n = len(self._pending) - self.max_pending + self.max_pending // 10
-        del self._pending[:n]
+        n = len(pending) - self.max_pending + self.max_pending // 10
+        del pending[:n]
         self.evicted += n
         log.warning(
             "buffer cannot write: oldest samples waiting in memory dropped",
@@ -181,25 +291,57 @@ class SampleBuffer:
         )
 
     async def flush(self) -> int:
-        """Commit the queued samples in one transaction; returns how many."""
-        if not self._pending:
-            return 0
-        batch, self._pending = self._pending, []
+        """Commit the queued samples and alarms in one transaction; returns how many."""
+        async with self._flush_lock:  # the flusher and an orderly stop's final flush
+            return await self._flush()
+
+    async def _flush(self) -> int:
+        streams = (self._samples, self._alarms)
+        deletes = [s.acked if s.acked > s.deleted else 0 for s in streams]
+        if not any(s.pending for s in streams):
+            probe = self._samples.probe if self.write_error is not None else None
+            if probe is not None:
+                self._samples.pending = [probe]
+            elif not any(deletes):
+                return 0
+        for s in streams:
+            s.inflight, s.pending = s.pending, []
+        batches = [s.inflight for s in streams]
         try:
-            await self._call(self._commit, batch)
+            await self._call(self._commit, batches, deletes)
         except BaseException:
-            self._pending[:0] = batch  # keep them for the next attempt
+            for s in streams:
+                # Keep them for the next attempt, except what the broker already has.
+                s.pending[:0] = [r for r in s.inflight if r[0] > s.acked]
             self._cap_pending()
             raise
-        return len(batch)
+        finally:
+            for s in streams:
+                s.inflight = []
+        for s, upto in zip(streams, deletes, strict=True):
+            s.deleted = max(s.deleted, upto)
+        self._samples.probe = None
+        return sum(len(b) for b in batches)
 
-    def _commit(self, batch: list[tuple[int, str, str]]) -> None:
+    def _commit(self, batches: list[list[Row]], deletes: list[int]) -> None:
+        streams = (self._samples, self._alarms)
+        self._reserve([(s, b[-1][0]) for s, b in zip(streams, batches, strict=True) if b])
         db = self._conn()
         with db:
             db.execute("BEGIN")
-            db.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?)", batch)
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (batch[-1][0],))
-        self.rows += len(batch)
+            for stream, batch, upto in zip(streams, batches, deletes, strict=True):
+                if upto:
+                    db.execute(f"DELETE FROM {stream.table} WHERE seq <= ?", (upto,))
+                if not batch:
+                    continue
+                db.executemany(
+                    f"INSERT OR REPLACE INTO {stream.table} VALUES (?, ?, ?, ?)",
+                    batch,
+                )
+                top = max(batch[-1][0], stream.from_memory)
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (stream.meta_key, top))
+        # Rows delivered from memory meanwhile (disk errors) are not backlog.
+        self.rows += sum(1 for r in batches[0] if r[0] > self._samples.acked)
         self.commits += 1
         # The batch is on disk now: an eviction failing must not send it back to the queue.
         try:
@@ -207,12 +349,54 @@ class SampleBuffer:
         except sqlite3.Error as exc:
             log.warning("buffer eviction failed; retried after the next commit", error=str(exc))
 
-    def _evict(self) -> None:
+    def _reserve(self, tops: list[tuple[_Stream, int]], *, live: bool = False) -> bool:
+        """Raise the durable ceiling (and the live mark) above ``tops`` before those seq
+        numbers can leave the station; False (and nothing raised) when the record
+        cannot be written."""
+        record = self._highwater.record
+        before = (dict(record.ceiling), dict(record.live))
+        for stream, top in tops:
+            if record.ceiling.get(stream.table, 0) < top:
+                record.ceiling[stream.table] = top + CEILING_BLOCK
+            if live and record.live.get(stream.table, 0) < top:
+                record.live[stream.table] = record.ceiling[stream.table]
+        if (record.ceiling, record.live) == before:
+            return True
+        try:
+            self._highwater.save()
+        except OSError as exc:
+            record.ceiling, record.live = before
+            log.error("seq high-water record not written", path=str(self._highwater.path),
+                      error=str(exc))  # fmt: skip
+            return False
+        return True
+
+    def _reserve_live(self, stream: _Stream, top: int) -> bool:
+        return self._reserve([(stream, top)], live=True)
+
+    def _quick(self, sql: str, *args: Any) -> int:
+        """A delete whose loss to a power cut is harmless (evicted rows come back):
+        committed without an fsync of its own."""
         db = self._conn()
+        db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with db:
+                n = db.execute(sql, args).rowcount
+        finally:
+            db.execute("PRAGMA synchronous=FULL")
+        return int(n)
+
+    def _evict(self) -> None:
         evicted = 0
-        cutoff_iso = utc_iso(self.clock() - self.max_age_s)
-        with db:
-            evicted += db.execute("DELETE FROM samples WHERE ts < ?", (cutoff_iso,)).rowcount
+        if self.clock_synced():
+            # Only rows stamped by a synchronised clock can be judged old by it.
+            cutoff_iso = utc_iso(self.clock() - self.max_age_s)
+            evicted += self._quick("DELETE FROM samples WHERE synced = 1 AND ts < ?", cutoff_iso)
+            self._quick("DELETE FROM alarms WHERE synced = 1 AND ts < ?", cutoff_iso)
+        db = self._conn()
+        self._quick(
+            "DELETE FROM alarms WHERE seq <= (SELECT MAX(seq) FROM alarms) - ?", MAX_ALARM_ROWS
+        )
         page = db.execute("PRAGMA page_size").fetchone()[0]
         used = (
             db.execute("PRAGMA page_count").fetchone()[0]
@@ -222,51 +406,88 @@ class SampleBuffer:
         if self.over_cap and self.rows > 0:
             # Drop the oldest tenth; freed pages are reused, so the file stops growing.
             n = max(1, self.rows // 10)
-            with db:
-                evicted += db.execute(
-                    "DELETE FROM samples WHERE seq IN "
-                    "(SELECT seq FROM samples ORDER BY seq LIMIT ?)",
-                    (n,),
-                ).rowcount
+            evicted += self._quick(
+                "DELETE FROM samples WHERE seq IN (SELECT seq FROM samples ORDER BY seq LIMIT ?)",
+                n,
+            )
         if evicted:
             self.rows = max(0, self.rows - evicted)
             self.evicted += evicted
-            with db:
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('evicted', ?)", (self.evicted,))
+            self._quick("INSERT OR REPLACE INTO meta VALUES ('evicted', ?)", self.evicted)
             log.warning("buffer full: oldest samples evicted", evicted=evicted, total=self.evicted)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Commit once per interval until ``stop``; then a last flush."""
         while not stop.is_set():
             await wait_event(stop, self.commit_interval_s)
-            await self._flush_or_keep()
+            await self.flush_or_keep()
 
-    async def _flush_or_keep(self) -> None:
-        """Flush; a disk error keeps the samples for the next interval and is logged
-        once when it starts and once when it ends, not every second."""
+    def alarms_waiting(self) -> bool:
+        """Alarm events queued in memory, not yet committed."""
+        return bool(self._alarms.pending)
+
+    async def flush_or_keep(self) -> None:
+        """Flush; a disk error keeps the rows for the next interval and is logged once
+        when it starts and once when it ends, not every second."""
         try:
-            await self.flush()
+            written = await self.flush()
         except (sqlite3.Error, OSError) as exc:
             if self.write_error is None:
-                log.error("buffer cannot write; samples wait in memory", error=str(exc),
-                          path=str(self.path), pending=len(self._pending))  # fmt: skip
+                log.error("buffer cannot write; samples wait in memory and go out live",
+                          error=str(exc), path=str(self.path),
+                          pending=len(self._pending))  # fmt: skip
             self.write_error = str(exc)
             return
-        if self.write_error is not None:
+        if self.write_error is not None and written:
             log.info("buffer writable again", pending=len(self._pending))
             self.write_error = None
+            await self._call(self._release_live)
+
+    def _release_live(self) -> None:
+        """The file knows the highest seq sent from memory now (``_commit`` wrote it to
+        ``meta``): lower the live mark to it, so the next start leaves no gap."""
+        record = self._highwater.record
+        tops = {s.table: s.from_memory for s in (self._samples, self._alarms)}
+        if any(record.live.get(t, 0) > top for t, top in tops.items()):
+            record.live.update(tops)
+            try:
+                self._highwater.save()
+            except OSError as exc:
+                log.warning("seq high-water record not written", error=str(exc))
 
     # -- reading / acknowledging ------------------------------------------------------------
 
-    async def fetch(self, *, after_seq: int, limit: int) -> list[tuple[int, str, dict[str, Any]]]:
+    async def fetch(self, *, after_seq: int, limit: int) -> list[Fetched]:
         """Up to ``limit`` ``(seq, ts, sample)`` rows after ``after_seq``, oldest first."""
-        return await self._call(self._fetch, after_seq, limit)
+        return await self._fetch_stream(self._samples, after_seq, limit)
 
-    def _fetch(self, after_seq: int, limit: int) -> list[tuple[int, str, dict[str, Any]]]:
+    async def fetch_alarms(self, *, after_seq: int, limit: int) -> list[Fetched]:
+        """Up to ``limit`` ``(seq, ts, event)`` alarm rows after ``after_seq``, in order."""
+        return await self._fetch_stream(self._alarms, after_seq, limit)
+
+    async def _fetch_stream(self, stream: _Stream, after_seq: int, limit: int) -> list[Fetched]:
+        rows = await self._call(self._fetch, stream.table, max(after_seq, stream.acked), limit)
+        if self.write_error is None or len(rows) >= limit:
+            return rows
+        # The disk refuses writes: what waits in memory goes out live, up to the seq
+        # numbers the high-water record has durably reserved for it.
+        after = rows[-1][0] if rows else after_seq
+        extra = [r for r in stream.waiting() if r[0] > after][: limit - len(rows)]
+        if not extra:
+            return rows
+        reserved = await self._call(self._reserve_live, stream, extra[-1][0])
+        if not reserved:
+            ceiling = self._highwater.record.live.get(stream.table, 0)
+            extra = [r for r in extra if r[0] <= ceiling]
+        if extra:
+            stream.from_memory = max(stream.from_memory, extra[-1][0])
+        return rows + [(seq, ts, json.loads(data)) for seq, ts, data, _ in extra]
+
+    def _fetch(self, table: str, after_seq: int, limit: int) -> list[Fetched]:
         rows = (
             self._conn()
             .execute(
-                "SELECT seq, ts, data FROM samples WHERE seq > ? ORDER BY seq LIMIT ?",
+                f"SELECT seq, ts, data FROM {table} WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             )
             .fetchall()
@@ -274,16 +495,30 @@ class SampleBuffer:
         return [(int(seq), str(ts), json.loads(data)) for seq, ts, data in rows]
 
     async def delete_upto(self, seq: int) -> int:
-        """Drop the rows up to ``seq`` (the broker has them); returns how many."""
-        return await self._call(self._delete_upto, seq)
-
-    def _delete_upto(self, seq: int) -> int:
-        db = self._conn()
-        with db:
-            n = db.execute("DELETE FROM samples WHERE seq <= ?", (seq,)).rowcount
+        """Drop the sample rows up to ``seq`` (the broker has them); returns how many."""
+        n = await self._delete(self._samples, seq)
         self.rows = max(0, self.rows - n)
-        self.last_acked = max(self.last_acked, seq)
-        return int(n)
+        return n
+
+    async def delete_alarms_upto(self, seq: int) -> int:
+        """Drop the alarm rows up to ``seq`` (the broker has them)."""
+        return await self._delete(self._alarms, seq)
+
+    async def _delete(self, stream: _Stream, seq: int) -> int:
+        if seq <= stream.acked:
+            return 0
+        n = await self._call(self._count, stream.table, stream.acked, seq)
+        stream.acked = seq
+        # Delivered from memory: no need to write them any more.
+        delivered = [r for r in stream.pending if r[0] <= seq]
+        if delivered and self.write_error is not None:
+            stream.probe = delivered[-1]
+        stream.pending[:] = [r for r in stream.pending if r[0] > seq]
+        return n
+
+    def _count(self, table: str, after: int, upto: int) -> int:
+        sql = f"SELECT COUNT(*) FROM {table} WHERE seq > ? AND seq <= ?"
+        return int(self._conn().execute(sql, (after, upto)).fetchone()[0])
 
     async def close(self) -> None:
         """Final flush, then close the file and the worker thread."""
@@ -297,13 +532,18 @@ class SampleBuffer:
 
     def stats(self) -> dict[str, Any]:
         """Counters for the status: rows, backlog, pending, evicted, over_cap, last_seq, ..."""
+        pending = len(self._samples.pending) + len(self._samples.inflight)
         return {
             "rows": self.rows,
-            "backlog": self.rows + len(self._pending),
-            "pending": len(self._pending),
+            "backlog": self.rows + pending,
+            "pending": pending,
             "evicted": self.evicted,
             "over_cap": self.over_cap,
-            "last_seq": self._next_seq - 1,
+            "last_seq": self._samples.next_seq - 1,
+            "boot": self.boot,
+            "clock_synced": self.synced,
+            "alarms_pending": len(self._alarms.pending) + len(self._alarms.inflight),
+            "alarms_dropped": self.alarms_dropped,
             "corrupt_recovered": self.corrupt_recovered,
             "commits": self.commits,
             "write_error": self.write_error,

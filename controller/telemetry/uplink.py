@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import os
@@ -51,7 +50,8 @@ log = get_logger(__name__)
 
 IDLE_POLL_S = 0.25  # how often an empty buffer is looked at again
 STATUS_REFRESH_S = 60.0
-ALARM_QUEUE = 1000
+ALARM_BATCH = 50
+FINAL_TELEMETRY_S = 1.5  # of the orderly stop's 3 s: the rest is for alarms and status
 PENDING_MARGIN = 20  # status, an alarm, command replies beside a full batch
 #: The largest packet the broker may send us (MQTT 5 CONNECT property): a command is at
 #: most MAX_PAYLOAD_BYTES; the margin is for the topic and headers, so a slightly too
@@ -204,17 +204,16 @@ class Uplink:
         self.reconnects = 0
         self.last_error: str | None = None
         self._acked = 0
-        self._alarms: asyncio.Queue[dict[str, Any]] = asyncio.Queue(ALARM_QUEUE)
+        self._alarms_acked = 0
         self._status_dirty = asyncio.Event()
         self._warned_v311 = False
 
     # -- API for the daemon -----------------------------------------------------------------
 
     def publish_alarm(self, event: dict[str, Any]) -> None:
-        """Queue an alarm event; sent (QoS 1) when connected, kept across a reconnect."""
-        payload = dict(event, site=self.site, ts=utc_now_iso())
-        with contextlib.suppress(asyncio.QueueFull):
-            self._alarms.put_nowait(payload)
+        """Store an alarm event in the buffer (durable, numbered like samples); it is
+        forwarded in order when connected, after an outage and after a restart."""
+        self.buffer.append_alarm(dict(event, site=self.site))
 
     def notify_status_changed(self) -> None:
         """Republish the retained status soon."""
@@ -271,9 +270,7 @@ class Uplink:
             properties=properties,
             max_queued_incoming_messages=MAX_QUEUED_COMMANDS,
             logger=mqtt_log,
-            will=aiomqtt.Will(
-                f"{self.base}/status", self._status_payload(False), qos=1, retain=True
-            ),
+            will=aiomqtt.Will(f"{self.base}/status", self._will_payload(), qos=1, retain=True),
         )
         # A whole batch in flight is the design, not a concern: without this aiomqtt logs a
         # warning per publish beyond 10 pending, flooding the journal on every replay.
@@ -368,45 +365,77 @@ class Uplink:
                 )
 
     async def _final_flush(self, client: aiomqtt.Client) -> None:
-        await self.buffer.flush()
-        await self._replay_once(client)
+        """Orderly stop: alarms first (SCADA needs them most), then as much telemetry as
+        the stop allows, then the offline status."""
+        await self.buffer.flush_or_keep()  # the disk refusing: from memory
+        while await self._send_alarms_once(client):
+            pass
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FINAL_TELEMETRY_S):
+                while await self._replay_once(client):
+                    pass
         await client.publish(f"{self.base}/status", self._status_payload(False), qos=1, retain=True)
+
+    def _will_payload(self) -> bytes:
+        """The Last Will: offline, without ``ts``. The broker sends it when it notices
+        the silence, possibly days after this was composed at connect; SCADA stamps it
+        on arrival (docs/mqtt.md)."""
+        body = {"online": False, "site": self.site, "version": __version__, "will": True}
+        return dumps(body).encode()
 
     # -- the work ---------------------------------------------------------------------------
 
     async def _replay_once(self, client: aiomqtt.Client) -> int:
         rows = await self.buffer.fetch(after_seq=self._acked, limit=self.cfg.batch_size)
-        if not rows:
-            return 0
-        topic = f"{self.base}/telemetry"
+        acked, failure = await self._publish_rows(client, f"{self.base}/telemetry", rows)
+        if acked:
+            last = rows[acked - 1][0]
+            await self.buffer.delete_upto(last)
+            self._acked = last
+            self.published += acked
+        if failure is not None:
+            raise failure
+        return acked
+
+    async def _send_alarms_once(self, client: aiomqtt.Client) -> int:
+        if self.buffer.alarms_waiting():
+            # An alarm should not wait for the next periodic commit: commit it now
+            # (durable first), or on a disk refusing writes it goes out from memory.
+            await self.buffer.flush_or_keep()
+        rows = await self.buffer.fetch_alarms(after_seq=self._alarms_acked, limit=ALARM_BATCH)
+        acked, failure = await self._publish_rows(client, f"{self.base}/alarm", rows)
+        if acked:
+            last = rows[acked - 1][0]
+            await self.buffer.delete_alarms_upto(last)
+            self._alarms_acked = last
+        if failure is not None:
+            raise failure
+        return acked
+
+    async def _publish_rows(
+        self, client: aiomqtt.Client, topic: str, rows: list[tuple[int, str, dict[str, Any]]]
+    ) -> tuple[int, BaseException | None]:
+        """Publish ``rows`` (QoS 1, concurrently, in order on the one connection);
+        returns how many of the head were acknowledged, and the first failure."""
+        boot = self.buffer.boot
         outcomes = await asyncio.gather(
             *(
                 client.publish(
                     topic,
-                    json.dumps({"seq": seq, "ts": ts, "site": self.site, **sample}, default=str),
+                    dumps({"seq": seq, "boot": boot, "ts": ts, "site": self.site, **body}),
                     qos=1,
                 )
-                for seq, ts, sample in rows
+                for seq, ts, body in rows
             ),
             return_exceptions=True,
         )
         # Keep the acknowledged head of the batch even when its tail failed: on a slow
         # link a whole batch may not fit in one timeout, and resending it from the start
         # on every reconnect would never get past it.
-        acked = 0
-        for outcome in outcomes:
+        for acked, outcome in enumerate(outcomes):
             if isinstance(outcome, BaseException):
-                break
-            acked += 1
-        if acked:
-            last = rows[acked - 1][0]
-            await self.buffer.delete_upto(last)
-            self._acked = last
-            self.published += acked
-        failure = next((o for o in outcomes if isinstance(o, BaseException)), None)
-        if failure is not None:
-            raise failure
-        return acked
+                return acked, outcome
+        return len(outcomes), None
 
     async def _replay(self, client: aiomqtt.Client) -> None:
         while True:
@@ -415,16 +444,12 @@ class Uplink:
                 await asyncio.sleep(IDLE_POLL_S)
 
     async def _send_alarms(self, client: aiomqtt.Client) -> None:
+        # From the buffer, like telemetry: committed first (durable), or from memory
+        # while the disk refuses writes; a failed publish is sent again after reconnect.
         while True:
             raise_if_cancelling()
-            event = await self._alarms.get()
-            try:
-                await client.publish(f"{self.base}/alarm", json.dumps(event), qos=1)
-            except BaseException:
-                # Not sent: keep it for the next connection.
-                with contextlib.suppress(asyncio.QueueFull):
-                    self._alarms.put_nowait(event)
-                raise
+            if await self._send_alarms_once(client) == 0:
+                await asyncio.sleep(IDLE_POLL_S)
 
     async def _refresh_status(self, client: aiomqtt.Client) -> None:
         while True:
