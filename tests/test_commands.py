@@ -351,3 +351,18 @@ def test_any_bytes_like_payload_is_read() -> None:
     body = json.dumps({"id": "b", "ts": NOW, "value": 3.1}).encode()
     assert proc.handle("setpoint", bytearray(body))["ok"] is True  # type: ignore[arg-type]
     assert core.setpoint == 3.1
+
+
+def test_a_controller_whose_clock_is_not_set_still_takes_commands_but_never_twice() -> None:
+    """A Pi without RTC boots at 1970: every command would look 56 years in the future.
+    The age check waits for a plausible clock; the (command, id) cache still refuses
+    to carry out a replay."""
+    core = ControlCore(CFG, now=0.0)
+    proc = CommandProcessor(core, max_age_s=300, clock=lambda: 86_400.0)  # 1970-01-02
+    first = proc.handle("setpoint", json.dumps({"id": "s1", "ts": NOW, "value": 3.3}).encode())
+    assert first["ok"] is True
+    assert core.setpoint == 3.3
+    core.set_setpoint(3.0)
+    again = proc.handle("setpoint", json.dumps({"id": "s1", "ts": NOW, "value": 3.3}).encode())
+    assert again.get("repeated") is True
+    assert core.setpoint == 3.0

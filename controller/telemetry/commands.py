@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from controller.errors import BoosterError
 from controller.logs import get_logger
+from controller.telemetry.clock import PLAUSIBLE_EPOCH
 
 log = get_logger(__name__)
 
@@ -308,7 +309,15 @@ class CommandProcessor:
         return reply
 
     def _check_age(self, data: dict[str, Any]) -> None:
-        age = self.clock() - _timestamp(data.get("ts"))
+        ts = _timestamp(data.get("ts"))
+        now = self.clock()
+        if now < PLAUSIBLE_EPOCH:
+            # Our clock is not set (a Pi without RTC booted at 1970 and has no network
+            # time yet): an age measured against it means nothing, and refusing every
+            # command as "from the future" would lock SCADA out. The (command, id) cache
+            # still refuses a replay of anything carried out.
+            return
+        age = now - ts
         if age > self.max_age_s:
             raise Invalid(f"command is stale ({_seconds(age)} s old, limit {self.max_age_s:g} s)")
         if age < -FUTURE_SKEW_S:
