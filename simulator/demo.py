@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,9 @@ from simulator.source import SimSource
 from simulator.station import SimStation
 
 FRAME_S = 0.1  # wall seconds between simulation frames and dashboard refreshes
+#: Longest ``--duration`` waits, after the simulated time is up, for the broker to have
+#: every buffered sample (wall seconds).
+DRAIN_LIMIT_S = 120.0
 
 
 @dataclass
@@ -35,8 +39,24 @@ class DemoOptions:
     start_hour: float = 6.0
     seed: int = 1
     mqtt: str | None = None
+    #: keep the station file's TLS and credentials for --mqtt (the example's point at
+    #: files a demo machine does not have)
+    mqtt_station_auth: bool = False
     state_dir: Path = Path("/tmp/boosterd-demo")
     live: bool = True
+    #: the simulated run's start, in the station's time zone (None: today at start_hour);
+    #: telemetry and alarm ``ts`` follow the simulated clock from there
+    start: datetime | None = None
+
+    def start_at(self, timezone: str) -> datetime:
+        """The run's start as an aware time in the station's zone."""
+        from zoneinfo import ZoneInfo
+
+        zone = ZoneInfo(timezone)
+        if self.start is not None:
+            return self.start if self.start.tzinfo else self.start.replace(tzinfo=zone)
+        today = datetime.now(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+        return today.fromtimestamp(today.timestamp() + self.start_hour * 3600.0, zone)
 
 
 def demo_config(cfg: StationConfig, options: DemoOptions) -> StationConfig:
@@ -46,6 +66,8 @@ def demo_config(cfg: StationConfig, options: DemoOptions) -> StationConfig:
     if options.mqtt:
         host, _, port = options.mqtt.rpartition(":")
         uplink = {"enabled": True, "host": host or "localhost", "port": int(port or 1883)}
+        if not options.mqtt_station_auth:
+            uplink.update({"tls": None, "credentials_file": None})
     return cfg.model_copy(
         update={
             "gpio": cfg.gpio.model_copy(update={"backend": "sim"}),
@@ -59,23 +81,38 @@ def demo_config(cfg: StationConfig, options: DemoOptions) -> StationConfig:
 class SimDaemon(Daemon):
     """The daemon around a simulated station, in simulated time."""
 
+    hangup_stops = True  # run from a terminal: closing it ends the demo
+
     def __init__(self, cfg: StationConfig, options: DemoOptions) -> None:
         self.options = options
         self.sim_gpio = SimGpio()
         schedule = FaultSchedule([parse_fault(spec) for spec in options.faults])
+        start = options.start_at(cfg.site.timezone)
+        self.start_epoch = start.timestamp()
         self.station = SimStation(
             cfg,
             gpio=self.sim_gpio,
             seed=options.seed,
             faults=schedule,
-            start_hour=options.start_hour,
+            start_hour=start.hour + start.minute / 60 + start.second / 3600,
+            start_weekday=start.weekday(),
         )
-        super().__init__(cfg, config_path=None, gpio=self.sim_gpio, clock=self._sim_now)
+        super().__init__(
+            cfg,
+            config_path=None,
+            gpio=self.sim_gpio,
+            clock=self._sim_now,
+            wall_clock=self._sim_wall,
+        )
         self.core.local_time = self.station.local_time  # schedules follow simulated time
         self.wall_started = time.monotonic()
 
     def _sim_now(self) -> float:
         return float(self.station.t)
+
+    def _sim_wall(self) -> float:
+        """The simulated wall clock (UTC epoch seconds): telemetry and alarms carry it."""
+        return self.start_epoch + float(self.station.t)
 
     def _make_source(self, cfg: StationConfig) -> Source:
         return SimSource(cfg, self.station)
@@ -96,6 +133,7 @@ class SimDaemon(Daemon):
                 budget -= tick
                 duration = self.options.duration_s
                 if duration is not None and self.station.t >= duration:
+                    await self._drain()
                     self.stop.set()
                     return
             next_frame += FRAME_S
@@ -105,12 +143,26 @@ class SimDaemon(Daemon):
                 delay = 0
             await wait_event(self.stop, delay)
 
+    async def _drain(self) -> None:
+        """The simulated time is up: wait (bounded) until the broker has every sample, so
+        a measured run is whole. The station stands still meanwhile."""
+        if self.uplink is None:
+            return
+        deadline = time.monotonic() + DRAIN_LIMIT_S
+        await self.buffer.flush()
+        while time.monotonic() < deadline and not self.stop.is_set():
+            if self.uplink.connected and self.buffer.stats()["backlog"] == 0:
+                return
+            await wait_event(self.stop, FRAME_S)
+
     def extra_snapshot(self) -> dict[str, Any]:
         st = self.station.state
-        hours, rem = divmod(int(self.station.t + self.options.start_hour * 3600), 3600)
+        from zoneinfo import ZoneInfo
+
+        local = datetime.fromtimestamp(self._sim_wall(), ZoneInfo(self.cfg.site.timezone))
         snap: dict[str, Any] = {
             "sim": {
-                "time": f"day {hours // 24 + 1} {hours % 24:02d}:{rem // 60:02d}",
+                "time": local.strftime("%a %Y-%m-%d %H:%M"),
                 "speed": self.options.speed,
                 "demand_m3h": round(st.demand_m3h, 2),
                 "leakage_m3h": round(st.leakage_m3h, 2),

@@ -82,6 +82,7 @@ class SimStation:
         seed: int = 0,
         faults: FaultSchedule | None = None,
         start_hour: float = 6.0,
+        start_weekday: int = 0,
     ) -> None:
         self.cfg = cfg
         self.gpio = gpio
@@ -93,6 +94,7 @@ class SimStation:
             pumps=set(cfg.pumps),
         )
         self.start_hour = start_hour
+        self.start_weekday = start_weekday
         self.t = 0.0
         sim = cfg.simulation
         self.curves = {
@@ -132,8 +134,8 @@ class SimStation:
 
     @property
     def weekday(self) -> int:
-        """0 = Monday; runs start on a Monday."""
-        return int((self.start_hour + self.t / 3600.0) // 24.0) % 7
+        """0 = Monday; a run starts on ``start_weekday`` (Monday unless given)."""
+        return (self.start_weekday + int((self.start_hour + self.t / 3600.0) // 24.0)) % 7
 
     def local_time(self) -> tuple[int, float]:
         return self.weekday, self.hour_of_day

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,35 @@ def register(sub: Any) -> None:
         metavar="SPEC",
         help="inject a fault, e.g. pump_trip:p1@120 or suction_loss@300+120 (repeatable)",
     )
-    p.add_argument("--start-hour", type=float, default=6.0, help="simulated time of day")
+    p.add_argument(
+        "--start-hour", type=float, default=6.0, help="simulated time of day to start at (today)"
+    )
+    p.add_argument(
+        "--start",
+        type=_local_time,
+        metavar="YYYY-MM-DDTHH:MM",
+        help="simulated date and time to start at, in the station's time zone (sets the "
+        "weekday too); telemetry and alarm ts follow the simulated clock from there",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--mqtt", metavar="HOST:PORT", help="forward telemetry to this broker")
+    p.add_argument(
+        "--mqtt-station-auth",
+        action="store_true",
+        help="use the station file's TLS and credentials with --mqtt (default: plain, anonymous)",
+    )
     p.add_argument("--state-dir", help="where the buffer and status socket go (default: temp)")
     p.add_argument("--plain", action="store_true", help="print a status line per simulated minute")
     p.set_defaults(handler=run)
+
+
+def _local_time(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a date and time such as 2026-12-01T05:00"
+        ) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
             duration_s=args.duration,
             faults=list(args.fault),
             start_hour=args.start_hour,
+            start=args.start,
+            mqtt_station_auth=args.mqtt_station_auth,
             seed=args.seed,
             mqtt=args.mqtt,
             state_dir=state_dir,

@@ -46,6 +46,12 @@ def register(sub: Any) -> None:
     p.add_argument("--emulate-baud", action="store_true", help="delay replies by wire time")
     p.add_argument("--start-hour", type=float, default=6.0)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--mqtt",
+        metavar="HOST:PORT",
+        help="broker for the controller's station file (default: the station's own uplink, "
+        "or localhost:1883 without one); its other uplink settings are kept",
+    )
     p.set_defaults(handler=run)
 
 
@@ -146,12 +152,13 @@ def _controller_config(args: argparse.Namespace, pairs: dict[str, Any]) -> Path:
     data["gpio"] = {"backend": "sim", "sim_dir": str(args.gpio_dir)}
     data["buffer"] = {**data.get("buffer", {}), "path": str(out_dir / "buffer.sqlite3")}
     data["status"] = {**data.get("status", {}), "socket": str(out_dir / "status.sock")}
-    uplink = data.get("uplink", {})
-    data["uplink"] = {
-        "host": "localhost",
-        "port": 1883,
-        "topic_prefix": uplink.get("topic_prefix", "pdam"),
-    }
+    uplink = dict(data.get("uplink") or {})
+    if args.mqtt:
+        host, _, port = str(args.mqtt).rpartition(":")
+        uplink.update({"host": host or "localhost", "port": int(port or 1883), "enabled": True})
+    elif "host" not in uplink:
+        uplink.update({"host": "localhost", "port": 1883})
+    data["uplink"] = uplink
     path = out_dir / "station.yaml"
     path.write_text(
         "# Written by 'boosterd sim': the simulated station as the controller sees it.\n"

@@ -121,6 +121,10 @@ class DurableCommandTarget:
 class Daemon:
     """One station's controller. ``await Daemon(...).run()`` returns the exit code."""
 
+    #: SIGHUP re-reads the station file (systemd's reload). A program run from a terminal
+    #: (the demo) stops on it instead: the terminal was closed.
+    hangup_stops = False
+
     def __init__(
         self,
         cfg: StationConfig,
@@ -129,6 +133,7 @@ class Daemon:
         gpio: GpioBackend,
         notifier: Notifier | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.cfg = cfg
         self.config_path = config_path
@@ -147,6 +152,7 @@ class Daemon:
             max_age_days=cfg.buffer.max_age_days,
             commit_interval_s=cfg.buffer.commit_interval_s,
             max_pending=cfg.buffer.max_pending,
+            clock=wall_clock,
         )
         self.commands = CommandProcessor(
             DurableCommandTarget(self.core, self._save_state),
@@ -298,7 +304,10 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
-        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+        if self.hangup_stops:
+            loop.add_signal_handler(signal.SIGHUP, self._on_stop_signal, signal.SIGHUP)
+        else:
+            loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         await self.buffer.open()
         self._evicted_seen = self.buffer.evicted  # evictions before this start are history
         if self.config_path is not None:
