@@ -94,8 +94,8 @@ async def test_every_type_and_word_order_decodes_exactly(bench: Bench) -> None:
     ("fault", "reason", "detail"),
     [
         (SlaveFault("silent"), BadReason.TIMEOUT, "no answer"),
-        (SlaveFault("bad_crc"), BadReason.FRAMING, "unframeable"),
-        (SlaveFault("garbage"), BadReason.FRAMING, "unframeable"),
+        (SlaveFault("bad_crc"), BadReason.FRAMING, "CRC error"),
+        (SlaveFault("garbage"), BadReason.FRAMING, "reply"),
         (SlaveFault("exception", 6), BadReason.EXCEPTION, "code 6 (slave device busy)"),
     ],
 )
