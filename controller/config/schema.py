@@ -91,7 +91,7 @@ class BusConfig(_Model):
         default=10.0, gt=0, le=3600, description="How long a dead slave is left alone."
     )
     silent_before_backoff: int = Field(
-        default=2,
+        default=4,
         ge=1,
         le=20,
         description="Requests in a row a slave must leave entirely unanswered (retries "

@@ -29,7 +29,7 @@ from controller.values import BadReason, Reading
 from drivers.modbus.channels import Channel, open_channel
 from drivers.modbus.codec import from_engineering, to_engineering
 from drivers.modbus.plan import Block, build_plan
-from drivers.modbus.quality import STALE_PERIODS, PointGuard, hold_s, stale_s
+from drivers.modbus.quality import STALE_PERIODS, PointGuard, point_guards
 from drivers.modbus.rtu import TransactionError
 
 log = get_logger(__name__)
@@ -138,7 +138,9 @@ class BusPoller:
                 # this block is due again when the window ends (one probe per window).
                 self.next_due[i] = stats.backoff_until
                 continue
-            self.next_due[i] = max(self.next_due[i] + block.period_s, now)
+            # Fixed rate without drift; the first read starts the schedule from now.
+            base = self.next_due[i] if self.next_due[i] else now
+            self.next_due[i] = max(base + block.period_s, now)
             await self._poll_block(i, block, stats)
 
     async def _attempts(
@@ -323,18 +325,6 @@ class Acquisition:
         return {
             p.name: {str(sid): s.as_dict() for sid, s in p.slaves.items()} for p in self.pollers
         }
-
-
-def point_guards(cfg: StationConfig) -> dict[str, PointGuard]:
-    """A guard per point, with its hold and staleness limits from the station file."""
-    guards: dict[str, PointGuard] = {}
-    for name, (dev_name, point) in cfg.points().items():
-        bus = cfg.buses[cfg.devices[dev_name].bus]
-        period = cfg.poll_period_s(point.poll)
-        guards[name] = PointGuard(
-            name, point, hold_s=hold_s(bus, point, period), stale_s=stale_s(bus, period)
-        )
-    return guards
 
 
 async def read_once(cfg: StationConfig) -> dict[str, Reading]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.config.schema import BusConfig, PointConfig
+from controller.config.schema import BusConfig, PointConfig, StationConfig
 from controller.logs import get_logger
 from controller.values import BadReason, Reading
 
@@ -135,3 +135,15 @@ class PointGuard:
         return Reading.bad(
             self.name, r.unit, BadReason.IMPLAUSIBLE, detail, raw=r.raw, t_mono=r.t_mono
         )
+
+
+def point_guards(cfg: StationConfig) -> dict[str, PointGuard]:
+    """A guard per point, with its hold and staleness limits from the station file."""
+    guards: dict[str, PointGuard] = {}
+    for name, (dev_name, point) in cfg.points().items():
+        bus = cfg.buses[cfg.devices[dev_name].bus]
+        period = cfg.poll_period_s(point.poll)
+        guards[name] = PointGuard(
+            name, point, hold_s=hold_s(bus, point, period), stale_s=stale_s(bus, period)
+        )
+    return guards
