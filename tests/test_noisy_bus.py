@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import struct
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -196,17 +197,18 @@ async def test_stale_bytes_on_the_line_are_discarded_before_a_request(
     await acq.start()
     try:
         await acq.poll_due()
-        assert acq.snapshot()["flow"].value == pytest.approx(FLOW)
-        # Stale words from "an earlier request": a plausible flow of 0x41200000 = 10.0.
-        stale = with_crc(bytes((2, 3, 4, 0x00, 0x00, 0x41, 0x20)))
+        assert acq.snapshot()["suction_pressure"].value == pytest.approx(SUCTION)
+        # "An earlier answer" of slave 1's first block: 12000 counts = 5.0 bar on both.
+        stale = with_crc(bytes((1, 4, 4)) + struct.pack(">HH", 12000, 12000))
         assert line.slave._fd is not None
         os.write(line.slave._fd, stale)
         # Let the bytes reach the controller's side (kernel buffer or the link's own).
         await asyncio.sleep(0.05)
         clock.t += 1.0
-        line.image.set_value("flow", 55.5)
+        line.image.set_value("suction_pressure", 1.5)
         await acq.poll_due()
-        assert acq.snapshot()["flow"].value == pytest.approx(55.5)
+        assert acq.snapshot()["suction_pressure"].value == pytest.approx(1.5)
+        assert _slave_stats(acq, 1).line_errors == {}
     finally:
         await acq.close()
 
@@ -491,3 +493,49 @@ async def test_read_json_keeps_a_32_bit_totaliser_exact(
     values = json.loads(out)
     assert values["volume_total"]["v"] == 987654321, err
     assert values["flow"]["v"] == 123.456  # float32's own digits, no float64 noise
+
+
+# -- late and duplicated replies through the fault relay ------------------------------
+
+
+@pytest.mark.asyncio
+async def test_late_and_duplicated_replies_are_never_taken_for_another_request(
+    tmp_path: Path,
+) -> None:
+    """Two slaves whose blocks look alike (same function, same length): a late or
+    doubled answer of one would pass every check but the slave id and the flush."""
+    relay = SerialRelay.start(LineFaults(late_s=0.15, late_rate=0.2, duplicate_rate=0.2), seed=3)
+    try:
+        data = example_station(relay.controller_port)
+        devices: Any = data["devices"]
+        for dev, sid in (("twin_a", 5), ("twin_b", 6)):
+            devices[dev] = {"bus": "rs485", "slave_id": sid, "points": {
+                f"{dev}_x": {"kind": "holding", "address": 0, "type": "uint16"},
+                f"{dev}_y": {"kind": "holding", "address": 1, "type": "uint16"},
+            }}  # fmt: skip
+        cfg = load_config(write_station(tmp_path / "station.yaml", data))
+        ln = await _line(cfg, relay.slave_port)
+        want = {"twin_a_x": 11, "twin_a_y": 12, "twin_b_x": 21, "twin_b_y": 22}
+        for name, value in want.items():
+            ln.image.set_value(name, value)
+        clock = Clock()
+        acq = Acquisition(cfg, clock=clock)
+        await acq.start()
+        good = 0
+        try:
+            for _ in range(40):
+                await acq.poll_due()
+                clock.t += cfg.control.tick_s
+                snap = acq.snapshot()
+                for name, value in want.items():
+                    if snap[name].good:
+                        good += 1
+                        assert snap[name].value == value, snap[name]
+        finally:
+            await acq.close()
+            await ln.slave.close()
+    finally:
+        relay.close()
+    assert relay.stats.late >= 5, relay.stats
+    assert relay.stats.duplicated >= 5, relay.stats
+    assert good >= 100
