@@ -201,12 +201,19 @@ class SerialLink(Link):
         self.close()
         fd = os.open(self.port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         try:
-            # Two daemons on one line garble each other's frames: refuse a port in use.
+            # Two masters on one line garble each other's frames: refuse a port in use.
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            self._configure(fd)
-        except OSError:
+        except BlockingIOError as exc:
             os.close(fd)
-            raise
+            raise OSError(
+                f"serial port {self.port} is in use by another process "
+                "(is boosterd running? stop it for 'boosterd read')"
+            ) from exc
+        try:
+            self._configure(fd)
+        except (OSError, termios.error) as exc:
+            os.close(fd)
+            raise OSError(f"serial port {self.port} cannot be configured: {exc}") from exc
         self._fd = fd
         self.error = None
         self.discard_input()
