@@ -158,8 +158,10 @@ class BusPoller:
                 last = exc
                 stats.line_errors[exc.reason.value] = stats.line_errors.get(exc.reason.value, 0) + 1
                 stats.silent_in_row = 0 if exc.answered else stats.silent_in_row + 1
-                if exc.reason is BadReason.EXCEPTION or not (exc.answered or retry_silence):
-                    break  # a refusal is an answer; asking again gets the same one
+                if exc.reason is BadReason.EXCEPTION:
+                    break  # a refusal is an answer: asking again gets the same one
+                if not (exc.answered or retry_silence):
+                    break  # the commissioning read: one timeout per silent slave
                 continue
             stats.silent_in_row = 0
             return words
