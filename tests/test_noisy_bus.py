@@ -481,18 +481,24 @@ async def test_read_json_keeps_a_32_bit_totaliser_exact(
     ln = await _line(cfg, serial_pair.a)
     ln.image.set_value("volume_total", 987654321)
     ln.image.set_value("flow", 123.456)
+    outputs = []
     try:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "controller.cli", "read", str(path), "--json",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        async with asyncio.timeout(60):
-            out, err = await proc.communicate()
+        for extra in (["--json"], []):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "controller.cli", "read", str(path), *extra,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            async with asyncio.timeout(60):
+                out, err = await proc.communicate()
+            outputs.append((out.decode(), err.decode()))
     finally:
         await ln.slave.close()
-    values = json.loads(out)
+    (as_json, err), (table, _) = outputs
+    values = json.loads(as_json)
     assert values["volume_total"]["v"] == 987654321, err
     assert values["flow"]["v"] == 123.456  # float32's own digits, no float64 noise
+    assert "987654321" in table
+    assert "123.456 " in table
 
 
 # -- late and duplicated replies through the fault relay ------------------------------
