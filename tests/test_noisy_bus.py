@@ -545,3 +545,19 @@ async def test_late_and_duplicated_replies_are_never_taken_for_another_request(
     assert relay.stats.late >= 5, relay.stats
     assert relay.stats.duplicated >= 5, relay.stats
     assert good >= 100
+
+
+@pytest.mark.parametrize(
+    ("due", "now", "started", "expected"),
+    [
+        (0.0, 100.003, 100.0, 100.5),  # first read: the pass's start sets the phase
+        (100.5, 100.51, 100.5, 101.0),  # on time: one period on
+        (100.5, 101.7, 101.6, 102.0),  # a slow slave held the bus: missed slots skipped
+    ],
+)
+def test_blocks_keep_a_fixed_rate_without_bursts(
+    due: float, now: float, started: float, expected: float
+) -> None:
+    from drivers.modbus.acquisition import _next_slot
+
+    assert _next_slot(due, 0.5, now, started) == pytest.approx(expected)

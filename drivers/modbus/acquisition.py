@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,6 +128,7 @@ class BusPoller:
 
     async def poll_due(self) -> None:
         self.passes += 1
+        started = self.clock()
         await self._write_pending()
         for i, block in enumerate(self.blocks):
             now = self.clock()
@@ -138,9 +140,7 @@ class BusPoller:
                 # this block is due again when the window ends (one probe per window).
                 self.next_due[i] = stats.backoff_until
                 continue
-            # Fixed rate without drift; the first read starts the schedule from now.
-            base = self.next_due[i] if self.next_due[i] else now
-            self.next_due[i] = max(base + block.period_s, now)
+            self.next_due[i] = _next_slot(self.next_due[i], block.period_s, now, started)
             await self._poll_block(i, block, stats)
 
     async def _attempts(
@@ -256,6 +256,17 @@ class BusPoller:
     def _store(self, reading: Reading) -> None:
         guard = self.guards.get(reading.name)
         self.readings[reading.name] = guard.update(reading) if guard is not None else reading
+
+
+def _next_slot(due: float, period: float, now: float, pass_started: float) -> float:
+    """The block's next poll: fixed rate without drift. The first read starts the
+    schedule at the start of its pass, so blocks read together stay due together (one
+    pass per tick, not one per block). Slots already missed (a slow slave held the bus)
+    are skipped, not caught up in a burst of reads that would bring nothing new."""
+    if not due:
+        return pass_started + period
+    missed = max(0, math.floor((now - due) / period))
+    return due + (missed + 1) * period
 
 
 class Acquisition:

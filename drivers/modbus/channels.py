@@ -30,7 +30,7 @@ from drivers.modbus.rtu import (
     read_request,
     write_request,
 )
-from drivers.modbus.timing import char_time_s
+from drivers.modbus.timing import char_time_s, frame_gap_s
 
 log = get_logger(__name__)
 
@@ -78,7 +78,13 @@ class RtuChannel:
             assert bus.host is not None
             link = TcpLink(bus.host, bus.tcp_port, timeout_s=bus.timeout_s)
         char_s = char_time_s(bus.baudrate, bus.bytesize, bus.parity, bus.stopbits)
-        self.master = RtuMaster(link, timeout_s=bus.timeout_s, char_s=char_s, echo=bus.echo)
+        self.master = RtuMaster(
+            link,
+            timeout_s=bus.timeout_s,
+            char_s=char_s,
+            echo=bus.echo,
+            gap_s=frame_gap_s(bus.baudrate, char_s),
+        )
 
     async def connect(self) -> bool:
         try:

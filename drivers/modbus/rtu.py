@@ -140,6 +140,7 @@ class Link:
         self.buffer = bytearray()
         self.arrived = asyncio.Event()
         self.error: str | None = None  # why the link broke; reopened at the next request
+        self.last_rx = 0.0  # monotonic time of the last byte received
 
     @property
     def is_open(self) -> bool:
@@ -159,6 +160,7 @@ class Link:
         self.arrived.clear()
 
     def _feed(self, data: bytes) -> None:
+        self.last_rx = time.monotonic()
         self.buffer += data
         self.arrived.set()
 
@@ -348,12 +350,19 @@ class RtuMaster:
     timeout_s: float
     char_s: float
     echo: bool = False
+    #: silence the line keeps between frames (t3.5); every slave listens to every frame
+    gap_s: float = 0.0
 
     async def transact(self, slave_id: int, pdu: bytes) -> bytes:
         """Send ``pdu`` to ``slave_id``; the answer's PDU (function code first)."""
         if not self.link.is_open:
             await self._reopen()
         request = frame(slave_id, pdu)
+        quiet = self.link.last_rx + self.gap_s - time.monotonic()
+        if quiet > 0:
+            # Sent sooner, the request would run on from the last answer in every
+            # slave's receiver and fail its CRC: silence, then a repeat.
+            await asyncio.sleep(quiet)
         self.link.discard_input()
         await self.link.write(request)
         sent = time.monotonic()
