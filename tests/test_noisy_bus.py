@@ -418,13 +418,15 @@ async def test_implausible_jump_and_a_totaliser_going_back_are_bad_not_good(
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("echo", [True, False])
-async def test_local_echo_is_read_back_and_dropped_when_configured(
-    tmp_path: Path, echo: bool
+@pytest.mark.parametrize(
+    ("adapter_echoes", "bus_echo"), [(True, True), (True, False), (False, True)]
+)
+async def test_local_echo_is_read_back_and_dropped(
+    tmp_path: Path, adapter_echoes: bool, bus_echo: bool
 ) -> None:
-    relay = SerialRelay.start(LineFaults(echo=True))
+    relay = SerialRelay.start(LineFaults(echo=adapter_echoes))
     try:
-        cfg = _station(tmp_path, relay.controller_port, echo=echo)
+        cfg = _station(tmp_path, relay.controller_port, echo=bus_echo)
         ln = await _line(cfg, relay.slave_port)
         acq = await _poll_once(cfg)
         try:
@@ -434,12 +436,16 @@ async def test_local_echo_is_read_back_and_dropped_when_configured(
             await ln.slave.close()
     finally:
         relay.close()
-    assert relay.stats.echoed >= 2
-    if echo:
+    if adapter_echoes:
+        assert relay.stats.echoed >= 2
+        # Set or not, the echo is never taken for the answer: with 'echo' it is read
+        # back and compared; without, it fails as an answer and the real one is found.
         assert snap["suction_pressure"].value == pytest.approx(SUCTION)
         assert snap["flow"].value == pytest.approx(FLOW)
-    else:  # the echo is taken for a garbled answer: the setting is needed
-        assert snap["flow"].reason is BadReason.FRAMING
+    else:  # 'echo' set for an adapter that does not echo: said plainly
+        flow = snap["flow"]
+        assert flow.reason is BadReason.FRAMING
+        assert "this adapter does not echo" in flow.detail
 
 
 # -- the commissioning read ------------------------------------------------------------
@@ -561,3 +567,20 @@ def test_blocks_keep_a_fixed_rate_without_bursts(
     from drivers.modbus.acquisition import _next_slot
 
     assert _next_slot(due, 0.5, now, started) == pytest.approx(expected)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("stray", [b"\x00", b"\xff", b"\x02\x00"])
+async def test_a_stray_byte_before_the_answer_does_not_lose_it(line: Line, stray: bytes) -> None:
+    """RS-485 transceivers switching direction often put a stray byte on the line."""
+
+    def stray_first(request: bytes, reply: bytes) -> bytes | None:
+        return stray + reply if request[0] == 2 else reply
+
+    line.slave.tamper = stray_first
+    acq = await _poll_once(line.cfg)
+    try:
+        assert acq.snapshot()["flow"].value == pytest.approx(FLOW)
+        assert _slave_stats(acq, 2).line_errors == {}
+    finally:
+        await acq.close()

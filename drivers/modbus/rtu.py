@@ -13,8 +13,11 @@ slave into the next slave's values. A master is small enough to own:
 * an answer is taken only with a good CRC, the slave id and function code asked, and
   the byte count asked; a well-formed frame from another slave (a late answer) is
   dropped and the wait goes on;
-* a corrupted answer fails as soon as it is complete, not after the timeout, and is
-  reported as *answered*: the slave is alive, only the line is noisy.
+* stray bytes before an answer (a transceiver switching direction) are skipped;
+* a corrupted answer fails ``SETTLE_S`` after it is complete (unless a good one
+  follows), not after the whole timeout, and is reported as *answered*: the slave is
+  alive, only the line is noisy;
+* frames keep the specification's 3.5 characters of silence between them.
 """
 
 from __future__ import annotations
@@ -119,6 +122,21 @@ def _frame_length(buf: bytes | bytearray) -> int | None:
     if fc in _WRITE_FUNCTIONS:
         return 8
     return 5
+
+
+#: After a frame that fails its CRC, how long to wait for a good answer behind it (a
+#: slave's turnaround after an echo); a corrupted answer costs this, not a timeout.
+SETTLE_S = 0.05
+
+
+def _resync(buf: bytes | bytearray, slave_id: int, fc: int) -> int | None:
+    """Offset after 0 where an answer from ``slave_id`` to function ``fc`` may start."""
+    for k in range(1, len(buf)):
+        if buf[k] != slave_id:
+            continue
+        if k + 1 == len(buf) or buf[k + 1] in (fc, fc | 0x80):
+            return k
+    return None
 
 
 EXCEPTION_NAMES = {
@@ -367,9 +385,9 @@ class RtuMaster:
         await self.link.write(request)
         sent = time.monotonic()
         wire = len(request) * self.char_s
-        if self.echo:
-            await self._drop_echo(request, sent + wire + self.timeout_s)
         deadline = sent + wire + self.timeout_s + expected_length(pdu) * self.char_s
+        if self.echo:
+            await self._drop_echo(request, sent + wire + self.timeout_s, slave_id, pdu, deadline)
         return await self._answer(slave_id, pdu, deadline)
 
     async def _reopen(self) -> None:
@@ -392,10 +410,12 @@ class RtuMaster:
             raise TransactionError(BadReason.TIMEOUT, link.error, answered=False)
         return True
 
-    async def _drop_echo(self, request: bytes, deadline: float) -> None:
+    async def _drop_echo(
+        self, request: bytes, echo_by: float, slave_id: int, pdu: bytes, deadline: float
+    ) -> None:
         buf = self.link.buffer
         while len(buf) < len(request):
-            if not await self._wait_bytes(deadline):
+            if not await self._wait_bytes(echo_by):
                 if not buf:
                     raise TransactionError(
                         BadReason.TIMEOUT,
@@ -404,34 +424,58 @@ class RtuMaster:
                     )
                 break
         echoed = bytes(buf[: len(request)])
-        del buf[: len(request)]
-        if echoed != request:
+        if echoed == request:
+            del buf[: len(request)]
+            return
+        garbled = TransactionError(
+            BadReason.FRAMING,
+            f"local echo {echoed.hex()} differs from the request {request.hex()}",
+            answered=True,
+        )
+        try:
+            await self._answer(slave_id, pdu, deadline)
+        except TransactionError:
             # The line garbled our own request on its way out: the slave saw it garbled too.
-            raise TransactionError(
-                BadReason.FRAMING,
-                f"local echo {echoed.hex()} differs from the request {request.hex()}",
-                answered=True,
-            )
+            raise garbled from None
+        raise TransactionError(
+            BadReason.FRAMING,
+            "the answer came back with no local echo before it: this adapter does not "
+            "echo (set the bus's 'echo: false')",
+            answered=True,
+        )
 
     async def _answer(self, slave_id: int, pdu: bytes, deadline: float) -> bytes:
         buf = self.link.buffer
         dropped: list[str] = []
+        corrupted: str | None = None
+        wait_until = deadline
         while True:
             n = _frame_length(buf)
             if n is not None and len(buf) >= n:
                 answer = bytes(buf[:n])
-                del buf[:n]
                 if crc16(answer[:-2]) != struct.unpack("<H", answer[-2:])[0]:
-                    raise TransactionError(
-                        BadReason.FRAMING, f"CRC error in reply {answer[:16].hex()}", answered=True
-                    )
+                    # A stray byte before the answer (a transceiver switching direction
+                    # often makes one) shifts the frame: look for ours further on.
+                    start = _resync(buf, slave_id, pdu[0])
+                    if start is not None:
+                        del buf[:start]
+                        continue
+                    # Corrupted, or not an answer at all (an unexpected echo): ours may
+                    # still follow within a slave's turnaround, not a whole timeout.
+                    corrupted = corrupted or f"CRC error in reply {answer[:16].hex()}"
+                    del buf[:n]
+                    wait_until = min(deadline, time.monotonic() + SETTLE_S)
+                    continue
+                del buf[:n]
                 if answer[0] != slave_id:
                     # A late answer from another slave: not ours, and ours may still come.
                     dropped.append(f"a reply from slave {answer[0]}")
                     continue
                 return self._check(answer, pdu)
-            if not await self._wait_bytes(deadline):
+            if not await self._wait_bytes(wait_until):
                 break
+        if corrupted is not None:
+            raise TransactionError(BadReason.FRAMING, corrupted, answered=True)
         if buf:
             raise TransactionError(
                 BadReason.FRAMING,
