@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 class Quality(enum.StrEnum):
@@ -24,11 +24,17 @@ class BadReason(enum.StrEnum):
     BACKOFF = "backoff"  # slave is being left alone after failures
     NOT_POLLED = "not_polled"  # no read has been made yet
     DECODE = "decode"  # registers do not decode (e.g. float NaN/inf)
+    IMPLAUSIBLE = "implausible"  # faster than max_rate_per_s, or a totaliser going backwards
 
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One point's latest value. ``value`` is None exactly when quality is bad."""
+    """One point's latest value. ``value`` is None exactly when quality is bad.
+
+    A *held* reading is good: the last good value, kept for a short while after a failed
+    poll so that one corrupted frame never trips a protection; ``reason``/``detail`` then
+    say why the fresh read failed and ``t_mono`` is when the held value was read.
+    """
 
     name: str
     value: float | None
@@ -39,6 +45,9 @@ class Reading:
     raw: tuple[int, ...] = ()
     #: monotonic time the value was acquired (or the failure observed)
     t_mono: float = 0.0
+    #: significant digits the source carries (None: all of a float64)
+    digits: int | None = None
+    held: bool = False
 
     @property
     def good(self) -> bool:
@@ -46,13 +55,24 @@ class Reading:
 
     @classmethod
     def ok(
-        cls, name: str, value: float, unit: str, *, raw: tuple[int, ...] = (), t_mono: float = 0.0
+        cls,
+        name: str,
+        value: float,
+        unit: str,
+        *,
+        raw: tuple[int, ...] = (),
+        t_mono: float = 0.0,
+        digits: int | None = None,
     ) -> Reading:
         if not math.isfinite(value):
             return cls.bad(
                 name, unit, BadReason.DECODE, f"not finite: {value}", raw=raw, t_mono=t_mono
             )
-        return cls(name, value, unit, Quality.GOOD, None, "", raw, t_mono)
+        return cls(name, value, unit, Quality.GOOD, None, "", raw, t_mono, digits)
+
+    def hold(self, failure: Reading) -> Reading:
+        """This good reading standing in for ``failure`` (a failed read just after it)."""
+        return replace(self, reason=failure.reason, detail=failure.detail, held=True)
 
     @classmethod
     def bad(
@@ -69,9 +89,14 @@ class Reading:
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form used in telemetry and status."""
-        # Seven significant digits: all a float32 register or a 4-20 mA loop carries.
-        v = None if self.value is None else float(f"{self.value:.7g}")
+        # As many digits as the source carries: a 32-bit totaliser stays exact, a float32
+        # does not grow float64 noise digits (123.456, not 123.45600128173828).
+        v = self.value
+        if v is not None and self.digits is not None:
+            v = float(f"{v:.{self.digits}g}")
         out: dict[str, object] = {"v": v, "unit": self.unit, "q": self.quality.value}
+        if self.held:
+            out["held"] = True
         if self.reason is not None:
             out["reason"] = self.reason.value
             if self.detail:

@@ -5,7 +5,8 @@ accelerated time, faster than any serial line; this source skips the wire but no
 encoding: every value is written into the station's register image exactly as the
 YAML declares it and decoded back by the acquisition's codec, so scaling, word order,
 4-20 mA wire breaks and ranges behave as they would on the bus. Slave-level faults
-(silent, bad CRC, exception) become the same bad qualities acquisition would report.
+(silent, bad CRC, exception) become the same bad qualities acquisition would report,
+and the same ``PointGuard``s judge plausibility and hold the last good value.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from controller.config.schema import PointConfig, StationConfig
 from controller.values import BadReason, Reading
 from drivers.modbus.codec import to_engineering
+from drivers.modbus.quality import point_guards
 from simulator.registers import RegisterImage
 from simulator.station import SimStation
 
@@ -36,6 +38,7 @@ class SimSource:
             for dev in cfg.devices.values()
             for name, point in dev.points.items()
         ]
+        self.guards = point_guards(cfg)
         self._progress = 0
         self._bad = 0
         self._speed_points = {
@@ -102,13 +105,16 @@ class SimSource:
             fault = station.slave_fault(bus, slave_id)
             if fault is not None:
                 reason, detail = _FAULT_REASON.get(fault, (BadReason.TIMEOUT, fault))
-                out[name] = Reading.bad(name, point.unit, reason, detail, t_mono=t)
+                reading = Reading.bad(name, point.unit, reason, detail, t_mono=t)
+            else:
+                regs = self.image.read(
+                    bus, slave_id, point.kind, point.address, point.register_count
+                )
+                reading = to_engineering(name, point, regs, t_mono=t)
+            guard = self.guards[name]
+            guard.update(reading)
+            out[name] = judged = guard.view(t)
+            if not judged.good:
                 self._bad += 1
-                continue
-            regs = self.image.read(bus, slave_id, point.kind, point.address, point.register_count)
-            reading = to_engineering(name, point, regs, t_mono=t)
-            if not reading.good:
-                self._bad += 1
-            out[name] = reading
         self._progress += 1
         return out

@@ -65,6 +65,15 @@ def _table(readings: dict[str, Reading]) -> Table:
             if r.good
             else Text(f"BAD {r.reason.value if r.reason else ''} {r.detail}".strip(), "red")
         )
-        value = "-" if r.value is None else f"{r.value:.6g}"
-        table.add_row(name, value, r.unit, raw, quality)
+        table.add_row(name, _value_text(r), r.unit, raw, quality)
     return table
+
+
+def _value_text(r: Reading) -> str:
+    """The value with the digits its source carries: a totaliser in full, never 9.87654e+08."""
+    v = r.as_dict()["v"]
+    if not isinstance(v, float):
+        return "-"
+    if v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return repr(v)

@@ -107,9 +107,34 @@ class BusConfig(_Model):
     host: str | None = Field(default=None, description="Gateway host for tcp / rtu_over_tcp.")
     tcp_port: int = Field(default=502, ge=1, le=65535)
     timeout_s: float = Field(default=0.3, gt=0, le=10)
-    retries: int = Field(default=0, ge=0, le=5)
+    retries: int = Field(
+        default=1,
+        ge=0,
+        le=5,
+        description="Repeats of a failed request (no answer or a corrupted one) before the "
+        "poll counts as failed.",
+    )
     backoff_s: float = Field(
         default=10.0, gt=0, le=3600, description="How long a dead slave is left alone."
+    )
+    silent_before_backoff: int = Field(
+        default=4,
+        ge=1,
+        le=20,
+        description="Requests in a row a slave must leave entirely unanswered (retries "
+        "included) before it is left alone for backoff_s; a corrupted answer is not silence.",
+    )
+    echo: bool = Field(
+        default=False,
+        description="The RS-485 adapter echoes what it sends: read back and drop the "
+        "request's own bytes before the answer.",
+    )
+    hold_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=60,
+        description="How long a point keeps its last good value after failed polls before "
+        "it turns bad (default: three poll periods plus one timeout).",
     )
     max_gap_registers: int = Field(
         default=8,
@@ -124,6 +149,8 @@ class BusConfig(_Model):
             raise ValueError("an rtu bus needs 'port' (e.g. /dev/ttyUSB0)")
         if self.type != "rtu" and not self.host:
             raise ValueError(f"a {self.type} bus needs 'host'")
+        if self.echo and self.type == "tcp":
+            raise ValueError("'echo' is for RS-485 lines (rtu, rtu_over_tcp), not Modbus TCP")
         return self
 
 
@@ -158,6 +185,22 @@ class PointConfig(_Model):
     poll: Name = Field(default="fast", description="Poll class name (see poll_classes).")
     valid_min: float | None = Field(default=None, description="Below this the value is bad.")
     valid_max: float | None = Field(default=None, description="Above this the value is bad.")
+    max_rate_per_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=1e9,
+        description="Largest plausible change per second (units/s); a faster jump from the "
+        "last good value is bad (implausible).",
+    )
+    monotonic: bool = Field(
+        default=False, description="A totaliser: a value below the last good one is bad."
+    )
+    hold_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=60,
+        description="Overrides the bus's hold_s for this point.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> PointConfig:
@@ -178,6 +221,8 @@ class PointConfig(_Model):
             and self.valid_min >= self.valid_max
         ):
             raise ValueError("valid_min must be below valid_max")
+        if self.type == "bool" and (self.max_rate_per_s is not None or self.monotonic):
+            raise ValueError("max_rate_per_s and monotonic are for numbers, not bool points")
         return self
 
     @property

@@ -1,85 +1,86 @@
-"""Modbus acquisition on pymodbus: the poll plan executed per bus, values with quality.
+"""Modbus acquisition: the poll plan executed per bus, values with quality.
 
 * One asyncio task per bus; the blocks of a bus are read one after another (a serial
   line carries one transaction at a time), the buses run concurrently.
-* Per-slave backoff: after a failed transaction the slave is left alone for
-  ``backoff_s`` and then probed with one request, so a dead slave costs at most one
-  timeout per backoff window and the other slaves keep their poll rate.
-* Failures become qualities, never exceptions: no answer -> ``timeout``; bytes came
-  back but pymodbus could not frame them (bad CRC, garbage) -> ``framing``; an
-  exception response -> ``exception`` with its code; a value too old -> ``stale``.
+* A failed request is repeated ``retries`` times before the poll counts as failed, so
+  one corrupted frame on a noisy line costs a repeat, not a value.
+* Per-slave backoff only for silence: after ``silent_before_backoff`` requests in a row
+  that got no byte back, the slave is left alone for ``backoff_s`` and then probed with
+  one request, so a dead slave costs at most one timeout per backoff window. A slave
+  that answers, however garbled, is alive and keeps its poll rate.
+* Failures become qualities, never exceptions: no answer -> ``timeout``; a corrupted,
+  incomplete or mismatched answer (wrong slave id, function code or length) ->
+  ``framing``; an exception response -> ``exception`` with its code. Plausibility,
+  the hold of the last good value and staleness are ``quality.PointGuard``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymodbus import FramerType
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
-
 from controller.aio import wait_any
 from controller.config.schema import BusConfig, StationConfig
 from controller.logs import get_logger
 from controller.values import BadReason, Reading
+from drivers.modbus.channels import Channel, open_channel
 from drivers.modbus.codec import from_engineering, to_engineering
 from drivers.modbus.plan import Block, build_plan
+from drivers.modbus.quality import STALE_PERIODS, PointGuard, point_guards
+from drivers.modbus.rtu import TransactionError
 
 log = get_logger(__name__)
 
-EXCEPTION_NAMES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "slave device failure",
-    5: "acknowledge",
-    6: "slave device busy",
-    10: "gateway path unavailable",
-    11: "gateway target failed to respond",
-}
-#: A value older than this many poll periods (plus one timeout) is stale.
-STALE_PERIODS = 3.0
+__all__ = ["STALE_PERIODS", "Acquisition", "BusPoller", "SlaveStats", "read_once"]
 
 
 @dataclass
 class SlaveStats:
+    #: requests sent, repeats included
     requests: int = 0
+    #: failed polls (every attempt failed), by reason
     errors: dict[str, int] = field(default_factory=dict)
+    #: failed attempts, by reason, repeated or not: how noisy the line is
+    line_errors: dict[str, int] = field(default_factory=dict)
+    retries: int = 0
     latency_sum_s: float = 0.0
     latency_max_s: float = 0.0
     answered: int = 0
     backoff_until: float = 0.0
+    backing_off: bool = False
+    #: failed polls in a row
     failures_in_row: int = 0
+    #: requests in a row that got no byte back
+    silent_in_row: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
             "errors": dict(self.errors),
+            "line_errors": dict(self.line_errors),
+            "retries": self.retries,
             "latency_ms_avg": round(1000 * self.latency_sum_s / self.answered, 2)
             if self.answered
             else None,
             "latency_ms_max": round(1000 * self.latency_max_s, 2),
-            "backing_off": self.failures_in_row > 0,
+            "backing_off": self.backing_off,
         }
 
 
-class _Failure(Exception):
-    def __init__(self, reason: BadReason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
 class BusPoller:
-    """One bus: its client, its blocks, its slaves' statistics."""
+    """One bus: its channel, its blocks, its slaves' statistics."""
 
     def __init__(
-        self, name: str, bus: BusConfig, blocks: list[Block], clock: Callable[[], float]
+        self,
+        name: str,
+        bus: BusConfig,
+        blocks: list[Block],
+        clock: Callable[[], float],
+        guards: dict[str, PointGuard] | None = None,
     ) -> None:
         self.name = name
         self.bus = bus
@@ -87,6 +88,7 @@ class BusPoller:
         self.clock = clock
         self.next_due = dict.fromkeys(range(len(blocks)), 0.0)
         self.slaves: dict[int, SlaveStats] = {b.slave_id: SlaveStats() for b in blocks}
+        self.guards = guards if guards is not None else {}
         self.readings: dict[str, Reading] = {}
         self.progress = 0
         self.passes = 0  # poll_due calls: a dead slave must not turn them into a busy loop
@@ -95,105 +97,38 @@ class BusPoller:
         self.write_errors = 0
         #: (block index, monotonic time) of every completed read, newest last (bounded)
         self.history: list[tuple[int, float]] = []
-        self._rx = bytearray()
-        self.client: AsyncModbusSerialClient | AsyncModbusTcpClient = self._make_client()
-
-    def _trace(self, sending: bool, data: bytes) -> bytes:
-        if sending:
-            self._rx.clear()
-        else:
-            self._rx += data
-        return data
-
-    def _make_client(self) -> AsyncModbusSerialClient | AsyncModbusTcpClient:
-        b = self.bus
-        common: dict[str, Any] = {
-            "timeout": b.timeout_s,
-            "retries": b.retries,
-            "reconnect_delay": 1.0,
-            "reconnect_delay_max": 30.0,
-            "trace_packet": self._trace,
-        }
-        if b.type == "rtu":
-            assert b.port is not None
-            return AsyncModbusSerialClient(
-                b.port,
-                framer=FramerType.RTU,
-                baudrate=b.baudrate,
-                bytesize=b.bytesize,
-                parity=b.parity,
-                stopbits=b.stopbits,
-                **common,
-            )
-        framer = FramerType.RTU if b.type == "rtu_over_tcp" else FramerType.SOCKET
-        assert b.host is not None
-        return AsyncModbusTcpClient(b.host, port=b.tcp_port, framer=framer, **common)
+        self.channel: Channel = open_channel(name, bus)
 
     async def connect(self) -> bool:
-        try:
-            return bool(await self.client.connect())
-        except (OSError, ModbusException) as exc:
-            log.warning("bus not connected", bus=self.name, error=str(exc))
-            return False
+        return await self.channel.connect()
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.client.close()
-
-    async def _read(self, block: Block) -> list[int]:
-        c = self.client
-        n, sid = block.count, block.slave_id
-        if not c.connected:
-            await self.connect()
-            if not c.connected:
-                raise _Failure(BadReason.TIMEOUT, f"bus {self.name} not connected")
-        try:
-            if block.kind == "holding":
-                rr = await c.read_holding_registers(block.start, count=n, device_id=sid)
-            elif block.kind == "input":
-                rr = await c.read_input_registers(block.start, count=n, device_id=sid)
-            elif block.kind == "coil":
-                rr = await c.read_coils(block.start, count=n, device_id=sid)
-            else:
-                rr = await c.read_discrete_inputs(block.start, count=n, device_id=sid)
-        except ModbusException as exc:
-            if self._rx:
-                raise _Failure(
-                    BadReason.FRAMING, f"unframeable reply {bytes(self._rx[:16]).hex()}"
-                ) from exc
-            raise _Failure(BadReason.TIMEOUT, f"no answer within {self.bus.timeout_s:g} s") from exc
-        if rr.isError():
-            code = int(getattr(rr, "exception_code", 0))
-            name = EXCEPTION_NAMES.get(code, "unknown")
-            raise _Failure(BadReason.EXCEPTION, f"code {code} ({name})")
-        if block.kind in ("coil", "discrete"):
-            return [1 if b else 0 for b in rr.bits[: block.count]]
-        regs = list(rr.registers)
-        if len(regs) != block.count:
-            raise _Failure(BadReason.FRAMING, f"{len(regs)} registers, asked {block.count}")
-        return regs
+        self.channel.close()
 
     async def _write_pending(self) -> None:
         """Writes go first in a pass: a speed reference should not wait behind reads."""
         while self.pending_writes:
             name, (slave_id, kind, address, words) = next(iter(self.pending_writes.items()))
             del self.pending_writes[name]
-            try:
-                if kind == "coil":
-                    rr = await self.client.write_coil(address, bool(words[0]), device_id=slave_id)
-                elif len(words) == 1:
-                    rr = await self.client.write_register(address, words[0], device_id=slave_id)
-                else:
-                    rr = await self.client.write_registers(address, words, device_id=slave_id)
-                if rr.isError():
-                    raise ModbusException(f"exception response {rr}")
-            except (ModbusException, OSError) as exc:
+            error: TransactionError | None = None
+            for _ in range(1 + self.bus.retries):
+                try:
+                    await self.channel.write(slave_id, kind, address, words)
+                except TransactionError as exc:
+                    error = exc
+                    if exc.reason is BadReason.EXCEPTION:
+                        break  # the slave refused it: asking again changes nothing
+                    continue
+                error = None
+                break
+            if error is not None:
                 self.write_errors += 1
-                log.warning("write failed", bus=self.name, point=name, error=str(exc))
+                log.warning("write failed", bus=self.name, point=name, error=error.detail)
             self.progress += 1
 
     async def poll_due(self) -> None:
         self.passes += 1
+        started = self.clock()
         await self._write_pending()
         for i, block in enumerate(self.blocks):
             now = self.clock()
@@ -205,59 +140,133 @@ class BusPoller:
                 # this block is due again when the window ends (one probe per window).
                 self.next_due[i] = stats.backoff_until
                 continue
-            self.next_due[i] = max(self.next_due[i] + block.period_s, now)
+            self.next_due[i] = _next_slot(self.next_due[i], block.period_s, now, started)
             await self._poll_block(i, block, stats)
 
-    async def _poll_block(self, index: int, block: Block, stats: SlaveStats) -> None:
+    async def _attempts(
+        self, block: Block, stats: SlaveStats, attempts: int, *, retry_silence: bool
+    ) -> list[int]:
+        """Read ``block`` with up to ``attempts`` requests; the last failure if all fail."""
+        last: TransactionError | None = None
+        for attempt in range(attempts):
+            if attempt:
+                stats.retries += 1
+            stats.requests += 1
+            try:
+                words = await self.channel.read(block)
+            except TransactionError as exc:
+                last = exc
+                stats.line_errors[exc.reason.value] = stats.line_errors.get(exc.reason.value, 0) + 1
+                stats.silent_in_row = 0 if exc.answered else stats.silent_in_row + 1
+                if exc.reason is BadReason.EXCEPTION:
+                    break  # a refusal is an answer: asking again gets the same one
+                if not (exc.answered or retry_silence):
+                    break  # the commissioning read: one timeout per silent slave
+                continue
+            stats.silent_in_row = 0
+            return words
+        assert last is not None
+        raise last
+
+    def _attempts_now(self, stats: SlaveStats) -> int:
+        # A slave in backoff gets one probe per window: its repeats would cost the live
+        # slaves one more timeout each.
+        return 1 if stats.backing_off else 1 + self.bus.retries
+
+    async def _poll_block(
+        self,
+        index: int,
+        block: Block,
+        stats: SlaveStats,
+        *,
+        retry_silence: bool = True,
+    ) -> None:
         started = self.clock()
-        stats.requests += 1
         try:
-            words = await self._read(block)
-        except _Failure as exc:
-            t = self.clock()
-            stats.errors[exc.reason.value] = stats.errors.get(exc.reason.value, 0) + 1
-            stats.failures_in_row += 1
-            stats.backoff_until = t + self.bus.backoff_s
-            for pp in block.points:
-                self.readings[pp.name] = Reading.bad(
-                    pp.name, pp.config.unit, exc.reason, exc.detail, t_mono=t
-                )
-            if stats.failures_in_row == 1:
-                log.warning(
-                    "slave failed; backing off",
-                    bus=self.name,
-                    slave=block.slave_id,
-                    reason=exc.reason.value,
-                    detail=exc.detail,
-                    backoff_s=self.bus.backoff_s,
-                )
-        except Exception as exc:  # a pymodbus surprise must never reach the loop
-            t = self.clock()
-            stats.errors["internal"] = stats.errors.get("internal", 0) + 1
-            stats.backoff_until = t + self.bus.backoff_s
-            for pp in block.points:
-                self.readings[pp.name] = Reading.bad(
-                    pp.name, pp.config.unit, BadReason.FRAMING, repr(exc), t_mono=t
-                )
+            words = await self._attempts(
+                block, stats, self._attempts_now(stats), retry_silence=retry_silence
+            )
+        except TransactionError as exc:
+            self._failed(block, stats, exc.reason, exc.detail)
+        except Exception as exc:  # a surprise must never reach the loop
             log.error("unexpected Modbus error", bus=self.name, error=repr(exc))
+            self._failed(block, stats, BadReason.FRAMING, repr(exc), internal=True)
         else:
-            t = self.clock()
-            latency = t - started
-            stats.answered += 1
-            stats.latency_sum_s += latency
-            stats.latency_max_s = max(stats.latency_max_s, latency)
-            if stats.failures_in_row:
-                log.info("slave answering again", bus=self.name, slave=block.slave_id)
-            stats.failures_in_row = 0
-            stats.backoff_until = 0.0
-            for pp in block.points:
-                offset = pp.config.address - block.start
-                chunk = words[offset : offset + pp.config.register_count]
-                self.readings[pp.name] = to_engineering(pp.name, pp.config, chunk, t_mono=t)
+            self._answered(block, stats, words, started)
         self.progress += 1
         self.history.append((index, self.clock()))
         if len(self.history) > 4096:
             del self.history[:2048]
+
+    def _answered(self, block: Block, stats: SlaveStats, words: list[int], started: float) -> None:
+        t = self.clock()
+        latency = t - started
+        stats.answered += 1
+        stats.latency_sum_s += latency
+        stats.latency_max_s = max(stats.latency_max_s, latency)
+        if stats.backing_off or stats.failures_in_row:
+            log.info("slave answering again", bus=self.name, slave=block.slave_id)
+        stats.failures_in_row = 0
+        stats.backing_off = False
+        stats.backoff_until = 0.0
+        for pp in block.points:
+            offset = pp.config.address - block.start
+            chunk = words[offset : offset + pp.config.register_count]
+            self._store(to_engineering(pp.name, pp.config, chunk, t_mono=t))
+
+    def _failed(
+        self,
+        block: Block,
+        stats: SlaveStats,
+        reason: BadReason,
+        detail: str,
+        *,
+        internal: bool = False,
+    ) -> None:
+        t = self.clock()
+        key = "internal" if internal else reason.value
+        stats.errors[key] = stats.errors.get(key, 0) + 1
+        stats.failures_in_row += 1
+        for pp in block.points:
+            self._store(Reading.bad(pp.name, pp.config.unit, reason, detail, t_mono=t))
+        if stats.silent_in_row >= self.bus.silent_before_backoff or internal:
+            stats.backoff_until = t + self.bus.backoff_s
+            if not stats.backing_off:
+                log.warning(
+                    "slave silent; backing off",
+                    bus=self.name,
+                    slave=block.slave_id,
+                    detail=detail,
+                    unanswered=stats.silent_in_row,
+                    backoff_s=self.bus.backoff_s,
+                )
+            stats.backing_off = True
+            return
+        if stats.silent_in_row == 0:
+            stats.backing_off = False  # it answered, if garbled: alive, back to full rate
+        if stats.failures_in_row == 1:
+            log.warning(
+                "poll failed",
+                bus=self.name,
+                slave=block.slave_id,
+                reason=reason.value,
+                detail=detail,
+            )
+
+    def _store(self, reading: Reading) -> None:
+        guard = self.guards.get(reading.name)
+        self.readings[reading.name] = guard.update(reading) if guard is not None else reading
+
+
+def _next_slot(due: float, period: float, now: float, pass_started: float) -> float:
+    """The block's next poll: fixed rate without drift. The first read starts the
+    schedule at the start of its pass, so blocks read together stay due together (one
+    pass per tick, not one per block). Slots already missed (a slow slave held the bus)
+    are skipped, not caught up in a burst of reads that would bring nothing new."""
+    if not due:
+        return pass_started + period
+    missed = max(0, math.floor((now - due) / period))
+    return due + (missed + 1) * period
 
 
 class Acquisition:
@@ -267,12 +276,10 @@ class Acquisition:
         self.cfg = cfg
         self.clock = clock
         plan = build_plan(cfg)
-        self.pollers = [BusPoller(bp.name, bp.bus, list(bp.blocks), clock) for bp in plan.buses]
-        self._points = {
-            name: (point, cfg.poll_period_s(point.poll), cfg.buses[dev].timeout_s)
-            for name, (dev_name, point) in cfg.points().items()
-            for dev in [cfg.devices[dev_name].bus]
-        }
+        self.guards = point_guards(cfg)
+        self.pollers = [
+            BusPoller(bp.name, bp.bus, list(bp.blocks), clock, self.guards) for bp in plan.buses
+        ]
         self.period_s = min((b.period_s for p in self.pollers for b in p.blocks), default=1.0)
         self._wake = asyncio.Event()  # a queued write wakes the bus loops early
 
@@ -321,26 +328,7 @@ class Acquisition:
 
     def snapshot(self) -> dict[str, Reading]:
         now = self.clock()
-        latest: dict[str, Reading] = {}
-        for p in self.pollers:
-            latest.update(p.readings)
-        out: dict[str, Reading] = {}
-        for name, (point, period, timeout) in self._points.items():
-            r = latest.get(name)
-            if r is None:
-                out[name] = Reading.bad(name, point.unit, BadReason.NOT_POLLED, "no read yet")
-            elif r.good and now - r.t_mono > STALE_PERIODS * period + timeout:
-                out[name] = Reading.bad(
-                    name,
-                    point.unit,
-                    BadReason.STALE,
-                    f"last good value {now - r.t_mono:.1f} s old",
-                    raw=r.raw,
-                    t_mono=r.t_mono,
-                )
-            else:
-                out[name] = r
-        return out
+        return {name: guard.view(now) for name, guard in self.guards.items()}
 
     @property
     def progress(self) -> int:
@@ -353,13 +341,34 @@ class Acquisition:
 
 
 async def read_once(cfg: StationConfig) -> dict[str, Reading]:
-    """Poll every point once (the commissioning read)."""
+    """Poll every point once (the commissioning read).
+
+    Buses are read at the same time, and a slave that leaves a request unanswered is
+    not asked again for its other blocks: a dead slave costs one timeout, not one per
+    block and repeat.
+    """
     acq = Acquisition(cfg)
     await acq.start()
     try:
-        for p in acq.pollers:
-            for i, block in enumerate(p.blocks):
-                await p._poll_block(i, block, p.slaves[block.slave_id])
+        await asyncio.gather(*(_read_bus(p) for p in acq.pollers))
         return acq.snapshot()
     finally:
         await acq.close()
+
+
+async def _read_bus(poller: BusPoller) -> None:
+    silent: dict[int, Reading] = {}
+    for i, block in enumerate(poller.blocks):
+        stats = poller.slaves[block.slave_id]
+        if block.slave_id in silent:
+            failure = silent[block.slave_id]
+            detail = f"{failure.detail}; not asked again"
+            for pp in block.points:
+                poller._store(
+                    Reading.bad(pp.name, pp.config.unit, BadReason.TIMEOUT, detail, t_mono=0.0)
+                )
+            continue
+        await poller._poll_block(i, block, stats, retry_silence=False)
+        first = poller.readings.get(block.points[0].name)
+        if stats.silent_in_row and first is not None and first.reason is BadReason.TIMEOUT:
+            silent[block.slave_id] = first

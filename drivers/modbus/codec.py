@@ -72,6 +72,32 @@ def encode_value(value: float, *, dtype: str, byte_order: str = "ABCD") -> list[
     return [int.from_bytes(wire[i : i + 2], "big") for i in range(0, len(wire), 2)]
 
 
+#: Significant digits kept for a value read from an integer register: more than any 32-bit
+#: count has, fewer than float64 arithmetic noise (3 * 0.1 = 0.30000000000000004).
+INTEGER_DIGITS = 15
+
+
+def float32_digits(value: float) -> int:
+    """Fewest significant digits that give back the same float32: what the source carries."""
+    try:
+        target = struct.pack(">f", value)
+        for digits in range(6, 9):
+            if struct.pack(">f", float(f"{value:.{digits}g}")) == target:
+                return digits
+    except OverflowError:
+        pass  # scaled beyond float32's range: the scaling carries the precision
+    return 9
+
+
+def source_digits(point: PointConfig, value: float) -> int | None:
+    """Significant digits of ``value`` as ``point``'s registers carry it (None: all)."""
+    if point.type == "float32":
+        return float32_digits(value)
+    if point.type == "bool":
+        return None
+    return INTEGER_DIGITS
+
+
 def raw_to_current_ma(point: PointConfig, raw: float) -> float:
     span = point.span_4_20ma
     assert span is not None
@@ -149,4 +175,4 @@ def to_engineering(
             raw=raw,
             t_mono=t_mono,
         )
-    return Reading.ok(name, value, unit, raw=raw, t_mono=t_mono)
+    return Reading.ok(name, value, unit, raw=raw, t_mono=t_mono, digits=source_digits(point, value))
