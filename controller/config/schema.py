@@ -178,13 +178,17 @@ class PointConfig(_Model):
     byte_order: ByteOrder = Field(
         default="ABCD", description="Word/byte order of 32-bit values: ABCD, CDAB, BADC, DCBA."
     )
-    scale: float = 1.0
-    offset: float = 0.0
+    scale: RegisterNumber = 1.0
+    offset: RegisterNumber = 0.0
     span_4_20ma: Span4To20mA | None = None
     unit: str = ""
     poll: Name = Field(default="fast", description="Poll class name (see poll_classes).")
-    valid_min: float | None = Field(default=None, description="Below this the value is bad.")
-    valid_max: float | None = Field(default=None, description="Above this the value is bad.")
+    valid_min: RegisterNumber | None = Field(
+        default=None, description="Below this the value is bad."
+    )
+    valid_max: RegisterNumber | None = Field(
+        default=None, description="Above this the value is bad."
+    )
     max_rate_per_s: float | None = Field(
         default=None,
         gt=0,
