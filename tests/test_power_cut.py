@@ -154,3 +154,37 @@ def test_a_pump_whose_feedback_never_arrives_with_power_present_is_still_locked_
         stager.update(t, demand=2.5, feedback=fb)  # the two others keep theirs
     assert stager.pumps[third].locked is not None
     assert "after start" in stager.pumps[third].locked
+
+
+def test_a_reboot_keeps_the_motor_limits_of_the_hour_before_it() -> None:
+    """The saved state carries the hour's starts and each pump's time off as ages: after
+    a reboot no pump restarts inside its minimum off time nor past its starts per hour,
+    whatever the clocks did (a damaged file adds nothing)."""
+    cfg = STATIONS["relays"]
+    from controller.control.core import ControlCore
+
+    core = ControlCore(cfg, now=1000.0)
+    rec = core.stager.pumps["P1"]
+    for t in (1010.0, 1500.0, 2000.0):
+        core.stager._start(rec, t)  # type: ignore[attr-defined]  # history as stager keeps it
+    core.stager._stop(core.stager.pumps["P2"], 2050.0)  # type: ignore[attr-defined]
+    core._last = 2100.0  # type: ignore[attr-defined]
+    saved = core.export_state()
+
+    booted = ControlCore(cfg, now=50.0)  # a new boot: the monotonic clock starts again
+    booted.restore_state(saved)
+    p1, p2 = booted.stager.pumps["P1"], booted.stager.pumps["P2"]
+    assert [round(50.0 - t) for t in p1.starts] == [1090, 600, 100]
+    assert p1.changed_at == 50.0  # it ran at the save: stopped at the power cut, at the latest
+    assert p2.changed_at == 50.0 - 50.0
+    assert not p1.can_start(50.0 + cfg.pumps["P1"].min_off_s - 1)
+    assert len(booted.stager.station_starts) == 3
+
+    damaged = {"pumps": {"P1": {"run_s": float("nan"), "starts_age_s": [float("inf"), -5, "x"],
+                                "off_for_s": float("nan"), "starts_total": -3}}}  # fmt: skip
+    fresh = ControlCore(cfg, now=0.0)
+    fresh.restore_state(damaged)
+    rec = fresh.stager.pumps["P1"]
+    assert rec.run_s == 0.0
+    assert not rec.starts
+    assert rec.starts_total == 0

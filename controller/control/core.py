@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -24,7 +25,7 @@ from controller.control.capacity import BAR_TO_M, max_pressure_bar, set_flow_m3h
 from controller.control.pid import Pid
 from controller.control.protections import Protections, Timer, Verdict, cutout_bar
 from controller.control.setpoint import SetpointManager
-from controller.control.stager import PumpRecord, Sizing, Stager, StartCheck
+from controller.control.stager import HOUR_S, PumpRecord, Sizing, Stager, StartCheck
 from controller.errors import BoosterError
 from controller.values import BadReason, Reading
 
@@ -91,6 +92,22 @@ def pump_state(rec: PumpRecord) -> str:
     if rec.exercise_until is not None:
         return "exercising"
     return "running" if rec.on else "ready"
+
+
+def _age(value: Any, *, limit: float = HOUR_S) -> float | None:
+    """A saved age in seconds, if it is one (finite, 0 to ``limit``): the state file is
+    ours, but a damaged one must not put a NaN into the motor limits."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value):
+        return None
+    return float(value) if 0.0 <= value <= limit else None
+
+
+def _ages(values: Any) -> list[float]:
+    if not isinstance(values, list):
+        return []
+    return [a for a in (_age(v) for v in values[:1000]) if a is not None]
 
 
 def _good(readings: Mapping[str, Reading], point: str | None) -> float | None:
@@ -774,23 +791,50 @@ class ControlCore:
         }
 
     def export_state(self) -> dict[str, Any]:
+        """What survives a restart. Motor history (how long ago each start was, how long
+        each stopped pump had been off) is kept as ages, not clock times: a Pi may boot
+        without a set clock, and the monotonic clock starts again at every boot."""
+        now = self._last if self._last is not None else self.protections.started
+        self.stager.station_can_start(now)  # prunes the rolling hour before it is saved
         return {
             "mode": self.mode,
             "setpoint_bar": self.setpoint,
             "manual": dict(self.manual),
             "pumps": {
-                name: {"run_s": rec.run_s, "starts_total": rec.starts_total}
+                name: {
+                    "run_s": rec.run_s,
+                    "starts_total": rec.starts_total,
+                    "starts_age_s": [now - t for t in rec.starts],
+                    "off_for_s": None if rec.on else min(now - rec.changed_at, HOUR_S),
+                }
                 for name, rec in self.stager.pumps.items()
             },
+            "station_starts_age_s": [now - t for t in self.stager.station_starts],
         }
 
     def restore_state(self, data: Mapping[str, Any]) -> None:
-        """Run hours and totals survive restarts; mode and setpoint only when still valid."""
+        """Run hours and totals survive restarts; mode and setpoint only when still valid.
+
+        The motor limits survive too, conservatively: the time the station was down is
+        not known, so it is taken as none. Every start of the saved hour counts as that
+        much before this boot, a pump that was running counts as stopped at this boot
+        (it stopped when the power went, at or after the save), one that was off as off
+        since its saved age. So a power cut that reboots the Pi never restarts a pump
+        inside its minimum off time, nor past its starts per hour."""
+        boot = self.protections.started
         for name, saved in dict(data.get("pumps", {})).items():
             rec = self.stager.pumps.get(name)
-            if rec is not None:
-                rec.run_s = float(saved.get("run_s", 0.0))
-                rec.starts_total = int(saved.get("starts_total", 0))
+            if rec is None or not isinstance(saved, Mapping):
+                continue
+            rec.run_s = _age(saved.get("run_s"), limit=math.inf) or 0.0
+            total = saved.get("starts_total")
+            rec.starts_total = total if isinstance(total, int) and total >= 0 else 0
+            rec.starts = deque(sorted(boot - a for a in _ages(saved.get("starts_age_s"))))
+            off_for = _age(saved.get("off_for_s"))
+            rec.changed_at = boot if off_for is None else boot - off_for
+        self.stager.station_starts = deque(
+            sorted(boot - a for a in _ages(data.get("station_starts_age_s")))
+        )
         mode = data.get("mode")
         if mode in MODES:
             self.mode = str(mode)

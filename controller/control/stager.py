@@ -183,7 +183,7 @@ class Stager:
 
     # -- the decision ---------------------------------------------------------------------
 
-    def _station_can_start(self, now: float) -> bool:
+    def station_can_start(self, now: float) -> bool:
         while self.station_starts and self.station_starts[0] <= now - HOUR_S:
             self.station_starts.popleft()
         return len(self.station_starts) < self.cfg.station_max_starts_per_hour
@@ -266,7 +266,7 @@ class Stager:
 
     def starts_left(self, now: float) -> int:
         """Starts the station and its running pumps may still make this hour (the least)."""
-        self._station_can_start(now)  # prunes the station's rolling hour
+        self.station_can_start(now)  # prunes the station's rolling hour
         left = self.cfg.station_max_starts_per_hour - len(self.station_starts)
         for rec in self.pumps.values():
             if rec.on:
@@ -283,7 +283,7 @@ class Stager:
         idle = [r for r in self.pumps.values() if not r.on]
         if not idle:
             return "every pump is running"
-        if not self._station_can_start(now):
+        if not self.station_can_start(now):
             wait = self.station_starts[0] + HOUR_S - now
             return (
                 f"the station is out of starts ({self.cfg.station_max_starts_per_hour} per "
@@ -331,7 +331,7 @@ class Stager:
             if rec.on and rec.exercise_until is not None:
                 rec.exercise_until = None  # the demand needs a pump: keep the one running
                 return True
-        if not self._station_can_start(now):
+        if not self.station_can_start(now):
             return False
         candidates = [
             r
@@ -393,7 +393,7 @@ class Stager:
             return
         if self.power_lost_since is not None:
             return  # nothing to exercise a motor with
-        if self._on_count() >= self.max_running or not self._station_can_start(now):
+        if self._on_count() >= self.max_running or not self.station_can_start(now):
             return
         idle = [
             r
@@ -422,7 +422,7 @@ class Stager:
                 and (start_ok is None or start_ok(r, False))
                 and (sizing is None or sizing.may_swap(on, rec, r))
             ]
-            if not idle or not self._station_can_start(now):
+            if not idle or not self.station_can_start(now):
                 return
             if self.lead_vfd and rec.cfg.vfd is not None and all(r.cfg.vfd is None for r in idle):
                 continue  # no other drive is free: this one keeps the lead role
@@ -465,7 +465,7 @@ class Stager:
                     continue
                 rec = found
                 if want and rec.can_start(now) and self.running() < self.available():
-                    if self._station_can_start(now):
+                    if self.station_can_start(now):
                         self._start(rec, now)
                 elif not want and rec.can_stop(now):
                     self._stop(rec, now)
