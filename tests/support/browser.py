@@ -40,7 +40,8 @@ class Demo:
              "--state-dir", str(self.state_dir), *self.extra],
             stdout=self._fh, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
-        wait_until(lambda: ANNOUNCE.search(self.output()) is not None or self.proc.poll() is not None,  # type: ignore[union-attr]
+        proc = self.proc
+        wait_until(lambda: ANNOUNCE.search(self.output()) is not None or proc.poll() is not None,
                    timeout=30, what="the demo to announce its HMI")  # fmt: skip
         found = ANNOUNCE.search(self.output())
         assert found is not None, self.output()
