@@ -49,7 +49,9 @@ def demo_config(cfg: StationConfig, options: DemoOptions) -> StationConfig:
     uplink: dict[str, Any] = {"enabled": False}
     if options.mqtt:
         host, _, port = options.mqtt.rpartition(":")
-        uplink = {"enabled": True, "host": host or "localhost", "port": int(port or 1883)}
+        # A local test broker: the station file's credentials and TLS are for the real one.
+        uplink = {"enabled": True, "host": host or "localhost", "port": int(port or 1883),
+                  "credentials_file": None, "tls": None}  # fmt: skip
     return cfg.model_copy(
         update={
             "gpio": cfg.gpio.model_copy(update={"backend": "sim"}),

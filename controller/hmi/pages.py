@@ -183,9 +183,9 @@ def pid_svg(lang: str, view: Mapping[str, Any], pumps: list[str], has: Mapping[s
             f'<text x="345" y="{y - 8:.0f}" class="small">%</text>'
         )
     labels = (
-        ("suction", 20, mid - 14, "ui.suction", "bar"),
-        ("discharge", 420, mid - 14, "ui.discharge", "bar"),
-        ("flow", 420, mid + 34, "ui.flow", "m3/h"),
+        ("suction", 20, mid - 36, "ui.suction", "bar"),  # above the pipe, not on it
+        ("discharge", 420, mid - 36, "ui.discharge", "bar"),
+        ("flow", 420, mid + 24, "ui.flow", "m3/h"),
     )
     for role, x, y, key, unit in labels:
         if not has.get(role):
