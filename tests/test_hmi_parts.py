@@ -279,3 +279,30 @@ async def test_session_cookie_is_secure_under_tls(tmp_path: Path) -> None:
         stop.set()
         async with asyncio.timeout(10):
             await task
+
+
+# -- the terminal dashboard uses the same catalogue --------------------------------------------
+
+
+def test_dashboard_names_states_and_alarms_in_the_station_language() -> None:
+    from rich.console import Console
+
+    from controller.dashboard import render
+
+    snap = {
+        "site": {"id": "bs01", "name": "Sukamaju", "language": "id"},
+        "state": "high_pressure",
+        "mode": "auto",
+        "pumps": {"P1": {"running": False, "state": "locked out", "locked_out": "tripped"}},
+        "alarms": [{"id": "dry_run", "severity": "critical", "message": "suction 0.1 bar"}],
+    }
+    console = Console(width=400, record=True)
+    console.print(render(snap))
+    text = console.export_text()
+    assert "tekanan terlalu tinggi" in text
+    assert "terkunci: tripped" in text
+    assert "proteksi kering" in text
+    assert "suction 0.1 bar" in text
+    console = Console(width=400, record=True)
+    console.print(render(snap, "en"))
+    assert "high pressure cutout" in console.export_text()

@@ -80,6 +80,7 @@ def live_view(snap: dict[str, Any], lang: str) -> dict[str, Any]:
             "severity": t(lang, f"severity.{a.get('severity', '')}"),
             "cls": ALARM_CLASS.get(str(a.get("severity")), "alarm-warn"),
             "text": alarm_text(lang, str(a.get("id", "")), str(a.get("message", ""))),
+            "detail": str(a.get("message", "")),  # the controller's own words: the specifics
             "acked": bool(a.get("acked")),
         }
         for a in snap.get("alarms", [])

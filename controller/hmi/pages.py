@@ -122,7 +122,8 @@ def _alarm_rows(
         state = t(lang, "ui.acked") if a["acked"] else ack
         rows.append(
             f'<tr class="{esc(a["cls"])}" data-alarm-row="{esc(a["id"])}">'
-            f"<td>{esc(a['severity'])}</td><td>{esc(a['text'])}</td>"
+            f"<td>{esc(a['severity'])}</td><td>{esc(a['text'])}"
+            f'<br><small class="detail">{esc(a["detail"])}</small></td>'
             f"<td><code>{esc(a['id'])}</code></td><td>{state}</td></tr>"
         )
     if not rows:

@@ -191,7 +191,8 @@ class Daemon:
     def status_snapshot(self) -> dict[str, Any]:
         """Everything ``boosterd status`` and the dashboard show."""
         snap = self.brief_snapshot()
-        snap["site"] = {"id": self.cfg.site.id, "name": self.cfg.site.name}
+        site = self.cfg.site
+        snap["site"] = {"id": site.id, "name": site.name, "language": site.language}
         snap["version"] = __version__
         snap["loop"] = self.loop.stats.as_dict()
         snap["acquisition"] = self.source.stats()

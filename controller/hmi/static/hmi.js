@@ -47,7 +47,10 @@ function renderAlarms(box, alarms) {
     const tr = table.insertRow();
     tr.className = a.cls; tr.dataset.alarmRow = a.id;
     tr.insertCell().textContent = a.severity;
-    tr.insertCell().textContent = a.text;
+    const text = tr.insertCell();
+    const detail = document.createElement("small");
+    detail.className = "detail"; detail.textContent = a.detail;
+    text.append(a.text, document.createElement("br"), detail);
     const code = document.createElement("code"); code.textContent = a.id;
     tr.insertCell().append(code);
     const cell = tr.insertCell();
@@ -117,6 +120,11 @@ function drawTrend(canvas, data, series) {
       pen = true;
     });
     ctx.stroke();
+    ctx.fillStyle = COLOURS[s];  // a lone point (the first minute) as a dot
+    data[s].forEach((v, i) => {
+      const alone = v !== null && (data[s][i - 1] ?? null) === null && (data[s][i + 1] ?? null) === null;
+      if (alone) { ctx.beginPath(); ctx.arc(x(t[i]), y(v), 3, 0, 2 * Math.PI); ctx.fill(); }
+    });
   }
   return true;
 }
