@@ -202,3 +202,26 @@ def test_login_lockout_is_per_user_and_address_and_spares_others(tmp_path: Path)
         assert other.login("viewer", demo.viewer_password).status == 303
     finally:
         demo.close()
+
+
+def test_daemon_stops_promptly_with_live_pages_open(tmp_path: Path) -> None:
+    import http.client
+    import signal
+    import time
+
+    demo = Demo(tmp_path).start()
+    try:
+        client = operator(demo)
+        conn = http.client.HTTPConnection("127.0.0.1", demo.port, timeout=10)
+        conn.request("GET", "/events", headers={"Cookie": client.cookie or ""})
+        stream = conn.getresponse()
+        assert stream.status == 200
+        assert stream.readline().startswith(b"data: ")
+        assert demo.proc is not None
+        started = time.monotonic()
+        demo.proc.send_signal(signal.SIGTERM)
+        assert demo.proc.wait(timeout=10) == 0
+        assert time.monotonic() - started < 5
+        conn.close()
+    finally:
+        demo.close()

@@ -89,6 +89,7 @@ class HmiServer:
         self._acked_by: dict[str, str] = {}
         self.port: int | None = None  # the bound port (useful with port 0 in tests)
         self.started = asyncio.Event()
+        self._closing = False
         self.app = self._make_app()
 
     # -- the app ---------------------------------------------------------------------------
@@ -327,7 +328,7 @@ class HmiServer:
         self.sse_clients += 1
         try:
             seq = -1
-            while True:
+            while not self._closing:
                 if self.sessions.get(session.token, touch=False) is None:
                     await response.write(b"event: expired\ndata: {}\n\n")
                     break
@@ -485,8 +486,8 @@ class HmiServer:
             self.started.set()
             await self._broadcast(stop)
         finally:
-            frame = self._frame
-            frame.set()
+            self._closing = True  # live streams end, so the runner's cleanup does not wait
+            self._frame.set()
             with contextlib.suppress(Exception):
                 await runner.cleanup()
             await asyncio.to_thread(self.history.close)
