@@ -306,3 +306,31 @@ def test_dashboard_names_states_and_alarms_in_the_station_language() -> None:
     console = Console(width=400, record=True)
     console.print(render(snap, "en"))
     assert "high pressure cutout" in console.export_text()
+
+
+def test_password_checks_do_not_leave_the_process_bigger() -> None:
+    """scrypt's 16 MiB per check must go back to the system (measured: +15-64 MB without)."""
+    import sys
+
+    script = """
+import asyncio, concurrent.futures
+from controller.hmi.users import make_user, verify_and_release
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+user = make_user("a", "operator", "0123456789ab")
+verify_and_release(user, "0123456789ab")
+before = rss()
+pool = concurrent.futures.ThreadPoolExecutor(1)
+async def main():
+    loop = asyncio.get_running_loop()
+    for _ in range(2):
+        await asyncio.gather(*(loop.run_in_executor(pool, verify_and_release, user, "x" * 12)
+                               for _ in range(2)))
+asyncio.run(main())
+print(rss() - before)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, check=True, cwd=REPO)  # fmt: skip
+    assert float(out.stdout) < 8.0

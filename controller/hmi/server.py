@@ -10,6 +10,7 @@ and lands in the audit log like any other command.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import math
@@ -31,7 +32,7 @@ from controller.hmi import pages
 from controller.hmi.history import History
 from controller.hmi.live import live_view, trend_values
 from controller.hmi.security import LoginThrottle, Session, Sessions, csrf_ok, security_headers
-from controller.hmi.users import UserError, UserStore, role_at_least, verify
+from controller.hmi.users import UserError, UserStore, role_at_least, verify_and_release
 from controller.i18n import LANGUAGES, from_accept_language, t
 from controller.logs import get_logger
 from controller.telemetry.commands import CommandProcessor
@@ -78,7 +79,9 @@ class HmiServer:
         self.users = UserStore(cfg.users_file)
         self.sessions = Sessions(cfg.session_idle_s)
         self.throttle = LoginThrottle()
-        self._login_slots = asyncio.Semaphore(2)  # scrypt takes 16 MiB each: bound them
+        # One thread for every password check: scrypt takes 16 MiB, and glibc would keep
+        # that much per worker thread (see users.verify_and_release).
+        self._kdf = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hmi-kdf")
         self._frame = asyncio.Event()
         self._snap: dict[str, Any] = {}
         self._views: dict[str, str] = {}
@@ -166,9 +169,9 @@ class HmiServer:
         except UserError as exc:
             log.error("hmi users file unreadable", error=str(exc))
             user = None
-        async with self._login_slots:
-            # scrypt is deliberately slow: off the event loop, or it would jitter control.
-            ok = await asyncio.to_thread(verify, user, password)
+        # scrypt is deliberately slow: off the event loop, or it would jitter control.
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(self._kdf, verify_and_release, user, password)
         if not ok or user is None:
             self.throttle.failed(name, address)
             log.warning("hmi login failed", user=name, address=address)
@@ -490,6 +493,7 @@ class HmiServer:
             self._frame.set()
             with contextlib.suppress(Exception):
                 await runner.cleanup()
+            self._kdf.shutdown(wait=False, cancel_futures=True)
             await asyncio.to_thread(self.history.close)
 
 
