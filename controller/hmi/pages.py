@@ -87,7 +87,8 @@ def layout(
         '<link rel="stylesheet" href="/static/hmi.css">'
         '<script src="/static/hmi.js" defer></script></head>'
         f'<body data-page="{esc(path)}">{nav}{banner}<main><h1>{esc(title)}</h1>{notes}{body}'
-        '<p class="conn" id="conn" hidden></p></main></body></html>'
+        f'<p class="conn" id="conn" data-offline="{esc(t(lang, "ui.offline"))}" hidden></p>'
+        "</main></body></html>"
     )
 
 
@@ -266,7 +267,7 @@ def alarms_body(
             f'<button type="submit" id="ack-all">{esc(t(lang, "ui.ack_all"))}</button></form>'
         )
     rows = "".join(
-        f"<tr><td>{esc(h['when'])}</td><td>{esc(h['event'])}</td>"
+        f"<tr><td>{esc(h['when'])}</td><td>{esc(t(lang, 'event.' + h['event']))}</td>"
         f"<td>{esc(alarm_text(lang, h['id'], h.get('message', '')))}</td>"
         f"<td><code>{esc(h['id'])}</code></td><td>{esc(h.get('by') or '')}</td></tr>"
         for h in history

@@ -181,8 +181,18 @@ class UserStore:
             fh.write(body)
             fh.flush()
             os.fsync(fh.fileno())
+        self._keep_owner(tmp)
         os.replace(tmp, self.path)
         self._mtime = None
+
+    def _keep_owner(self, tmp: Path) -> None:
+        """``sudo boosterd hmi-user passwd`` must not take the file from the service user."""
+        try:
+            old = self.path.stat()
+        except FileNotFoundError:
+            return
+        if os.geteuid() == 0 and (old.st_uid, old.st_gid) != (0, 0):
+            os.chown(tmp, old.st_uid, old.st_gid)
 
     def add(self, user: User) -> None:
         users = self.users()

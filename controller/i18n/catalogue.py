@@ -93,6 +93,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "id": "DEMO: data dari simulator, bukan stasiun nyata",
         "en": "DEMO: data from the simulator, not a real station",
     },
+    "ui.offline": {
+        "id": "Koneksi ke stasiun terputus; mencoba lagi...",
+        "en": "Connection to the station lost; retrying...",
+    },
+    "event.raised": {"id": "muncul", "en": "raised"},
+    "event.acknowledged": {"id": "diakui", "en": "acknowledged"},
+    "event.cleared": {"id": "hilang", "en": "cleared"},
     "ui.command_ok": {"id": "Perintah diterima", "en": "Command accepted"},
     "ui.command_refused": {"id": "Perintah ditolak: {reason}", "en": "Command refused: {reason}"},
     # -- refusals by the HMI itself --------------------------------------------------------

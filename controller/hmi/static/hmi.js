@@ -80,7 +80,7 @@ function live() {
   };
   source.addEventListener("expired", () => { source.close(); window.location.assign("/login"); });
   source.onerror = () => {
-    if (conn) { conn.hidden = false; conn.textContent = "\u26A0 " + document.title + ": offline"; }
+    if (conn) { conn.hidden = false; conn.textContent = "\u26A0 " + conn.dataset.offline; }
   };
 }
 
