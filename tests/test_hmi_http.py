@@ -225,3 +225,37 @@ def test_daemon_stops_promptly_with_live_pages_open(tmp_path: Path) -> None:
         conn.close()
     finally:
         demo.close()
+
+
+def test_only_an_admin_manages_users_and_it_is_audited(demo: Demo) -> None:
+    from controller.hmi.users import UserStore, make_user
+
+    store = UserStore(demo.state_dir / "hmi-users.json")
+    store.add(make_user("kepala", "admin", "admin-password-1"))
+    op = operator(demo)
+    assert op.get("/users").status == 403
+    assert op.post("/users/add", {"name": "x1", "role": "admin", "password": "p" * 12,
+                                  "csrf": op.csrf()}).status == 403  # fmt: skip
+    admin = HmiClient(demo.port)
+    assert admin.login("kepala", "admin-password-1").status == 303
+    assert 'href="/users"' in admin.get("/").body
+    form = {"name": "teknisi2", "role": "viewer", "password": "teknisi-pass-1"}
+    assert admin.post("/users/add", form).status == 403  # no CSRF token
+    reply = admin.post("/users/add", {**form, "csrf": admin.csrf()}, Accept="application/json")
+    assert reply.status == 200, reply.body
+    weak = {**form, "name": "t3", "password": "short", "csrf": admin.csrf()}
+    assert admin.post("/users/add", weak, Accept="application/json").status == 409
+    newcomer = HmiClient(demo.port)
+    assert newcomer.login("teknisi2", "teknisi-pass-1").status == 303
+    removed = admin.post("/users/remove", {"name": "teknisi2", "csrf": admin.csrf()})
+    assert removed.status == 303
+    assert newcomer.get("/api/live").status == 401  # out at once
+    own = admin.post(
+        "/users/remove", {"name": "kepala", "csrf": admin.csrf()}, Accept="application/json"
+    )
+    assert own.status == 409
+    audit = demo.state_dir / "audit.jsonl"
+    text = audit.read_text()
+    assert '"command": "user_add"' in text
+    assert "teknisi-pass-1" not in text
+    store.remove("kepala")

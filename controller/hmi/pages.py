@@ -57,10 +57,11 @@ def layout(
 ) -> str:
     nav = ""
     if user is not None and csrf is not None:
+        entries = [*NAV, ("/users", "ui.users")] if role == "admin" else list(NAV)
         links = "".join(
             f'<a href="{href}"{" aria-current=page" if href == path else ""}>'
             f"{esc(t(lang, key))}</a>"
-            for href, key in NAV
+            for href, key in entries
         )
         other = "en" if lang == "id" else "id"
         nav = (
@@ -411,4 +412,37 @@ def trends_body(lang: str) -> str:
         '<canvas id="trend-pressure" class="trend" width="900" height="260"></canvas>'
         '<canvas id="trend-flow" class="trend" width="900" height="200"></canvas>'
         f'<p class="none" id="trend-empty" hidden>{esc(t(lang, "ui.no_data"))}</p>'
+    )
+
+
+def users_body(lang: str, users: Mapping[str, Any], *, csrf: str, me: str) -> str:
+    """Admins only: the accounts, remove one, add one (the same rules as ``hmi-user``)."""
+    rows = "".join(
+        f"<tr><td>{esc(name)}</td><td>{esc(u.role)}</td><td>{esc(u.lang or '-')}</td><td>"
+        + (
+            ""
+            if name == me
+            else f'<form method="post" action="/users/remove" class="inline">{csrf_field(csrf)}'
+            f'<input type="hidden" name="name" value="{esc(name)}">'
+            f'<button type="submit" id="remove-{esc(name)}">{esc(t(lang, "ui.remove"))}</button>'
+            "</form>"
+        )
+        + "</td></tr>"
+        for name, u in sorted(users.items())
+    )
+    head = "".join(
+        f"<th>{esc(t(lang, k))}</th>" for k in ("ui.user", "ui.role", "ui.language", "ui.remove")
+    )
+    roles = "".join(f'<option value="{r}">{r}</option>' for r in ("viewer", "operator", "admin"))
+    return (
+        f'<table id="users"><tr>{head}</tr>{rows}</table>'
+        f"<h2>{esc(t(lang, 'ui.add_user'))}</h2>"
+        f'<form method="post" action="/users/add" class="write">{csrf_field(csrf)}'
+        f'<label>{esc(t(lang, "ui.username"))}<input name="name" id="new-name" required '
+        'maxlength="32"></label>'
+        f"<label>{esc(t(lang, 'ui.role'))}"
+        f'<select name="role" id="new-role">{roles}</select></label>'
+        f'<label>{esc(t(lang, "ui.password"))}<input name="password" id="new-password" '
+        'type="password" autocomplete="new-password" required minlength="10" maxlength="256">'
+        f'</label><button type="submit" id="add-user">{esc(t(lang, "ui.add_user"))}</button></form>'
     )

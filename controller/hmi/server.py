@@ -32,7 +32,13 @@ from controller.hmi import pages
 from controller.hmi.history import History
 from controller.hmi.live import live_view, trend_values
 from controller.hmi.security import LoginThrottle, Session, Sessions, csrf_ok, security_headers
-from controller.hmi.users import UserError, UserStore, role_at_least, verify_and_release
+from controller.hmi.users import (
+    UserError,
+    UserStore,
+    make_user,
+    role_at_least,
+    verify_and_release,
+)
 from controller.i18n import LANGUAGES, from_accept_language, t
 from controller.logs import get_logger
 from controller.telemetry.commands import CommandProcessor
@@ -45,7 +51,7 @@ FRAME_S = 1.0  # live pages update once a second
 MAX_SSE_CLIENTS = 20
 MAX_FORM_BYTES = 8192
 ALARM_HISTORY = 500
-PAGES = {p for p, _ in pages.NAV}
+PAGES = {p for p, _ in pages.NAV} | {"/users"}
 SPANS = {"hour": 3600, "day": 86400, "month": 30 * 86400}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -117,6 +123,9 @@ class HmiServer:
         r.add_get("/api/live", self.api_live)
         r.add_get("/api/trend", self.api_trend)
         r.add_post("/cmd/{name}", self.command)
+        r.add_get("/users", self.users_page)
+        r.add_post("/users/add", self.user_add)
+        r.add_post("/users/remove", self.user_remove)
         r.add_static("/static", STATIC, append_version=False)
         return app
 
@@ -393,6 +402,63 @@ class HmiServer:
             _, who = who_from_topic(topic)
             for aid in reply.get("acknowledged") or []:
                 self._acked_by[str(aid)] = who
+
+    # -- user management (admin) ---------------------------------------------------------------
+
+    def _admin(self, request: web.Request) -> Session:
+        session: Session = request["session"]
+        if not role_at_least(session.role, "admin"):
+            lang = self._lang(request, session)
+            raise web.HTTPForbidden(text=t(lang, "err.role", role=session.role, needed="admin"))
+        return session
+
+    async def users_page(self, request: web.Request) -> web.Response:
+        session = self._admin(request)
+        lang = self._lang(request, session)
+        users = await asyncio.to_thread(self.users.users)
+        body = pages.users_body(lang, users, csrf=session.csrf, me=session.user)
+        return self._page(request, "ui.users", body)
+
+    async def _user_change(self, request: web.Request, change: str) -> web.Response:
+        session = self._admin(request)
+        form = await request.post()
+        request["_form"] = {"next": "/users"}
+        if not csrf_ok(session, _field(form, "csrf")):
+            return self._refuse_csrf(request, session)
+        name = _field(form, "name") or ""
+        loop = asyncio.get_running_loop()
+        try:
+            if change == "add":
+                role, password = _field(form, "role") or "", _field(form, "password") or ""
+                user = await loop.run_in_executor(self._kdf, make_user, name, role, password)
+                await asyncio.to_thread(self.users.add, user)
+            else:
+                if name == session.user:
+                    raise UserError("you cannot remove your own account")
+                await asyncio.to_thread(self.users.remove, name)
+                self.sessions.drop_user(name)  # a removed user is out at once
+        except UserError as exc:
+            return self._audited_result(request, session, change, name, str(exc))
+        return self._audited_result(request, session, change, name, None)
+
+    def _audited_result(
+        self, request: web.Request, session: Session, change: str, name: str, error: str | None
+    ) -> web.Response:
+        """Account changes are writes too: audited like commands (never the password)."""
+        topic = f"hmi:{session.user}@{request.remote or '?'}"
+        payload = json.dumps({"user": name}).encode()
+        self.audit.record(f"user_{change}", payload, {"ok": error is None, "error": error}, topic)
+        lang = self._lang(request, session)
+        if error is None:
+            return self._result(request, session, ok=True, text=t(lang, "ui.command_ok"))
+        text = t(lang, "ui.command_refused", reason=error)
+        return self._result(request, session, ok=False, text=text, status=409)
+
+    async def user_add(self, request: web.Request) -> web.Response:
+        return await self._user_change(request, "add")
+
+    async def user_remove(self, request: web.Request) -> web.Response:
+        return await self._user_change(request, "remove")
 
     # -- writes ---------------------------------------------------------------------------------
 

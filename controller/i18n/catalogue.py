@@ -100,6 +100,9 @@ MESSAGES: dict[str, dict[str, str]] = {
     "event.raised": {"id": "muncul", "en": "raised"},
     "event.acknowledged": {"id": "diakui", "en": "acknowledged"},
     "event.cleared": {"id": "hilang", "en": "cleared"},
+    "ui.users": {"id": "Pengguna", "en": "Users"},
+    "ui.add_user": {"id": "Tambah pengguna", "en": "Add user"},
+    "ui.remove": {"id": "Hapus", "en": "Remove"},
     "ui.command_ok": {"id": "Perintah diterima", "en": "Command accepted"},
     "ui.command_refused": {"id": "Perintah ditolak: {reason}", "en": "Command refused: {reason}"},
     # -- refusals by the HMI itself --------------------------------------------------------
