@@ -6,7 +6,10 @@ Set BOOSTERD_HMI_SCREENSHOTS=docs/hmi to refresh the committed screenshots.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -91,8 +94,9 @@ def test_operator_session_in_the_browser(
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    telemetry = Subscriber(broker.port, "pdam/bs01-sukamaju/telemetry",
-                           tmp_path / "telemetry.txt")  # fmt: skip
+    base = "pdam/bs01-sukamaju"
+    telemetry = Subscriber(broker.port, f"{base}/telemetry", tmp_path / "telemetry.txt")
+    events = Subscriber(broker.port, f"{base}/alarm", tmp_path / "events.txt")
     driver = chromium(1280, 900, lang="id")
     try:
         driver.get(demo.url + "/login")
@@ -115,6 +119,18 @@ def test_operator_session_in_the_browser(
         wait(driver, lambda d: live_text(d, "base_setpoint") == "3.40", "the new setpoint")
         wait(driver, lambda d: any(_has_setpoint(m, 3.4) for m in telemetry.messages()),
              "setpoint 3.4 in the MQTT telemetry")  # fmt: skip
+        # ...and the write itself is reported to SCADA as an event, naming the user
+        wait(driver, lambda d: any(m.get("event") == "hmi_command" and m.get("user") == "demo"
+                                   and m.get("command") == "setpoint" for m in events.messages()),
+             "the HMI write as an event on the alarm topic")  # fmt: skip
+
+        # a SCADA command lands in the same audit log
+        subprocess.run(
+            ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1",
+             "-t", f"{base}/cmd/mode", "-m",
+             json.dumps({"id": "scada-1", "ts": time.time(), "mode": "auto"})],
+            check=True, timeout=10,
+        )  # fmt: skip
 
         # out of range: refused, with the station's reason, and nothing changes
         box = driver.find_element(By.ID, "setpoint-input")
@@ -150,6 +166,8 @@ def test_operator_session_in_the_browser(
         audit = driver.find_element(By.ID, "audit-log").text
         assert "setpoint" in audit
         assert "ditolak" in audit
+        wait(driver, lambda d: _audit_shows(d, demo, "scada: scada"),
+             "SCADA's mode command in the audit log, like the HMI's")  # fmt: skip
         driver.find_element(By.ID, "lang-switch").click()
         wait(driver, lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en",
              "English")  # fmt: skip
@@ -160,6 +178,16 @@ def test_operator_session_in_the_browser(
     finally:
         close_chromium(driver)
         telemetry.close()
+        events.close()
+
+
+def _audit_shows(driver: Any, demo: Demo, text: str) -> bool:
+    from selenium.webdriver.common.by import By
+
+    if text in driver.find_element(By.ID, "audit-log").text:
+        return True
+    driver.get(demo.url + "/audit")  # the audit page is not live: look again
+    return False
 
 
 def _acknowledge(driver: Any, button: str) -> None:
