@@ -350,8 +350,8 @@ class HmiServer:
                 frame = self._frame
                 if not await wait_event(frame, 15.0):
                     await response.write(b": keep-alive\n\n")
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the browser went away: nothing to tell it
         finally:
             self.sse_clients -= 1
         return response
