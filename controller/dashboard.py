@@ -8,6 +8,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from controller.i18n import alarm_text, normalise, state_name, t
+
 
 def _fmt(value: Any, digits: int = 2) -> str:
     if value is None:
@@ -37,12 +39,22 @@ def headline(snap: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def render(snap: dict[str, Any]) -> Group:
-    """The whole station on one screen."""
+def _alarm_line(lang: str, alarm: dict[str, Any]) -> str:
+    """The catalogue's text, and the controller's own message when it says more."""
+    message = str(alarm.get("message", ""))
+    text = alarm_text(lang, str(alarm.get("id", "")), message)
+    return text if not message or message == text else f"{text} ({message})"
+
+
+def render(snap: dict[str, Any], lang: str | None = None) -> Group:
+    """The whole station on one screen; state names and alarm texts in ``lang`` (default:
+    the station's ``site.language``)."""
     site = snap.get("site", {})
+    lang = normalise(lang or site.get("language"))
     title = Text.assemble(
         (f"{site.get('name', '?')} ", "bold"),
         (f"[{site.get('id', '?')}]  ", "dim"),
+        (f"{t(lang, 'ui.state')}: {state_name(lang, str(snap.get('state', '')))}  ", "bold"),
         headline(snap),
     )
     sim = snap.get("sim")
@@ -63,7 +75,9 @@ def render(snap: dict[str, Any]) -> Group:
     for col in ("pump", "running", "speed %", "run h", "starts/h", "starts", "energy kWh", "state"):
         pumps.add_column(col)
     for name, p in snap.get("pumps", {}).items():
-        state = p.get("locked_out") or p.get("state") or ""
+        state = state_name(lang, str(p.get("state") or ""))
+        if p.get("locked_out"):
+            state = f"{state}: {p['locked_out']}"
         pumps.add_row(
             name,
             Text("RUN", "bold green") if p.get("running") else Text("off", "dim"),
@@ -84,7 +98,7 @@ def render(snap: dict[str, Any]) -> Group:
             Text(str(a.get("severity", "")), "red"),
             _fmt(a.get("since")),
             _fmt(a.get("latched")),
-            str(a.get("message", "")),
+            Text(_alarm_line(lang, a)),  # Text: brackets in a message are not rich markup
         )
     if not snap.get("alarms"):
         alarms.add_row("none", "", "", "", "")

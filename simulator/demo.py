@@ -14,16 +14,19 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.aio import wait_event
-from controller.config.schema import StationConfig
+from controller.config.schema import HmiConfig, StationConfig
 from controller.dashboard import headline, render
 from controller.runtime.daemon import Daemon, Source
 from drivers.gpio.sim import SimGpio
 from simulator.faults import FaultSchedule, parse_fault
 from simulator.source import SimSource
 from simulator.station import SimStation
+
+if TYPE_CHECKING:
+    from controller.hmi.server import HmiServer
 
 FRAME_S = 0.1  # wall seconds between simulation frames and dashboard refreshes
 #: Longest ``--duration`` waits, after the simulated time is up, for the broker to have
@@ -44,6 +47,7 @@ class DemoOptions:
     mqtt_station_auth: bool = False
     state_dir: Path = Path("/tmp/boosterd-demo")
     live: bool = True
+    hmi_port: int | None = 8080  # None: no HMI
     #: the simulated run's start, in the station's time zone (None: today at start_hour);
     #: telemetry and alarm ``ts`` follow the simulated clock from there
     start: datetime | None = None
@@ -67,6 +71,7 @@ def demo_config(cfg: StationConfig, options: DemoOptions) -> StationConfig:
         host, _, port = options.mqtt.rpartition(":")
         uplink = {"enabled": True, "host": host or "localhost", "port": int(port or 1883)}
         if not options.mqtt_station_auth:
+            # A local test broker: the station file's credentials and TLS are for the real one.
             uplink.update({"tls": None, "credentials_file": None})
     return cfg.model_copy(
         update={
@@ -74,8 +79,32 @@ def demo_config(cfg: StationConfig, options: DemoOptions) -> StationConfig:
             "buffer": cfg.buffer.model_copy(update={"path": str(state / "buffer.sqlite3")}),
             "status": cfg.status.model_copy(update={"socket": str(state / "status.sock")}),
             "uplink": cfg.uplink.model_copy(update=uplink),
+            "hmi": None
+            if options.hmi_port is None
+            else HmiConfig(
+                bind="127.0.0.1",  # the demo's accounts are printed: never off this machine
+                port=options.hmi_port,
+                users_file=str(state / "hmi-users.json"),
+            ),
         }
     )
+
+
+def demo_accounts(options: DemoOptions) -> dict[str, str]:
+    """Fresh random passwords for the demo's operator and viewer (demo only, printed)."""
+    import secrets
+
+    from controller.hmi.users import UserStore, make_user
+
+    store = UserStore(options.state_dir / "hmi-users.json")
+    accounts = {"demo": secrets.token_urlsafe(9), "viewer": secrets.token_urlsafe(9)}
+    store.save(
+        {
+            "demo": make_user("demo", "operator", accounts["demo"]),
+            "viewer": make_user("viewer", "viewer", accounts["viewer"]),
+        }
+    )
+    return accounts
 
 
 class SimDaemon(Daemon):
@@ -106,6 +135,11 @@ class SimDaemon(Daemon):
         )
         self.core.local_time = self.station.local_time  # schedules follow simulated time
         self.wall_started = time.monotonic()
+
+    def _make_hmi(self) -> HmiServer:
+        from controller.hmi import make_hmi
+
+        return make_hmi(self, demo=True)
 
     def _sim_now(self) -> float:
         return float(self.station.t)
@@ -181,15 +215,31 @@ class SimDaemon(Daemon):
 
 async def run_demo(cfg: StationConfig, options: DemoOptions) -> int:
     daemon = SimDaemon(demo_config(cfg, options), options)
+    # Before the daemon starts, so the HMI never serves a moment without its accounts.
+    accounts = demo_accounts(options) if daemon.hmi is not None else {}
+    announce = asyncio.create_task(_announce_hmi(daemon, accounts))
     dashboard = asyncio.create_task(_dashboard(daemon, options))
     try:
         code = await daemon.run()
     finally:
-        dashboard.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await dashboard
+        for task in (dashboard, announce):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     print(headline(daemon.status_snapshot()))
     return code
+
+
+async def _announce_hmi(daemon: SimDaemon, accounts: dict[str, str]) -> None:
+    """Print where the HMI is, and its demo accounts, once it listens."""
+    if daemon.hmi is None:
+        return
+    await daemon.hmi.started.wait()
+    print(
+        f"HMI: http://127.0.0.1:{daemon.hmi.port}/  operator: demo / {accounts['demo']}"
+        f"  viewer: viewer / {accounts['viewer']}  (demo accounts, this run only)",
+        flush=True,
+    )
 
 
 async def _dashboard(daemon: SimDaemon, options: DemoOptions) -> None:

@@ -59,6 +59,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--state-dir", help="where the buffer and status socket go (default: temp)")
     p.add_argument("--plain", action="store_true", help="print a status line per simulated minute")
+    p.add_argument(
+        "--hmi-port", type=int, default=8080, help="web HMI port on 127.0.0.1 (0: any free port)"
+    )
+    p.add_argument("--no-hmi", action="store_true", help="do not serve the web HMI")
     p.set_defaults(handler=run)
 
 
@@ -95,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
             mqtt=args.mqtt,
             state_dir=state_dir,
             live=sys.stdout.isatty() and not args.plain,
+            hmi_port=None if args.no_hmi else args.hmi_port,
         )
         return asyncio.run(run_demo(cfg, options))
     except BoosterError as exc:

@@ -23,6 +23,9 @@ def register(sub: Any) -> None:
     p.add_argument("--config", help="station file (to find the socket)")
     p.add_argument("--socket", help=f"status socket (default {StatusConfig().socket})")
     p.add_argument("--json", action="store_true", help="print the raw snapshot as JSON")
+    p.add_argument(
+        "--lang", choices=("id", "en"), help="language of state names (default: site.language)"
+    )
     p.set_defaults(handler=run)
 
 
@@ -47,5 +50,5 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(snapshot, indent=2, sort_keys=True))
     else:
         # Piped into a file or a ticket, keep whole rows rather than 80 columns.
-        Console(width=None if sys.stdout.isatty() else 120).print(render(snapshot))
+        Console(width=None if sys.stdout.isatty() else 120).print(render(snapshot, args.lang))
     return 0

@@ -80,6 +80,9 @@ class SiteConfig(_Model):
     id: SiteId = Field(description="Short id used in MQTT topics, e.g. 'bs01-sukamaju'.")
     name: str = Field(min_length=1)
     timezone: str = "Asia/Jakarta"
+    language: Literal["id", "en"] = Field(
+        default="id", description="Default language of the HMI and status texts (id or en)."
+    )
 
     @model_validator(mode="after")
     def _known_timezone(self) -> SiteConfig:
@@ -566,6 +569,38 @@ class StatusConfig(_Model):
     )
 
 
+class HmiConfig(_Model):
+    """The local web HMI (``hmi:``); absent means no HMI. Station LAN or VPN only."""
+
+    bind: str = Field(
+        default="127.0.0.1", description="Address to listen on; the station LAN address."
+    )
+    port: int = Field(default=8080, ge=0, le=65535, description="0: any free port (tests).")
+    cert_file: str | None = Field(default=None, description="TLS certificate (PEM).")
+    key_file: str | None = Field(default=None, description="TLS private key (PEM).")
+    users_file: str = Field(
+        default="/etc/boosterd/hmi-users.json",
+        description="Accounts made with 'boosterd hmi-user add'; there is no default account.",
+    )
+    session_idle_s: float = Field(
+        default=900.0, ge=60, le=86400, description="An idle session is logged out after this."
+    )
+    history_path: str | None = Field(
+        default=None,
+        description="Trend history (SQLite); default: hmi-history.sqlite3 next to the buffer.",
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HmiConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("hmi cert_file and key_file go together")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.cert_file is not None
+
+
 SimSignal = Literal[
     "far_end_bar",
     "discharge_bar",
@@ -624,6 +659,7 @@ class StationConfig(_Model):
     buffer: BufferConfig = BufferConfig()
     logging: LoggingConfig = LoggingConfig()
     status: StatusConfig = StatusConfig()
+    hmi: HmiConfig | None = None
     simulation: SimulationConfig = SimulationConfig()
 
     def points(self) -> dict[str, tuple[str, PointConfig]]:

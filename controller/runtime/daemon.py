@@ -22,10 +22,11 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from controller import __version__
 from controller.aio import wait_any, wait_event
+from controller.audit import AuditLog
 from controller.config import ConfigError, StationConfig
 from controller.config.isolated import load_config_isolated
 from controller.control.core import ControlCore, ControlOutputs
@@ -46,6 +47,9 @@ from controller.telemetry.uplink import Uplink
 from controller.values import Reading
 from drivers.gpio.base import GpioBackend
 from drivers.gpio.factory import PumpIO
+
+if TYPE_CHECKING:
+    from controller.hmi.server import HmiServer
 
 log = get_logger(__name__)
 
@@ -154,9 +158,12 @@ class Daemon:
             max_pending=cfg.buffer.max_pending,
             clock=wall_clock,
         )
+        # Every write by anyone (SCADA, status socket, HMI) is audited, next to the buffer.
+        self.audit = AuditLog(Path(cfg.buffer.path).parent / "audit.jsonl")
         self.commands = CommandProcessor(
             DurableCommandTarget(self.core, self._save_state),
             max_age_s=cfg.uplink.command_max_age_s,
+            audit=self._audit_command,
         )
         self.uplink: Uplink | None = None
         if cfg.uplink.enabled:
@@ -189,6 +196,19 @@ class Daemon:
         self._state_dirty = asyncio.Event()
         self._saved_key = self._control_state_key()
         self._last_status = ""
+        self.hmi: HmiServer | None = self._make_hmi() if cfg.hmi is not None else None
+
+    def _make_hmi(self) -> HmiServer:
+        from controller.hmi import make_hmi
+
+        return make_hmi(self)
+
+    def _audit_command(
+        self, name: str, payload: bytes, reply: dict[str, Any], topic: str | None
+    ) -> None:
+        self.audit.record(name, payload, reply, topic)
+        if self.hmi is not None:
+            self.hmi.on_command(name, payload, reply, topic)
 
     # -- overridable parts (the demo swaps acquisition for the simulator) -----------------
 
@@ -233,7 +253,8 @@ class Daemon:
     def status_snapshot(self) -> dict[str, Any]:
         """Everything ``boosterd status`` and the dashboard show."""
         snap = self.brief_snapshot()
-        snap["site"] = {"id": self.cfg.site.id, "name": self.cfg.site.name}
+        site = self.cfg.site
+        snap["site"] = {"id": site.id, "name": site.name, "language": site.language}
         snap["version"] = __version__
         snap["loop"] = self.loop.stats.as_dict()
         snap["acquisition"] = self.source.stats()
@@ -321,6 +342,8 @@ class Daemon:
                 if self.uplink is not None:
                     tg.create_task(self._supervise("uplink", self.uplink.run))
                 tg.create_task(self._supervise("status", self._status_task))
+                if self.hmi is not None:
+                    tg.create_task(self._supervise("hmi", self.hmi.run))
                 tg.create_task(self._watchdog_task())
                 tg.create_task(self._state_task())
         except* Exception as group:

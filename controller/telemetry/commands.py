@@ -64,6 +64,10 @@ class CommandTarget(Protocol):
     def set_pressure_management(self, data: Mapping[str, Any] | None) -> None: ...
 
 
+#: Called after every handled or refused command: (name, payload, reply, topic).
+AuditHook = Callable[[str, bytes, dict[str, Any], str | None], None]
+
+
 class Invalid(Exception):
     """The command is malformed; the message is the reply's error."""
 
@@ -225,8 +229,10 @@ class CommandProcessor:
         *,
         max_age_s: float = 300.0,
         clock: Callable[[], float] = time.time,
+        audit: AuditHook | None = None,
     ) -> None:
         self.target = target
+        self.audit = audit
         self.max_age_s = max_age_s
         self.clock = clock
         # Only commands carried out: a rejection stored here would shadow the later,
@@ -253,7 +259,7 @@ class CommandProcessor:
             # A bug, not the sender's fault: say so, keep the link, keep the traceback.
             self.failed += 1
             log.error("command failed", topic=where, id=cid, error=repr(exc), exc_info=exc)
-            return {
+            reply = {
                 "id": cid,
                 "ok": False,
                 "error": _clean_error(
@@ -261,9 +267,21 @@ class CommandProcessor:
                     "it may not have been carried out: check the status, see the station log"
                 ),
             }
+            self._audit(name, payload, reply, topic)
+            return reply
         log.info("command", topic=where, name=_short(name), id=reply["id"], ok=reply["ok"],
                  error=reply["error"], repeated=reply.get("repeated", False))  # fmt: skip
+        self._audit(name, payload, reply, topic)
         return reply
+
+    def _audit(self, name: str, payload: bytes, reply: dict[str, Any], topic: str | None) -> None:
+        """Tell the audit log; its failure is logged, never the command's."""
+        if self.audit is None:
+            return
+        try:
+            self.audit(name, bytes(payload), reply, topic)
+        except Exception as exc:
+            log.error("command not audited", topic=topic, error=repr(exc), exc_info=exc)
 
     def refuse(
         self, name: str, payload: bytes, reason: str, *, topic: str | None = None
@@ -280,6 +298,7 @@ class CommandProcessor:
         reply = self._rejection(cid, reason)
         log.info("command refused", topic=topic or f"cmd/{_short(name)}", id=cid,
                  error=reply["error"])  # fmt: skip
+        self._audit(name, payload, reply, topic)
         return reply
 
     def _rejection(self, cid: str | None, error: str) -> dict[str, Any]:

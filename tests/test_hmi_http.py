@@ -1,0 +1,261 @@
+"""The HMI's security and write path, through a plain HTTP client against a real
+``boosterd demo`` process (no browser: what an attacker's script would do)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.browser import Demo, HmiClient
+from tests.support.waiting import wait_until
+
+PAGES = ("/", "/alarms", "/pumps", "/trends", "/diagnostics", "/audit")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    d = Demo(tmp_path_factory.mktemp("hmi-demo"), extra=("--speed", "5")).start()
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+def operator(demo: Demo) -> HmiClient:
+    client = HmiClient(demo.port)
+    assert client.login("demo", demo.operator_password).status == 303
+    return client
+
+
+def audit_entries(demo: Demo) -> list[dict[str, object]]:
+    path = demo.state_dir / "audit.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_every_page_and_api_needs_a_login(demo: Demo) -> None:
+    anon = HmiClient(demo.port)
+    for page in PAGES:
+        reply = anon.get(page)
+        assert reply.status == 303, page
+        assert reply.headers["Location"] == "/login"
+    assert anon.get("/api/live").status == 401
+    assert anon.get("/events").status == 401
+    assert anon.get("/api/trend?span=day").status == 401
+    assert anon.post("/cmd/setpoint", {"value": "3.1"}).status == 401
+    assert anon.get("/login").status == 200
+
+
+def test_pages_carry_the_security_headers(demo: Demo) -> None:
+    client = operator(demo)
+    for page in ("/login", *PAGES):
+        headers = client.get(page).headers
+        csp = headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in csp
+        assert "script-src 'self'" in csp
+        assert "unsafe-inline" not in csp
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Referrer-Policy"] == "no-referrer"
+    body = client.get("/").body
+    assert "<script>" not in body  # only the external page script: the CSP forbids inline
+    assert " style=" not in body
+
+
+def test_login_cookie_is_httponly_strict_and_fresh_each_login(demo: Demo) -> None:
+    client = HmiClient(demo.port)
+    reply = client.login("demo", demo.operator_password)
+    cookie = reply.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=Strict" in cookie
+    assert "Secure" not in cookie  # plain HTTP on localhost; see the TLS test
+    first = client.cookie
+    client.login("demo", demo.operator_password)
+    assert client.cookie != first
+    stale = HmiClient(demo.port)
+    stale.cookie = first
+    assert stale.get("/api/live").status == 401, "the replaced session still works"
+
+
+def test_wrong_password_is_refused_without_saying_which_part(demo: Demo) -> None:
+    client = HmiClient(demo.port)
+    wrong_pw = client.login("demo", "not-the-password")
+    no_user = client.login("nobody-here", "not-the-password")
+    assert wrong_pw.status == no_user.status == 401
+    assert client.cookie is None
+
+
+def test_write_without_csrf_token_is_refused_and_not_carried_out(demo: Demo) -> None:
+    client = operator(demo)
+    before = client.live()["fields"]["base_setpoint"]
+    assert client.post("/cmd/setpoint", {"value": "3.4"}).status == 403
+    assert client.post("/cmd/setpoint", {"value": "3.4", "csrf": "forged"}).status == 403
+    assert client.post("/cmd/mode", {"mode": "off"}).status == 403
+    assert client.live()["fields"]["base_setpoint"] == before
+    assert client.live()["fields"]["mode"] != "mati"
+
+
+def test_viewer_can_read_but_not_write(demo: Demo) -> None:
+    viewer = HmiClient(demo.port)
+    assert viewer.login("viewer", demo.viewer_password).status == 303
+    page = viewer.get("/")
+    assert page.status == 200
+    assert 'id="setpoint-input"' not in page.body
+    before = viewer.live()["fields"]["base_setpoint"]
+    reply = viewer.post(
+        "/cmd/setpoint", {"value": "3.3", "csrf": viewer.csrf()}, Accept="application/json"
+    )
+    assert reply.status == 403
+    assert "viewer" in json.loads(reply.body)["message"]
+    assert viewer.live()["fields"]["base_setpoint"] == before
+
+
+def test_setpoint_goes_through_the_command_path_and_is_audited(demo: Demo) -> None:
+    client = operator(demo)
+    reply = client.post(
+        "/cmd/setpoint", {"value": "3,2", "csrf": client.csrf()}, Accept="application/json"
+    )
+    assert reply.status == 200, reply.body
+    wait_until(lambda: client.live()["fields"]["base_setpoint"] == "3.20", timeout=5,
+               what="the new setpoint in the live view")  # fmt: skip
+    entry = [e for e in audit_entries(demo) if e["command"] == "setpoint"][-1]
+    assert entry["source"] == "hmi"
+    assert str(entry["who"]).startswith("demo@")
+    assert entry["ok"] is True
+    assert '"value": 3.2' in str(entry["payload"])
+
+
+def test_out_of_range_setpoint_is_refused_with_the_station_reason(demo: Demo) -> None:
+    client = operator(demo)
+    before = client.live()["fields"]["base_setpoint"]
+    reply = client.post(
+        "/cmd/setpoint", {"value": "24", "csrf": client.csrf()}, Accept="application/json"
+    )
+    assert reply.status == 409
+    assert "outside the allowed" in json.loads(reply.body)["message"]
+    assert client.live()["fields"]["base_setpoint"] == before
+    last = audit_entries(demo)[-1]
+    assert last["ok"] is False
+    assert "outside the allowed" in str(last["error"])
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e999", "", "abc", "3" * 40])
+def test_setpoint_that_is_not_a_number_is_refused(demo: Demo, value: str) -> None:
+    client = operator(demo)
+    before = client.live()["fields"]["base_setpoint"]
+    reply = client.post(
+        "/cmd/setpoint", {"value": value, "csrf": client.csrf()}, Accept="application/json"
+    )
+    assert reply.status == 400
+    assert client.live()["fields"]["base_setpoint"] == before
+
+
+def test_form_post_redirects_only_to_own_pages(demo: Demo) -> None:
+    client = operator(demo)
+    form = {"value": "3.0", "csrf": client.csrf(), "next": "https://evil.example/"}
+    reply = client.post("/cmd/setpoint", form)
+    assert reply.status == 303
+    assert reply.headers["Location"] == "/"
+
+
+def test_language_follows_browser_then_the_user_switch(demo: Demo) -> None:
+    client = operator(demo)
+    assert '<html lang="id">' in client.get("/").body  # site.language default
+    assert '<html lang="en">' in client.get("/", Accept_Language="en-GB,en;q=0.9").body
+    client.post("/lang", {"lang": "en", "csrf": client.csrf(), "next": "/pumps"})
+    page = client.get("/pumps", Accept_Language="id").body
+    assert '<html lang="en">' in page
+    assert "Run hours" in page
+
+
+def test_logout_ends_the_session(demo: Demo) -> None:
+    client = operator(demo)
+    token = client.csrf()
+    assert client.post("/logout", {"csrf": token}).status == 303
+    assert client.get("/api/live").status == 401
+
+
+def test_every_page_renders_for_an_operator(demo: Demo) -> None:
+    client = operator(demo)
+    for page in PAGES:
+        reply = client.get(page)
+        assert reply.status == 200, page
+        assert "Traceback" not in reply.body
+    assert "OK" in client.get("/diagnostics").body  # the boosterd check summary
+    trend = json.loads(client.get("/api/trend?span=hour").body)
+    assert set(trend) >= {"t", "discharge", "suction", "setpoint", "flow", "pumps", "speed"}
+
+
+def test_login_lockout_is_per_user_and_address_and_spares_others(tmp_path: Path) -> None:
+    demo = Demo(tmp_path).start()
+    try:
+        client = HmiClient(demo.port)
+        for _ in range(5):
+            assert client.login("demo", "wrong-password!").status == 401
+        locked = client.login("demo", demo.operator_password)
+        assert locked.status == 429, "the sixth try came through"
+        assert client.cookie is None
+        other = HmiClient(demo.port)
+        assert other.login("viewer", demo.viewer_password).status == 303
+    finally:
+        demo.close()
+
+
+def test_daemon_stops_promptly_with_live_pages_open(tmp_path: Path) -> None:
+    import http.client
+    import signal
+    import time
+
+    demo = Demo(tmp_path).start()
+    try:
+        client = operator(demo)
+        conn = http.client.HTTPConnection("127.0.0.1", demo.port, timeout=10)
+        conn.request("GET", "/events", headers={"Cookie": client.cookie or ""})
+        stream = conn.getresponse()
+        assert stream.status == 200
+        assert stream.readline().startswith(b"data: ")
+        assert demo.proc is not None
+        started = time.monotonic()
+        demo.proc.send_signal(signal.SIGTERM)
+        assert demo.proc.wait(timeout=10) == 0
+        assert time.monotonic() - started < 5
+        conn.close()
+    finally:
+        demo.close()
+
+
+def test_only_an_admin_manages_users_and_it_is_audited(demo: Demo) -> None:
+    from controller.hmi.users import UserStore, make_user
+
+    store = UserStore(demo.state_dir / "hmi-users.json")
+    store.add(make_user("kepala", "admin", "admin-password-1"))
+    op = operator(demo)
+    assert op.get("/users").status == 403
+    assert op.post("/users/add", {"name": "x1", "role": "admin", "password": "p" * 12,
+                                  "csrf": op.csrf()}).status == 403  # fmt: skip
+    admin = HmiClient(demo.port)
+    assert admin.login("kepala", "admin-password-1").status == 303
+    assert 'href="/users"' in admin.get("/").body
+    form = {"name": "teknisi2", "role": "viewer", "password": "teknisi-pass-1"}
+    assert admin.post("/users/add", form).status == 403  # no CSRF token
+    reply = admin.post("/users/add", {**form, "csrf": admin.csrf()}, Accept="application/json")
+    assert reply.status == 200, reply.body
+    weak = {**form, "name": "t3", "password": "short", "csrf": admin.csrf()}
+    assert admin.post("/users/add", weak, Accept="application/json").status == 409
+    newcomer = HmiClient(demo.port)
+    assert newcomer.login("teknisi2", "teknisi-pass-1").status == 303
+    removed = admin.post("/users/remove", {"name": "teknisi2", "csrf": admin.csrf()})
+    assert removed.status == 303
+    assert newcomer.get("/api/live").status == 401  # out at once
+    own = admin.post(
+        "/users/remove", {"name": "kepala", "csrf": admin.csrf()}, Accept="application/json"
+    )
+    assert own.status == 409
+    audit = demo.state_dir / "audit.jsonl"
+    text = audit.read_text()
+    assert '"command": "user_add"' in text
+    assert "teknisi-pass-1" not in text
+    store.remove("kepala")

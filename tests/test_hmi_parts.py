@@ -1,0 +1,336 @@
+"""The HMI's parts on their own: sessions, login throttle, accounts, catalogue, trend
+history, the command audit hook, and the session cookie under TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import ssl
+import stat
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from controller.audit import AuditLog
+from controller.config import load_config
+from controller.config.schema import HmiConfig
+from controller.control.core import ControlCore
+from controller.hmi.history import History
+from controller.hmi.security import MAX_LOCK_S, LoginThrottle, Sessions
+from controller.hmi.server import HmiServer
+from controller.hmi.users import UserStore, make_user, verify
+from controller.i18n import MESSAGES, alarm_text, from_accept_language, state_name, t
+from controller.telemetry.commands import CommandProcessor
+from tests.conftest import EXAMPLE_CONFIG, REPO
+from tests.support.cli import boosterd
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- sessions and the login throttle ----------------------------------------------------------
+
+
+def test_idle_session_expires_and_activity_keeps_it() -> None:
+    clock = Clock()
+    sessions = Sessions(idle_s=600, clock=clock)
+    s = sessions.create("ana", "operator", None)
+    clock.now += 500
+    assert sessions.get(s.token) is s  # a request: activity
+    clock.now += 500
+    assert sessions.get(s.token, touch=False) is s  # a live page watching: not activity
+    clock.now += 200
+    assert sessions.get(s.token) is None
+    assert sessions.get(s.token) is None
+
+
+def test_lockout_grows_is_capped_and_expires() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(clock=clock)
+    for _ in range(4):
+        throttle.failed("op", "10.0.0.5")
+    assert throttle.wait_s("op", "10.0.0.5") == 0
+    throttle.failed("op", "10.0.0.5")
+    first = throttle.wait_s("op", "10.0.0.5")
+    assert first > 0
+    for _ in range(50):  # an attacker keeps trying for ever
+        throttle.failed("op", "10.0.0.5")
+    assert throttle.wait_s("op", "10.0.0.5") <= MAX_LOCK_S
+    # the operator at another address is not locked out by the attacker
+    assert throttle.wait_s("op", "192.168.1.20") == 0
+    clock.now += MAX_LOCK_S + 1
+    assert throttle.wait_s("op", "10.0.0.5") == 0
+
+
+def test_throttle_memory_is_bounded_against_made_up_names() -> None:
+    throttle = LoginThrottle(clock=Clock())
+    for i in range(12_000):
+        throttle.failed(f"user{i}", "10.0.0.9")
+    assert len(throttle._records) <= 10_000
+
+
+# -- accounts -----------------------------------------------------------------------------------
+
+
+def test_password_hash_is_scrypt_and_checks(tmp_path: Path) -> None:
+    user = make_user("ana", "operator", "correct horse battery")
+    assert "correct" not in json.dumps(user.as_dict())
+    assert verify(user, "correct horse battery")
+    assert not verify(user, "correct horse batterY")
+    assert not verify(None, "anything at all")
+    assert not verify(user, "x" * 10_000)
+
+
+def test_hmi_user_command_adds_lists_changes_and_removes(tmp_path: Path) -> None:
+    users = tmp_path / "users.json"
+
+    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        import sys
+
+        return subprocess.run(
+            [sys.executable, "-m", "controller.cli", "hmi-user", "--file", str(users),
+             "--password-stdin", *args],
+            input=stdin, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    assert run("add", "budi", "--role", "operator", stdin="rahasia-panjang-1\n").returncode == 0
+    assert stat.S_IMODE(users.stat().st_mode) == 0o600
+    short = run("add", "sari", "--role", "viewer", stdin="pendek\n")
+    assert short.returncode == 1
+    assert "at least" in short.stderr
+    assert run("add", "budi", "--role", "admin", stdin="rahasia-panjang-2\n").returncode == 1
+    assert run("add", "bad name!", "--role", "admin", stdin="rahasia-panjang-2\n").returncode == 1
+    listed = run("list")
+    assert re.search(r"^budi\toperator", listed.stdout, re.M)
+    assert "rahasia" not in users.read_text()
+    assert run("passwd", "budi", stdin="kata-sandi-baru-9\n").returncode == 0
+    store = UserStore(users)
+    assert verify(store.get("budi"), "kata-sandi-baru-9")
+    assert run("remove", "budi").returncode == 0
+    assert UserStore(users).users() == {}
+
+
+def test_no_default_account_exists() -> None:
+    assert UserStore("/nonexistent/users.json").users() == {}
+    assert "hmi-user" in boosterd("--help").stdout
+
+
+# -- the catalogue ------------------------------------------------------------------------------
+
+
+def test_every_text_exists_in_both_languages_with_the_same_fields() -> None:
+    for key, entry in MESSAGES.items():
+        assert set(entry) == {"id", "en"}, key
+        fields = {lang: set(re.findall(r"{(\w+)}", text)) for lang, text in entry.items()}
+        assert fields["id"] == fields["en"], key
+        assert entry["id"].strip(), key
+        assert entry["en"].strip(), key
+
+
+def test_every_alarm_and_state_the_controller_raises_has_a_text() -> None:
+    sources = (
+        "\n".join(p.read_text() for p in (REPO / "controller" / "control").glob("*.py"))
+        + (REPO / "controller" / "runtime" / "daemon.py").read_text()
+    )
+    ids = set(re.findall(r'alarms\.set\(\s*f?"([a-z_]+)', sources))
+    ids |= set(re.findall(r'^\s+"([a-z_]+)",\n\s+(?:cond|self\.|now|active|lost|dry|high)',
+                          sources, re.M))  # fmt: skip
+    assert {"dry_run", "high_pressure", "buffer_evicting"} <= ids
+    for aid in ids:
+        key = "alarm." + aid.rstrip("_")
+        assert key in MESSAGES, f"alarm {aid} has no catalogue text"
+    states = set(re.findall(r'state="([a-z_]+)"', sources)) | set(
+        re.findall(r'return "([a-z_]+)"', sources)
+    )
+    for state in states - {"locked out"} | {"locked out", "auto", "manual", "off"}:
+        assert f"state.{state.replace(' ', '_')}" in MESSAGES, f"state {state} untranslated"
+    assert alarm_text("id", "pump_lockout_P2").startswith("Pompa P2")
+    assert state_name("en", "locked out") == "locked out"
+
+
+def test_browser_language_and_fallbacks() -> None:
+    assert from_accept_language("fr-FR,en;q=0.5,id;q=0.9", "en") == "id"
+    assert from_accept_language("de", "id") == "id"
+    assert from_accept_language(None, "en") == "en"
+    assert t("en", "no.such.key") == "no.such.key"
+
+
+# -- the trend history ---------------------------------------------------------------------------
+
+
+def test_history_downsamples_bounds_and_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "history.sqlite3"
+    h = History(path)
+    h.open()
+    start = 1_800_000_000.0
+    for s in range(0, 3 * 86400, 20):  # three days of a sample every 20 s
+        h.add(start + s, {"discharge": 3.0 + (s % 3600) / 3600, "pumps": 1.0, "flow": None})
+        if s % 7200 == 0:  # the server flushes every minute; hours here keep the test quick
+            h.flush()
+    h.close()
+    h = History(path)
+    h.open()
+    now = start + 3 * 86400
+    hour = h.query(3600, now)
+    assert 55 <= len(hour["t"]) <= 61
+    assert all(v is None for v in hour["flow"])
+    assert all(2.9 < v < 4.1 for v in hour["discharge"] if v is not None)
+    month = h.query(30 * 86400, now)
+    assert 3 * 96 - 2 <= len(month["t"]) <= 3 * 96 + 1  # 15-minute rows
+    rows = h._db.execute("SELECT res, count(*) FROM trend GROUP BY res").fetchall()  # type: ignore[union-attr]
+    counts = dict(rows)
+    assert counts[60] <= 2 * 1440 + 1  # older minute rows were dropped
+    h.close()
+
+
+# -- the audit hook on the one command path --------------------------------------------------------
+
+
+def test_audit_hook_sees_every_command_accepted_or_refused(tmp_path: Path) -> None:
+    cfg = load_config(EXAMPLE_CONFIG)
+    core = ControlCore(cfg, now=0.0)
+    audit = AuditLog(tmp_path / "audit.jsonl", max_bytes=2000)
+    proc = CommandProcessor(core, audit=audit.record)
+    ok = json.dumps({"id": "a1", "ts": time.time(), "value": 3.1}).encode()
+    bad = json.dumps({"id": "a2", "ts": time.time(), "value": 99}).encode()
+    assert proc.handle("setpoint", ok, topic="pdam/x/cmd/setpoint")["ok"]
+    assert not proc.handle("setpoint", bad, topic="hmi:ana@10.0.0.1")["ok"]
+    proc.handle("setpoint", b"\xff\xfe not json", topic="pdam/x/cmd/setpoint")
+    proc.refuse("mode", b'{"id": "r1"}', "retained commands are not executed", topic="t")
+    entries = list(reversed(audit.recent(10)))
+    assert [e["ok"] for e in entries] == [True, False, False, False]
+    assert entries[0]["source"] == "scada"
+    assert entries[1]["who"] == "ana@10.0.0.1"
+    assert "outside the allowed" in entries[1]["error"]
+    for i in range(100):  # bounded: rotated, never more than twice max_bytes
+        proc.handle(
+            "setpoint", json.dumps({"id": f"b{i}", "ts": time.time(), "value": 3.0}).encode()
+        )
+    total = sum(p.stat().st_size for p in tmp_path.glob("audit.jsonl*"))
+    assert total <= 2 * 2000 + 400
+
+
+def test_a_failing_audit_never_fails_the_command(tmp_path: Path) -> None:
+    cfg = load_config(EXAMPLE_CONFIG)
+    core = ControlCore(cfg, now=0.0)
+
+    def broken(*_: Any) -> None:
+        raise OSError("disk gone")
+
+    proc = CommandProcessor(core, audit=broken)
+    reply = proc.handle(
+        "setpoint", json.dumps({"id": "x", "ts": time.time(), "value": 3.3}).encode()
+    )
+    assert reply["ok"]
+    assert core.setpoint == 3.3
+
+
+# -- TLS: the session cookie is Secure ------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_session_cookie_is_secure_under_tls(tmp_path: Path) -> None:
+    cert, key = tmp_path / "hmi.crt", tmp_path / "hmi.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+         "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    users = tmp_path / "users.json"
+    UserStore(users).save({"ana": make_user("ana", "operator", "kata-sandi-ana-1")})
+    station = load_config(EXAMPLE_CONFIG)
+    hmi_cfg = HmiConfig(port=0, cert_file=str(cert), key_file=str(key), users_file=str(users))
+    core = ControlCore(station, now=0.0)
+    server = HmiServer(
+        hmi_cfg,
+        station=lambda: station,
+        snapshot=lambda: dict(core.snapshot(), values={}),
+        commands=CommandProcessor(core),
+        audit=AuditLog(tmp_path / "audit.jsonl"),
+        history=History(tmp_path / "h.sqlite3"),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(server.run(stop))
+    try:
+        async with asyncio.timeout(10):
+            await server.started.wait()
+        ctx = ssl.create_default_context(cafile=str(cert))
+        ctx.check_hostname = False
+        async with aiohttp.ClientSession() as http:
+            url = f"https://127.0.0.1:{server.port}/login"
+            data = {"username": "ana", "password": "kata-sandi-ana-1"}
+            async with http.post(url, data=data, ssl=ctx, allow_redirects=False) as resp:
+                assert resp.status == 303
+                cookie = resp.headers["Set-Cookie"]
+                assert "Secure" in cookie
+                assert "HttpOnly" in cookie
+                assert "Strict-Transport-Security" in resp.headers
+    finally:
+        stop.set()
+        async with asyncio.timeout(10):
+            await task
+
+
+# -- the terminal dashboard uses the same catalogue --------------------------------------------
+
+
+def test_dashboard_names_states_and_alarms_in_the_station_language() -> None:
+    from rich.console import Console
+
+    from controller.dashboard import render
+
+    snap = {
+        "site": {"id": "bs01", "name": "Sukamaju", "language": "id"},
+        "state": "high_pressure",
+        "mode": "auto",
+        "pumps": {"P1": {"running": False, "state": "locked out", "locked_out": "tripped"}},
+        "alarms": [{"id": "dry_run", "severity": "critical", "message": "suction 0.1 bar"}],
+    }
+    console = Console(width=400, record=True)
+    console.print(render(snap))
+    text = console.export_text()
+    assert "tekanan terlalu tinggi" in text
+    assert "terkunci: tripped" in text
+    assert "proteksi kering" in text
+    assert "suction 0.1 bar" in text
+    console = Console(width=400, record=True)
+    console.print(render(snap, "en"))
+    assert "high pressure cutout" in console.export_text()
+
+
+def test_password_checks_do_not_leave_the_process_bigger() -> None:
+    """scrypt's 16 MiB per check must go back to the system (measured: +15-64 MB without)."""
+    import sys
+
+    script = """
+import asyncio, concurrent.futures
+from controller.hmi.users import make_user, verify_and_release
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+user = make_user("a", "operator", "0123456789ab")
+verify_and_release(user, "0123456789ab")
+before = rss()
+pool = concurrent.futures.ThreadPoolExecutor(1)
+async def main():
+    loop = asyncio.get_running_loop()
+    for _ in range(2):
+        await asyncio.gather(*(loop.run_in_executor(pool, verify_and_release, user, "x" * 12)
+                               for _ in range(2)))
+asyncio.run(main())
+print(rss() - before)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, check=True, cwd=REPO)  # fmt: skip
+    assert float(out.stdout) < 8.0
