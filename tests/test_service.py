@@ -92,3 +92,39 @@ def test_why_no_pump_can_start_is_said_in_a_technicians_words() -> None:
     veto = stager.cannot_start(140.0, lambda rec, exercise: rec.name != other) or ""
     assert f"{other} would push the pressure up to the cutout" in veto
     assert stager.cannot_start(140.0, lambda rec, exercise: True) is None
+
+
+def test_acknowledging_a_lockout_never_restarts_a_pump_whose_fault_persists() -> None:
+    """The reset waits for the cause to go: a motor protection still tripped keeps its
+    pump locked out (an earlier main reset it and locked it out again, alarm and all)."""
+    from controller.config import load_config
+    from controller.control.core import ControlCore, PumpInputs
+    from controller.values import Reading
+
+    cfg = load_config(EXAMPLE_CONFIG)
+    core = ControlCore(cfg, now=0.0)
+    readings = {
+        "discharge_pressure": Reading.ok("discharge_pressure", 2.0, "bar"),
+        "suction_pressure": Reading.ok("suction_pressure", 1.0, "bar"),
+        "flow": Reading.ok("flow", 20.0, "m3/h"),
+    }
+    now = 0.0
+
+    def tick(fault_p1: bool) -> dict[str, bool]:
+        nonlocal now
+        now += 1.0
+        pumps = {n: PumpInputs(feedback=None, fault=n == "P1" and fault_p1) for n in cfg.pumps}
+        return core.step(now, readings, pumps).relays
+
+    for _ in range(30):
+        tick(True)
+    assert core.stager.pumps["P1"].locked == "motor protection tripped"
+    assert core.ack("pump_lockout_P1") == ["pump_lockout_P1"]
+    for _ in range(30):
+        assert not tick(True)["P1"]
+        assert core.stager.pumps["P1"].locked
+    raises = [e for e in core.alarms.drain() if e.id == "pump_lockout_P1" and e.event == "raise"]
+    assert len(raises) <= 1  # no fresh lockout alarm for the same trip
+    tick(False)  # the motor protection is reset by hand: the acknowledged lockout goes
+    assert core.stager.pumps["P1"].locked is None
+    assert not core.alarms.is_active("pump_lockout_P1")

@@ -168,6 +168,10 @@ class ControlCore:
         self.handover: dict[str, float] = {}
         self._auto_tick = False
         self._power_lost = False
+        #: Pumps whose fault (motor protection, drive trip) is reported this tick.
+        self._faulted: set[str] = set()
+        #: Lockouts acknowledged while their fault persisted: reset once it is gone.
+        self._reset_when_clear: set[str] = set()
         self._start_ok: StartCheck | None = None
         self._sizing: Sizing | None = None
         self._no_service = Timer()
@@ -198,7 +202,9 @@ class ControlCore:
         fault = {name: p.fault for name, p in pumps.items()}
         p = readings.get(self.cfg.control.pressure_point)
         pv = p.value if p is not None and p.good else None
+        self._faulted = {name for name, p in pumps.items() if p.fault}
         self._check_drives(now, readings)
+        self._reset_cleared_lockouts(now)
         # Pumps running for the demand: the end of an exercise run is no destage.
         was_on = {n: rec.on and rec.exercise_until is None for n, rec in self.stager.pumps.items()}
         self._auto_tick = False
@@ -532,6 +538,7 @@ class ControlCore:
                 tripped = r is not None and r.good and bool(r.value)
             if tripped:
                 self.stager.lock_out(name, "drive tripped", now)
+                self._faulted.add(name)
             talking = all(
                 (r := readings.get(point)) is not None and r.good
                 for point in (vfd.speed_point, vfd.frequency_point, vfd.fault_point)
@@ -724,16 +731,28 @@ class ControlCore:
         self.manager = SetpointManager(control)
 
     def ack(self, alarm_id: str | None = None) -> list[str]:
-        """Acknowledge latched alarms; a pump lockout acknowledged is reset if its cause is gone."""
+        """Acknowledge latched alarms. A pump lockout acknowledged is reset now if its
+        cause is gone (the motor protection or the drive no longer reports a fault), else
+        as soon as it goes: acknowledging never restarts a pump whose fault persists."""
         now = self._last if self._last is not None else 0.0
         if alarm_id is not None and not self.alarms.is_active(alarm_id):
             raise CommandRejected(f"no active alarm {alarm_id!r}")
         for rec in self.stager.pumps.values():
             aid = f"pump_lockout_{rec.name}"
             if rec.locked and (alarm_id is None or alarm_id == aid):
-                self.stager.reset_lockout(rec.name)
-                self.alarms.set(aid, False, now)
+                self._reset_when_clear.add(rec.name)
+        self._reset_cleared_lockouts(now)
         return self.alarms.ack(now, alarm_id)
+
+    def _reset_cleared_lockouts(self, now: float) -> None:
+        for name in list(self._reset_when_clear):
+            rec = self.stager.pumps.get(name)
+            if rec is None or not rec.locked:
+                self._reset_when_clear.discard(name)
+            elif name not in self._faulted:
+                self.stager.reset_lockout(name)
+                self.alarms.set(f"pump_lockout_{name}", False, now)
+                self._reset_when_clear.discard(name)
 
     # -- reload, status, persistence --------------------------------------------------------
 
