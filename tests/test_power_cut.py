@@ -188,3 +188,37 @@ def test_a_reboot_keeps_the_motor_limits_of_the_hour_before_it() -> None:
     assert rec.run_s == 0.0
     assert not rec.starts
     assert rec.starts_total == 0
+
+
+def test_a_reboot_keeps_latched_lockouts_and_clears_the_alarms_it_no_longer_has() -> None:
+    """SCADA was told of each alarm: after a reboot it sees it cleared (or still latched),
+    never forgotten; a latched lockout still waits for a technician."""
+    from controller.control.core import ControlCore, PumpInputs
+    from controller.values import Reading
+
+    cfg = STATIONS["relays"]
+    core = ControlCore(cfg, now=0.0)
+    core.stager.lock_out("P2", "motor protection tripped", 5.0)
+    for t in (6.0, 20.0):  # past the power-on delay with no readings: sensor alarms too
+        core.step(t, {}, {n: PumpInputs(feedback=None, fault=False) for n in cfg.pumps})
+    active = {a.id for a in core.alarms.active()}
+    assert {"pump_lockout_P2", "pressure_sensor_failure", "suction_sensor_failure"} <= active
+    saved = core.export_state()
+
+    booted = ControlCore(cfg, now=0.0)
+    booted.restore_state(saved)
+    assert booted.stager.pumps["P2"].locked == "motor protection tripped"
+    good = {
+        "discharge_pressure": Reading.ok("discharge_pressure", 3.0, "bar"),
+        "suction_pressure": Reading.ok("suction_pressure", 1.0, "bar"),
+        "flow": Reading.ok("flow", 20.0, "m3/h"),
+    }
+    events = []
+    for t in range(1, 40):
+        out = booted.step(float(t), good, {n: PumpInputs(None, False) for n in cfg.pumps})
+        events += [(e.id, e.event) for e in out.events]
+        assert not out.relays["P2"]
+    assert ("pump_lockout_P2", "raise") not in events  # SCADA was told already
+    cleared = {aid for aid, ev in events if ev == "clear"}
+    assert active - {"pump_lockout_P2"} <= cleared
+    assert booted.alarms.is_active("pump_lockout_P2")

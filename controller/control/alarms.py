@@ -118,6 +118,32 @@ class Alarms:
     def active(self) -> list[Alarm]:
         return list(self._alarms.values())
 
+    def export(self) -> list[dict[str, object]]:
+        """The active alarms, to be restored after a restart (``restore``)."""
+        return [{"id": a.id, **a.as_dict()} for a in self._alarms.values()]
+
+    def restore(self, saved: object, now: float) -> None:
+        """Alarms active before a restart stay active, without a second ``raise``: the
+        controller's first ticks then clear those whose cause is gone, so SCADA sees every
+        alarm it was told of cleared (or still latched), none silently forgotten."""
+        if not isinstance(saved, list):
+            return
+        for item in saved[:200]:
+            if not isinstance(item, dict):
+                continue
+            aid, severity, message = item.get("id"), item.get("severity"), item.get("message")
+            if not isinstance(aid, str) or not aid or len(aid) > 128 or aid in self._alarms:
+                continue
+            self._alarms[aid] = Alarm(
+                aid,
+                severity if isinstance(severity, str) else "warning",
+                message[:500] if isinstance(message, str) else "",
+                now,
+                item.get("latched") is True,
+                condition=True,
+                acked=item.get("acked") is True,
+            )
+
     def drain(self) -> list[AlarmEvent]:
         events, self._events = self._events, []
         return events

@@ -331,8 +331,11 @@ class ControlCore:
         s_bar = _good(readings, ctl.suction_point)
         if s_bar is None:
             return None
-        # Without a flow reading, no flow: the shut-off head, the safest bound.
-        flow = _good(readings, ctl.flow_point) or 0.0
+        measured = _good(readings, ctl.flow_point)
+        # Without a flow reading, no flow: the shut-off head, the safest bound. That bound
+        # only decides an exercise: refusing the demand a pump on it could leave a zone
+        # without water all day for a trip that may never come (the cutout still guards).
+        flow = measured or 0.0
         limit = cutout_bar(self.cfg, self.active_setpoint) - START_HEADROOM_BAR
         lead = self._running_drives()[:1] if self.stager.lead_vfd else []
         running = [
@@ -342,6 +345,8 @@ class ControlCore:
         ]
 
         def ok(rec: PumpRecord, exercise: bool) -> bool:
+            if measured is None and not exercise:
+                return True
             vfd = rec.cfg.vfd
             # A drive starts (and is exercised) at its minimum speed and ramps from there.
             speed = vfd.min_speed_pct / 100.0 if vfd is not None else 1.0
@@ -825,10 +830,12 @@ class ControlCore:
                     "starts_total": rec.starts_total,
                     "starts_age_s": [now - t for t in rec.starts],
                     "off_for_s": None if rec.on else min(now - rec.changed_at, HOUR_S),
+                    "locked": rec.locked,
                 }
                 for name, rec in self.stager.pumps.items()
             },
             "station_starts_age_s": [now - t for t in self.stager.station_starts],
+            "alarms": self.alarms.export(),
         }
 
     def restore_state(self, data: Mapping[str, Any]) -> None:
@@ -839,7 +846,9 @@ class ControlCore:
         much before this boot, a pump that was running counts as stopped at this boot
         (it stopped when the power went, at or after the save), one that was off as off
         since its saved age. So a power cut that reboots the Pi never restarts a pump
-        inside its minimum off time, nor past its starts per hour."""
+        inside its minimum off time, nor past its starts per hour. Lockouts and active
+        alarms survive as well: a latched lockout waits for a technician whatever the
+        power did, and an alarm SCADA was told of is cleared, never forgotten."""
         boot = self.protections.started
         for name, saved in dict(data.get("pumps", {})).items():
             rec = self.stager.pumps.get(name)
@@ -851,9 +860,13 @@ class ControlCore:
             rec.starts = deque(sorted(boot - a for a in _ages(saved.get("starts_age_s"))))
             off_for = _age(saved.get("off_for_s"))
             rec.changed_at = boot if off_for is None else boot - off_for
+            locked = saved.get("locked")
+            if isinstance(locked, str) and locked:
+                rec.locked = locked[:200]  # latched until a technician acknowledges
         self.stager.station_starts = deque(
             sorted(boot - a for a in _ages(data.get("station_starts_age_s")))
         )
+        self.alarms.restore(data.get("alarms"), boot)
         mode = data.get("mode")
         if mode in MODES:
             self.mode = str(mode)
