@@ -1,4 +1,4 @@
-"""Eclipse Tahu's JavaScript ``sparkplug-payload`` (npm), run by Node: a decoder we did not write."""
+"""Eclipse Tahu's JavaScript ``sparkplug-payload`` (npm), run by Node: a decoder not ours."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _node() -> str:
 
 
 def tahu_decode(messages: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
-    """Each ``(topic, payload)`` decoded by Tahu: ``{"topic", "decoded"}`` or ``{"topic", "error"}``."""
+    """Each ``(topic, payload)`` decoded by Tahu: ``{topic, decoded}`` or ``{topic, error}``."""
     lines = "".join(
         json.dumps({"topic": t, "payload": base64.b64encode(p).decode()}) + "\n"
         for t, p in messages
