@@ -173,10 +173,10 @@ class Host:
         return vals[-1][1] if vals else None
 
 
-async def eventually(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+async def eventually(condition: Callable[[], bool], *, within: float, what: str) -> None:
     """Wait on ``condition`` without blocking the loop the host listens on."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while not condition():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+            raise TimeoutError(f"timed out after {within} s waiting for {what}")
         await asyncio.sleep(0.02)
