@@ -1,0 +1,204 @@
+"""Sparkplug benchmark: bytes per station-day on the wire, JSON scheme vs Sparkplug B; and
+the backlog replay (historical) rate beside the live rate after a host outage.
+
+    .venv/bin/python -m bench.sparkplug [--window 120] [--outage 30]
+
+* bytes: the example station (``boosterd demo``: the whole daemon on the simulator, in
+  real time) with ``control.tick_s: 1``, once per scheme, each through a TCP relay in
+  front of a local Mosquitto that counts every byte both ways: MQTT fixed headers, topics,
+  PUBACKs, keep-alive pings. Counted over ``--window`` seconds after a warm-up (connect
+  and birth are reported apart), scaled to a day.
+* replay: the Sparkplug node with a primary host that goes offline for ``--outage``
+  seconds (at ``--speed`` simulated seconds per second, so the backlog holds outage *
+  speed / tick samples); then how fast the backlog arrives as historical data, and how
+  many live NDATA arrived meanwhile (live data is not starved).
+Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.conftest import EXAMPLE_CONFIG, REPO
+from tests.support.broker import Broker, free_port
+from tests.support.sparkplug_host import Host, eventually
+
+
+@dataclass
+class Relay:
+    """A TCP relay to the broker that counts the bytes each way."""
+
+    target_port: int
+    port: int = 0
+    up: int = 0
+    down: int = 0
+    server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self.port = free_port()
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, up: bool) -> None:
+        try:
+            while data := await r.read(65536):
+                if up:
+                    self.up += len(data)
+                else:
+                    self.down += len(data)
+                w.write(data)
+                await w.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            w.close()
+
+    async def _serve(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        br, bw = await asyncio.open_connection("127.0.0.1", self.target_port)
+        await asyncio.gather(self._pipe(cr, bw, True), self._pipe(br, cw, False))
+
+    @property
+    def total(self) -> int:
+        return self.up + self.down
+
+
+def station_file(path: Path, uplink: dict[str, Any], *, tick_s: float) -> Path:
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["uplink"] = uplink
+    data["control"]["tick_s"] = tick_s
+    data["protections"]["power_on_delay_s"] = 1
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def demo(config: Path, port: int, state: Path, *, speed: float = 1.0) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "demo", "--config", str(config), "--mqtt",
+         f"127.0.0.1:{port}", "--plain", "--state-dir", str(state), "--start-hour", "7",
+         "--speed", str(speed)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def bytes_per_day(broker: Broker, tmp: Path, window_s: float, warmup_s: float) -> Any:
+    schemes = {
+        "json": {"scheme": "json", "topic_prefix": "pdam"},
+        "sparkplug": {"scheme": "sparkplug", "sparkplug": {"group_id": "pdam"}},
+    }
+    relays, procs = {}, []
+    for name, uplink in schemes.items():
+        relay = Relay(broker.port)
+        await relay.start()
+        relays[name] = relay
+        cfg = station_file(tmp / f"{name}.yaml", uplink, tick_s=1.0)
+        procs.append(demo(cfg, relay.port, tmp / f"state-{name}"))
+    try:
+        await asyncio.sleep(warmup_s)
+        start = {n: r.total for n, r in relays.items()}
+        t0 = time.monotonic()
+        await asyncio.sleep(window_s)
+        elapsed = time.monotonic() - t0
+        out = {}
+        for n, r in relays.items():
+            window = r.total - start[n]
+            out[n] = {
+                "connect_and_birth_bytes": start[n],
+                "window_bytes": window,
+                "bytes_per_s": round(window / elapsed, 1),
+                "mb_per_day": round(window / elapsed * 86400 / 1e6, 2),
+            }
+        out["ratio_json_to_sparkplug"] = round(
+            out["json"]["bytes_per_s"] / out["sparkplug"]["bytes_per_s"], 2
+        )
+        out["window_s"] = round(elapsed, 1)
+        return out
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=15)
+
+
+async def replay(broker: Broker, tmp: Path, outage_s: float, speed: float) -> Any:
+    uplink = {"scheme": "sparkplug", "reconnect_max_s": 1.0,
+              "sparkplug": {"group_id": "bench", "primary_host_id": "scada"}}  # fmt: skip
+    cfg = station_file(tmp / "replay.yaml", uplink, tick_s=0.5)
+    async with Host(broker.port, "bench") as host:
+        online = await host.state(True)
+        proc = demo(cfg, broker.port, tmp / "state-replay", speed=speed)
+        try:
+            await eventually(lambda: len(host.of("NDATA")) >= 2, within=60, what="data")
+            await host.state(False, online)
+            await asyncio.sleep(outage_s)
+            mark = len(host.received)
+            t0 = time.monotonic()
+            await host.state(True)
+            await eventually(lambda: len(host.of("NBIRTH")) == 2, within=30, what="rebirth")
+
+            def hist() -> list[int]:
+                return [v for _, v in host.values("Telemetry/Sample", historical=True)]
+
+            def drained() -> bool:
+                last = host.received[-1] if host.received else None
+                return bool(
+                    hist() and last is not None and last.kind == "NDATA"
+                    and not any(m.is_historical for m in last.payload.metrics)
+                )  # fmt: skip
+
+            await eventually(drained, within=600, what="backlog drained")
+            elapsed = time.monotonic() - t0
+            samples = hist()
+            after = host.received[mark:]
+            live = [r for r in after if r.kind == "NDATA"
+                    and not any(m.is_historical for m in r.payload.metrics)]  # fmt: skip
+            hist_msgs = [r for r in after if r.kind == "NDATA" and r not in live]
+            return {
+                "outage_s": outage_s,
+                "speed": speed,
+                "historical_samples": len(samples),
+                "contiguous": samples == list(range(samples[0], samples[0] + len(samples))),
+                "drain_s": round(elapsed, 2),
+                "historical_samples_per_s": round(len(samples) / elapsed, 1),
+                "historical_bytes": sum(len(r.raw) for r in hist_msgs),
+                "live_ndata_during_drain": len(live),
+                "live_ndata_per_s_during_drain": round(len(live) / elapsed, 2),
+                "violations": host.violations[:5],
+            }
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=15)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--window", type=float, default=120.0)
+    parser.add_argument("--warmup", type=float, default=20.0)
+    parser.add_argument("--outage", type=float, default=30.0)
+    parser.add_argument("--speed", type=float, default=20.0)
+    args = parser.parse_args()
+    broker = Broker()
+    broker.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-spb-") as tmp:
+            result = {
+                "bytes": await bytes_per_day(broker, Path(tmp), args.window, args.warmup),
+                "replay": await replay(broker, Path(tmp), args.outage, args.speed),
+            }
+    finally:
+        broker.close()
+    json.dump(result, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
