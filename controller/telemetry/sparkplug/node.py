@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho_mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -196,7 +197,8 @@ class SparkplugNode:
             identifier=self.cfg.client_id or f"boosterd-spb-{self.node_id}",
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             clean_session=None if v5 else True,
-            clean_start=True,
+            # paho refuses a clean_start of its own choosing under 3.1.1 (clean_session is it).
+            clean_start=True if v5 else paho_mqtt.MQTT_CLEAN_START_FIRST_ONLY,
             keepalive=self.cfg.keepalive_s,
             tls_params=tls,
             timeout=self.cfg.timeout_s,
@@ -217,9 +219,10 @@ class SparkplugNode:
         while not stop.is_set():
             raise_if_cancelling()
             connected_at: float | None = None
-            bdseq = self.bdseq.next()
+            bdseq = self.bdseq.peek()
             try:
                 async with self._client(bdseq) as client:
+                    self.bdseq.commit(bdseq)
                     self.connected = True
                     connected_at = loop.time()
                     log.info("sparkplug connected", broker=f"{self.cfg.host}:{self.cfg.port}",
@@ -255,9 +258,7 @@ class SparkplugNode:
         worker: asyncio.Task[None] | None = None
         try:
             if self.state_topic is not None:
-                await wait_any((self._host_up, stop), None)
-                if listener.done():
-                    listener.result()
+                await self._wait_for_host(listener, stop)
             if stop.is_set():
                 return
             worker = asyncio.create_task(self._work(client, bdseq), name="sparkplug-data")
@@ -278,6 +279,17 @@ class SparkplugNode:
                 await client.publish(self.topics["NDEATH"], self._death(bdseq), qos=1)
         why = "stopping" if stop.is_set() else "primary host offline"
         log.info("sparkplug NDEATH sent", reason=why, bdseq=bdseq)
+
+    async def _wait_for_host(self, listener: asyncio.Task[None], stop: asyncio.Event) -> None:
+        """Until the primary host is online or we stop; a link lost meanwhile raises."""
+        waiter = asyncio.create_task(wait_any((self._host_up, stop), None))
+        try:
+            await asyncio.wait([listener, waiter], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait([waiter])
+        if listener.done():
+            listener.result()  # the link's error, if that is what ended it
+            raise aiomqtt.MqttError("the MQTT message stream ended while waiting for the host")
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         topics = [self.topics["NCMD"]] + ([self.state_topic] if self.state_topic else [])

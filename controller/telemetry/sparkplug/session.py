@@ -11,8 +11,8 @@ log = get_logger(__name__)
 
 
 class BdSeqStore:
-    """The birth/death sequence number: +1 on every MQTT CONNECT, 0-255, kept in a file
-    so a restarted (or SIGKILLed) node never reuses the number of its last session."""
+    """The birth/death sequence number: +1 on every accepted MQTT CONNECT, 0-255, kept in
+    a file so a restarted (or SIGKILLed) node never reuses the number of its last session."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -29,10 +29,15 @@ class BdSeqStore:
             return None
         return value if 0 <= value <= 255 else None
 
-    def next(self) -> int:
-        """The bdSeq for the connect about to be made, written to disk before it is used."""
+    def peek(self) -> int:
+        """The bdSeq for the next CONNECT: one above the last session's."""
         last = self.current if self.current is not None else self._last()
-        value = 0 if last is None else (last + 1) % 256
+        return 0 if last is None else (last + 1) % 256
+
+    def commit(self, value: int) -> None:
+        """The CONNECT with ``value`` was accepted: it is this session's, written to disk
+        before the birth that carries it. A refused or failed attempt commits nothing, so
+        a host sees bdSeq rise by exactly one from session to session."""
         self.current = value
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,6 +47,11 @@ class BdSeqStore:
         except OSError as exc:
             # Not fatal: the host sees a bdSeq that may repeat after a restart, no worse.
             log.warning("sparkplug bdSeq not saved", path=str(self.path), error=str(exc))
+
+    def next(self) -> int:
+        """``peek`` and ``commit`` in one."""
+        value = self.peek()
+        self.commit(value)
         return value
 
 
