@@ -126,6 +126,7 @@ class SparkplugNode:
         self.published = 0
         self.historical_sent = 0
         self.births = 0
+        self.replaying = False
         self.reconnects = 0
         self.last_error: str | None = None
         self._host_ts = -1
@@ -158,6 +159,7 @@ class SparkplugNode:
             "bdseq": self.bdseq.current,
             "published": self.published,
             "historical_sent": self.historical_sent,
+            "replaying": self.replaying,
             "births": self.births,
             "reconnects": self.reconnects,
             "backlog": self.backlog.backlog(),
@@ -244,6 +246,7 @@ class SparkplugNode:
                     self.reconnects += 1
                 self.connected = False
                 self.born = False
+                self.replaying = False
             delay = backoff * random.uniform(0.5, 1.0)
             backoff = min(backoff * 2, self.cfg.reconnect_max_s)
             await wait_event(stop, delay)
@@ -350,6 +353,7 @@ class SparkplugNode:
             live, sent_live = await self._send_live(client, live)
             await self._send_events(client)
             sent_history = 0
+            self.replaying = history < split
             if history < split:
                 history, sent_history = await self._send_history(client, history, split)
             elif live > history and time.monotonic() - confirmed_at >= CONFIRM_LIVE_S:
