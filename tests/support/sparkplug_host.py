@@ -43,6 +43,7 @@ class Host:
     port: int
     group: str
     host_id: str = "scada"
+    username: str | None = None
     received: list[Received] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     aliases: dict[int, str] = field(default_factory=dict)
@@ -53,7 +54,9 @@ class Host:
     _bdseq: int | None = None
 
     async def __aenter__(self) -> Host:
-        self._client = aiomqtt.Client("127.0.0.1", self.port, identifier=f"host-{self.group}")
+        self._client = aiomqtt.Client(
+            "127.0.0.1", self.port, identifier=f"host-{self.group}", username=self.username
+        )
         await self._stack.enter_async_context(self._client)
         await self._client.subscribe(f"spBv1.0/{self.group}/#", qos=1)
         self._task = asyncio.create_task(self._listen())
