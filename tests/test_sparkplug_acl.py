@@ -57,7 +57,7 @@ async def test_the_example_acl_lets_a_station_run_its_session_and_nothing_else(
     )
     async with Host(acl_broker.port, "pdam", username="scada") as host:
         await host.state(True)
-        async with running(cfg) as (node, buffer):
+        async with running(cfg) as (_node, buffer):
             buffer.append({"mode": "auto", "state": "auto", "values": {}, "pumps": {}})
             await eventually(lambda: len(host.of("NBIRTH")) == 1, within=10, what="NBIRTH")
             # NCMD is readable by the station: its answer comes back.

@@ -172,7 +172,8 @@ class Host:
         return out
 
     def last(self, name: str) -> Any:
-        vals = self.values(name)
+        """The current value as a host keeps it: historical values do not update it."""
+        vals = self.values(name, historical=False)
         return vals[-1][1] if vals else None
 
 

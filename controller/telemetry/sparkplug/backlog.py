@@ -39,5 +39,10 @@ class Backlog:
         """The seq of the newest sample appended (committed or not)."""
         return int(self.buffer.stats()["last_seq"])
 
+    def committed_upto(self) -> int:
+        """The newest seq on disk: appended samples wait in memory until the next commit."""
+        stats = self.buffer.stats()
+        return int(stats["last_seq"]) - int(stats["pending"])
+
     def backlog(self) -> int:
         return int(self.buffer.stats()["backlog"])

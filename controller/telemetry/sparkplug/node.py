@@ -411,7 +411,9 @@ class SparkplugNode:
         """One batch of backlog rows as historical metrics (every value of every row)."""
         rows = await self.backlog.rows_after(after, self.spb.history_batch, upto=upto)
         if not rows:
-            return upto, 0  # evicted meanwhile, or never committed: nothing left below upto
+            if self.backlog.committed_upto() < upto:
+                return after, 0  # still in memory: fetchable after the next commit
+            return upto, 0  # evicted by the buffer's caps meanwhile: nothing left below upto
         payload = encode(self.catalogue, _history_items(rows), seq=self.seq.next(),
                          ts_ms=self._now_ms(), historical=True)  # fmt: skip
         await self._data(client, payload)
