@@ -165,3 +165,18 @@ def test_hostile_ncmds_are_rejected_with_a_reason_and_change_nothing(
     assert (core.setpoint, core.mode, dict(core.manual)) == before
     assert not out.rebirth
     json.dumps(out.results, allow_nan=False)  # the result metric is strict JSON text
+
+
+def test_pressure_management_and_acknowledge_writes_reach_the_core() -> None:
+    h, core = handler()
+    pm = json.dumps({"schedule": [{"at": "22:00", "setpoint_bar": 2.2}], "ramp_bar_per_min": 0.2})
+    out = h.handle(ncmd({"name": "Control/Pressure Management", "string_value": pm},
+                        {"name": "Alarms/Acknowledge", "string_value": ""}), topic="t")  # fmt: skip
+    assert [r["ok"] for r in out.results] == [True, True], out.results
+    assert out.results[1]["acknowledged"] == []
+    managed = core.snapshot()["pressure_management"]
+    assert managed is not None
+    assert managed["schedule"][0]["setpoint_bar"] == 2.2
+    out = h.handle(ncmd({"name": "Control/Pressure Management", "string_value": ""}), topic="t")
+    assert out.results[0]["ok"] is True
+    assert core.snapshot()["pressure_management"] is None
