@@ -1,13 +1,17 @@
 """Sparkplug benchmark: bytes per station-day on the wire, JSON scheme vs Sparkplug B; and
 the backlog replay (historical) rate beside the live rate after a host outage.
 
-    .venv/bin/python -m bench.sparkplug [--window 120] [--outage 30]
+    .venv/bin/python -m bench.sparkplug [--window 120] [--outage 30] [--rows 20000]
 
 * bytes: the example station (``boosterd demo``: the whole daemon on the simulator, in
   real time) with ``control.tick_s: 1``, once per scheme, each through a TCP relay in
   front of a local Mosquitto that counts every byte both ways: MQTT fixed headers, topics,
   PUBACKs, keep-alive pings. Counted over ``--window`` seconds after a warm-up (connect
   and birth are reported apart), scaled to a day.
+* backlog: the node in-process over a real SQLite buffer preloaded with ``--rows`` samples
+  (a long outage), with a live sample appended every 0.1 s whose pressure always moves
+  beyond the deadband (so every live sample is news): the historical rate and the live
+  rate while the backlog drains, and the largest gap between two live NDATA.
 * replay: the Sparkplug node with a primary host that goes offline for ``--outage``
   seconds (at ``--speed`` simulated seconds per second, so the backlog holds outage *
   speed / tick samples); then how fast the backlog arrives as historical data, and how
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import signal
 import subprocess
@@ -179,21 +184,82 @@ async def replay(broker: Broker, tmp: Path, outage_s: float, speed: float) -> An
             proc.wait(timeout=15)
 
 
+async def backlog(broker: Broker, tmp: Path, rows: int) -> Any:
+    from controller.config import StationConfig
+    from controller.telemetry.buffer import SampleBuffer
+    from controller.telemetry.sparkplug.node import SparkplugNode
+
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["uplink"] = {"host": "127.0.0.1", "port": broker.port, "scheme": "sparkplug",
+                      "sparkplug": {"group_id": "backlog"}}  # fmt: skip
+    data["buffer"] = {"path": str(tmp / "backlog.sqlite3"), "commit_interval_s": 0.1}
+    cfg = StationConfig.model_validate(data)
+    buffer = SampleBuffer(cfg.buffer.path, site=cfg.site.id, commit_interval_s=0.1)
+    await buffer.open()
+
+    def sample(p: float) -> dict[str, Any]:
+        return {"mode": "auto", "state": "auto", "setpoint_bar": 3.0, "demand": 0.5,
+                "values": {"discharge_pressure": {"v": p, "unit": "bar", "q": "good"},
+                           "flow": {"v": 20.0 + p, "unit": "m3/h", "q": "good"}},
+                "pumps": {"P1": {"on": True, "feedback": True, "fault": False}}}  # fmt: skip
+
+    for i in range(rows):
+        buffer.append(sample(3.0 + (i % 7) * 0.3))
+    await buffer.flush()
+    status = {"mode": "auto", "base_setpoint_bar": 3.0, "alarms": []}
+    node = SparkplugNode(cfg, buffer=buffer, status=lambda: status, commands=None)
+    stop = asyncio.Event()
+    async with Host(broker.port, "backlog") as host:
+        tasks = [asyncio.create_task(node.run(stop)), asyncio.create_task(buffer.run(stop))]
+        await eventually(lambda: node.born, within=30, what="birth")
+        t0 = time.monotonic()
+        live_sent = 0
+        while node.historical_sent < rows and time.monotonic() - t0 < 600:
+            buffer.append(sample(3.0 + (live_sent % 2) * 1.0))  # always beyond the deadband
+            live_sent += 1
+            await asyncio.sleep(0.1)
+        elapsed = time.monotonic() - t0
+        await asyncio.sleep(1.0)
+        stop.set()
+        await asyncio.gather(*tasks)
+        await buffer.close()
+    live = [r for r in host.of("NDATA")
+            if not any(m.is_historical for m in r.payload.metrics)]  # fmt: skip
+    live_during = [r for r in live if r.at - host.of("NBIRTH")[0].at <= elapsed]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(live_during)]
+    hist = [v for _, v in host.values("Telemetry/Sample", historical=True)]
+    return {
+        "backlog_rows": rows,
+        "drain_s": round(elapsed, 2),
+        "historical_samples_per_s": round(node.historical_sent / elapsed, 1),
+        "historical_complete_in_order": hist == list(range(1, rows + 1)),
+        "live_samples_appended_during_drain": live_sent,
+        "live_ndata_during_drain": len(live_during),
+        "live_ndata_per_s_during_drain": round(len(live_during) / elapsed, 2),
+        "max_gap_between_live_ndata_s": round(max(gaps), 3) if gaps else None,
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--window", type=float, default=120.0)
     parser.add_argument("--warmup", type=float, default=20.0)
     parser.add_argument("--outage", type=float, default=30.0)
     parser.add_argument("--speed", type=float, default=20.0)
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--only", choices=["bytes", "backlog", "replay"])
     args = parser.parse_args()
     broker = Broker()
     broker.start()
     try:
         with tempfile.TemporaryDirectory(prefix="bench-spb-") as tmp:
-            result = {
-                "bytes": await bytes_per_day(broker, Path(tmp), args.window, args.warmup),
-                "replay": await replay(broker, Path(tmp), args.outage, args.speed),
-            }
+            result: dict[str, Any] = {}
+            if args.only in (None, "bytes"):
+                result["bytes"] = await bytes_per_day(broker, Path(tmp), args.window, args.warmup)
+            if args.only in (None, "backlog"):
+                result["backlog"] = await backlog(broker, Path(tmp), args.rows)
+            if args.only in (None, "replay"):
+                result["replay"] = await replay(broker, Path(tmp), args.outage, args.speed)
     finally:
         broker.close()
     json.dump(result, sys.stdout, indent=2)
