@@ -180,3 +180,39 @@ def test_pressure_management_and_acknowledge_writes_reach_the_core() -> None:
     out = h.handle(ncmd({"name": "Control/Pressure Management", "string_value": ""}), topic="t")
     assert out.results[0]["ok"] is True
     assert core.snapshot()["pressure_management"] is None
+
+
+def test_primary_host_state_follows_the_timestamp_rule_and_survives_garbage(
+    tmp_path: Path,
+) -> None:
+    from controller.telemetry.buffer import SampleBuffer
+    from controller.telemetry.sparkplug.node import SparkplugNode
+
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["uplink"] = {"scheme": "sparkplug", "sparkplug": {"primary_host_id": "scada"}}
+    data["buffer"] = {"path": str(tmp_path / "b.sqlite3")}
+    cfg = StationConfig.model_validate(data)
+    node = SparkplugNode(cfg, buffer=SampleBuffer(tmp_path / "b.sqlite3", site="s"),
+                         status=dict, commands=None)  # fmt: skip
+    assert node.state_topic == "spBv1.0/STATE/scada"
+    garbage_states = [
+        b"",
+        b"ONLINE",
+        b"\xff\xfe",
+        b"[" * 5000,
+        b'{"online": "yes", "timestamp": 1}',
+        b'{"online": true, "timestamp": 1.5}',
+        b'{"online": true}',
+        b"1e999",
+    ]
+    for garbage in garbage_states:
+        node._on_state(garbage)
+        assert not node._host_up.is_set()
+    node._on_state(b'{"online": true, "timestamp": 100}')
+    assert node._host_up.is_set()
+    node._on_state(b'{"online": false, "timestamp": 99}')  # older than the online: stale
+    assert node._host_up.is_set()
+    assert not node._host_down.is_set()
+    node._on_state(b'{"online": false, "timestamp": 100}')  # as new: it counts
+    assert node._host_down.is_set()
+    assert not node.host_online
