@@ -216,3 +216,36 @@ def test_primary_host_state_follows_the_timestamp_rule_and_survives_garbage(
     node._on_state(b'{"online": false, "timestamp": 100}')  # as new: it counts
     assert node._host_down.is_set()
     assert not node.host_online
+
+
+@pytest.mark.parametrize(
+    "uplink",
+    [
+        {"scheme": "mqtt"},
+        {"scheme": "sparkplug", "sparkplug": {"group_id": "a/b"}},
+        {"scheme": "sparkplug", "sparkplug": {"edge_node_id": "node#1"}},
+        {"scheme": "sparkplug", "sparkplug": {"primary_host_id": "+"}},
+        {"scheme": "sparkplug", "sparkplug": {"deadbands": {"Values/flow": -1.0}}},
+        {"scheme": "sparkplug", "sparkplug": {"max_interval_s": 0}},
+        {"scheme": "sparkplug", "sparkplug": {"groupid": "typo"}},
+    ],
+)
+def test_station_file_refuses_bad_sparkplug_settings(uplink: dict[str, Any]) -> None:
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["uplink"] = uplink
+    with pytest.raises(ValueError, match="uplink"):
+        StationConfig.model_validate(data)
+
+
+def test_edge_node_id_defaults_to_the_site_id(tmp_path: Path) -> None:
+    from controller.telemetry.buffer import SampleBuffer
+    from controller.telemetry.sparkplug.node import SparkplugNode
+
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["uplink"] = {"scheme": "sparkplug", "sparkplug": {"group_id": "zona3"}}
+    cfg = StationConfig.model_validate(data)
+    node = SparkplugNode(cfg, buffer=SampleBuffer(tmp_path / "b", site="s"), status=dict,
+                         commands=None)  # fmt: skip
+    assert node.topics["NBIRTH"] == "spBv1.0/zona3/NBIRTH/bs01-sukamaju"
+    assert node.topics["NCMD"] == "spBv1.0/zona3/NCMD/bs01-sukamaju"
+    assert node.state_topic is None
