@@ -7,7 +7,7 @@ the backlog replay (historical) rate beside the live rate after a host outage.
   real time) with ``control.tick_s: 1``, once per scheme, each through a TCP relay in
   front of a local Mosquitto that counts every byte both ways: MQTT fixed headers, topics,
   PUBACKs, keep-alive pings. Counted over ``--window`` seconds after a warm-up (connect
-  and birth are reported apart), scaled to a day.
+  and birth fall in the warm-up, reported apart), scaled to a day.
 * backlog: the node in-process over a real SQLite buffer preloaded with ``--rows`` samples
   (a long outage), with a live sample appended every 0.1 s whose pressure always moves
   beyond the deadband (so every live sample is news): the historical rate and the live
@@ -118,7 +118,7 @@ async def bytes_per_day(broker: Broker, tmp: Path, window_s: float, warmup_s: fl
         for n, r in relays.items():
             window = r.total - start[n]
             out[n] = {
-                "connect_and_birth_bytes": start[n],
+                "warmup_bytes": start[n],  # connect, birth and the first data
                 "window_bytes": window,
                 "bytes_per_s": round(window / elapsed, 1),
                 "mb_per_day": round(window / elapsed * 86400 / 1e6, 2),
