@@ -514,8 +514,67 @@ class TlsConfig(_Model):
         return [(field, what, path) for field, what, path in named if path is not None]
 
 
+class SparkplugConfig(_Model):
+    """The Sparkplug B 3.0 edge node (``uplink.scheme: sparkplug``); see docs/sparkplug.md."""
+
+    group_id: str = Field(
+        default="pdam",
+        pattern=r"^[^#+/\s]{1,64}$",
+        description="Sparkplug group: spBv1.0/<group_id>/... (e.g. the utility or the zone).",
+    )
+    edge_node_id: str | None = Field(
+        default=None,
+        pattern=r"^[^#+/\s]{1,64}$",
+        description="This station's node id; default: site.id.",
+    )
+    primary_host_id: str | None = Field(
+        default=None,
+        pattern=r"^[^#+/\s]{1,64}$",
+        description="Wait for spBv1.0/STATE/<id> online before NBIRTH; data waits in the "
+        "buffer while that host is offline.",
+    )
+    deadband_pct: float = Field(
+        default=0.5,
+        ge=0,
+        le=100,
+        description="Report by exception: an analog value is sent when it moved by more "
+        "than this % of its engineering range (or of its value, without a range).",
+    )
+    deadbands: dict[str, float] = Field(
+        default_factory=dict,
+        description="Absolute deadband per metric name, e.g. {'Values/discharge_pressure': "
+        "0.02}; overrides deadband_pct.",
+    )
+    max_interval_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=86400,
+        description="Every metric is sent at least this often, changed or not.",
+    )
+    history_batch: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="Buffered samples per historical NDATA when a backlog is replayed.",
+    )
+
+    @field_validator("deadbands")
+    @classmethod
+    def _finite_deadbands(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, band in value.items():
+            if not 0 <= band <= 1e6:
+                raise ValueError(f"deadband of {name!r} must be between 0 and 1e6, not {band}")
+        return value
+
+
 class UplinkConfig(_Model):
     enabled: bool = True
+    scheme: Literal["json", "sparkplug"] = Field(
+        default="json",
+        description="json: boosterd's own topics (docs/mqtt.md); sparkplug: a Sparkplug B "
+        "3.0 edge node (docs/sparkplug.md).",
+    )
+    sparkplug: SparkplugConfig = SparkplugConfig()
     host: str = "localhost"
     port: int = Field(default=1883, ge=1, le=65535)
     protocol: Literal["3.1.1", "5"] = "5"

@@ -43,6 +43,7 @@ from controller.telemetry.buffer import SampleBuffer
 from controller.telemetry.commands import CommandProcessor
 from controller.telemetry.encoding import dumps
 from controller.telemetry.highwater import fsync_dir
+from controller.telemetry.sparkplug.node import SparkplugNode
 from controller.telemetry.uplink import Uplink
 from controller.values import Reading
 from drivers.gpio.base import GpioBackend
@@ -165,8 +166,16 @@ class Daemon:
             max_age_s=cfg.uplink.command_max_age_s,
             audit=self._audit_command,
         )
-        self.uplink: Uplink | None = None
-        if cfg.uplink.enabled:
+        self.uplink: Uplink | SparkplugNode | None = None
+        if cfg.uplink.enabled and cfg.uplink.scheme == "sparkplug":
+            self.uplink = SparkplugNode(
+                cfg,
+                buffer=self.buffer,
+                status=self.status_payload,
+                commands=self.commands,
+                manual=lambda: self.core.manual,
+            )
+        elif cfg.uplink.enabled:
             self.uplink = Uplink(
                 cfg.uplink,
                 site=cfg.site.id,

@@ -1,0 +1,48 @@
+"""The one place the Sparkplug node touches the SQLite buffer (re-point it here if its API moves).
+
+Rows come back oldest first as ``(seq, ts_ms, sample)``; a row is dropped from the buffer
+only once the broker is known to have it (``confirm_upto``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from controller.telemetry.buffer import SampleBuffer
+from controller.telemetry.sparkplug.metrics import iso_to_ms
+
+Row = tuple[int, int, dict[str, Any]]
+
+
+@dataclass
+class Backlog:
+    buffer: SampleBuffer
+
+    async def rows_after(self, seq: int, limit: int, *, upto: int | None = None) -> list[Row]:
+        """Up to ``limit`` rows with ``seq < row <= upto``, oldest first."""
+        rows = await self.buffer.fetch(after_seq=seq, limit=limit)
+        out = [(s, iso_to_ms(ts), sample) for s, ts, sample in rows]
+        return [r for r in out if upto is None or r[0] <= upto]
+
+    async def confirm_upto(self, seq: int) -> None:
+        """The broker has every row up to ``seq``: drop them."""
+        await self.buffer.delete_upto(seq)
+
+    async def newest(self) -> Row | None:
+        """The newest row on disk, if any (for the values of a birth certificate)."""
+        last = self.last_seq()
+        rows = await self.rows_after(max(0, last - 64), 64)
+        return rows[-1] if rows else None
+
+    def last_seq(self) -> int:
+        """The seq of the newest sample appended (committed or not)."""
+        return int(self.buffer.stats()["last_seq"])
+
+    def committed_upto(self) -> int:
+        """The newest seq on disk: appended samples wait in memory until the next commit."""
+        stats = self.buffer.stats()
+        return int(stats["last_seq"]) - int(stats["pending"])
+
+    def backlog(self) -> int:
+        return int(self.buffer.stats()["backlog"])

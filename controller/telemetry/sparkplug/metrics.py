@@ -1,0 +1,336 @@
+"""The station's Sparkplug metrics: catalogue, values from a sample, report by exception.
+
+Pure code, no I/O. The whole station is one edge node and every metric is a node metric
+(docs/sparkplug.md says why): ``Values/<point>``, ``Control/...``, ``Pumps/<P>/...``,
+``Alarms/...``, ``Node Control/...``. Each metric has a fixed alias (its place in the
+catalogue, from 1), a Sparkplug datatype, and in the birth certificate its properties:
+``engUnit``, ``engLow``/``engHigh`` (engineering range) and ``readOnly``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from controller.config.schema import SparkplugConfig, StationConfig
+from controller.control.core import MODES
+from controller.telemetry.sparkplug import sparkplug_b_pb2 as pb
+
+#: A metric's value: None is sent as ``is_null`` (a bad reading, an unknown state).
+Value = float | int | bool | str | None
+
+BDSEQ = "bdSeq"
+REBIRTH = "Node Control/Rebirth"
+COMMAND_RESULT = "Node Control/Command Result"
+SAMPLE = "Telemetry/Sample"
+SETPOINT = "Control/Setpoint"
+MODE = "Control/Mode"
+PRESSURE_MANAGEMENT = "Control/Pressure Management"
+ACKNOWLEDGE = "Alarms/Acknowledge"
+ALARM_EVENT = "Alarms/Last Event"
+MANUAL_SUFFIX = "/Manual On"
+
+_U64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    """One metric of the catalogue."""
+
+    name: str
+    alias: int
+    datatype: int
+    unit: str = ""
+    low: float | None = None
+    high: float | None = None
+    writable: bool = False
+    deadband: float = 0.0  # analog only: smaller moves are not reported
+
+    @property
+    def analog(self) -> bool:
+        return self.datatype in (pb.Float, pb.Double)
+
+
+def _range(point: Any) -> tuple[float | None, float | None]:
+    span = point.span_4_20ma
+    if span is not None:
+        lo, hi = sorted((float(span.eng_at_4ma), float(span.eng_at_20ma)))
+        return lo, hi
+    return point.valid_min, point.valid_max
+
+
+@dataclass
+class Catalogue:
+    """Every metric of the station, by name and by alias."""
+
+    defs: list[MetricDef] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.by_name = {d.name: d for d in self.defs}
+        self.by_alias = {d.alias: d for d in self.defs}
+
+    @classmethod
+    def for_station(cls, cfg: StationConfig, spb: SparkplugConfig) -> Catalogue:
+        rows: list[tuple[str, int, dict[str, Any]]] = [
+            (BDSEQ, pb.Int64, {}),
+            (REBIRTH, pb.Boolean, {"writable": True}),
+            (COMMAND_RESULT, pb.String, {}),
+            (SAMPLE, pb.UInt64, {}),
+            ("Node Info/Site Name", pb.String, {}),
+            ("Node Info/Version", pb.String, {}),
+            (MODE, pb.String, {"writable": True}),
+            ("Control/State", pb.String, {}),
+            (
+                SETPOINT,
+                pb.Float,
+                {
+                    "unit": "bar",
+                    "writable": True,
+                    "low": cfg.control.setpoint_min_bar,
+                    "high": cfg.control.setpoint_max_bar,
+                },
+            ),
+            (
+                "Control/Active Setpoint",
+                pb.Float,
+                {"unit": "bar", "low": 0.0, "high": cfg.control.setpoint_max_bar},
+            ),
+            ("Control/Demand", pb.Float, {"unit": "1", "low": 0.0, "high": 1.0}),
+            (PRESSURE_MANAGEMENT, pb.String, {"writable": True}),
+            ("Alarms/Active", pb.String, {}),
+            ("Alarms/Count", pb.Int32, {}),
+            (ACKNOWLEDGE, pb.String, {"writable": True}),
+            (ALARM_EVENT, pb.String, {}),
+            ("Buffer/Backlog", pb.Int64, {}),
+        ]
+        for name, (_, point) in cfg.points().items():
+            low, high = _range(point)
+            rows.append(
+                (f"Values/{name}", pb.Float, {"unit": point.unit, "low": low, "high": high})
+            )
+            rows.append((f"Values/{name}/Quality", pb.String, {}))
+        for name, pump in cfg.pumps.items():
+            base = f"Pumps/{name}"
+            rows += [
+                (f"{base}/Running", pb.Boolean, {}),
+                (f"{base}/Feedback", pb.Boolean, {}),
+                (f"{base}/Fault", pb.Boolean, {}),
+                (f"{base}/State", pb.String, {}),
+                (f"{base}/Lockout", pb.String, {}),
+                (f"{base}{MANUAL_SUFFIX}", pb.Boolean, {"writable": True}),
+            ]
+            if pump.vfd is not None:
+                rows.append((f"{base}/Speed", pb.Float, {"unit": "%", "low": 0.0, "high": 100.0}))
+        defs = []
+        for alias, (name, datatype, extra) in enumerate(rows, start=1):
+            d = MetricDef(name=name, alias=alias, datatype=datatype, **extra)
+            defs.append(_with_deadband(d, spb))
+        return cls(defs)
+
+
+def _with_deadband(d: MetricDef, spb: SparkplugConfig) -> MetricDef:
+    if not d.analog:
+        return d
+    if d.name in spb.deadbands:
+        band = spb.deadbands[d.name]
+    elif d.low is not None and d.high is not None:
+        band = (d.high - d.low) * spb.deadband_pct / 100.0
+    else:
+        band = -1.0  # relative to the value itself: see ReportByException
+    return MetricDef(**{**d.__dict__, "deadband": band})
+
+
+# -- values ---------------------------------------------------------------------------------
+
+
+def iso_to_ms(ts: str) -> int:
+    """The buffer's UTC ISO time as Unix milliseconds."""
+    return round(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def sample_values(seq: int, sample: Mapping[str, Any]) -> dict[str, Value]:
+    """The metric values a buffered sample (one control tick) holds."""
+    out: dict[str, Value] = {SAMPLE: seq}
+    out["Control/Mode"] = _text(sample.get("mode"))
+    out["Control/State"] = _text(sample.get("state"))
+    out["Control/Active Setpoint"] = _number(sample.get("setpoint_bar"))
+    out["Control/Demand"] = _number(sample.get("demand"))
+    for name, reading in (sample.get("values") or {}).items():
+        if isinstance(reading, Mapping):
+            out[f"Values/{name}"] = _number(reading.get("v"))
+            out[f"Values/{name}/Quality"] = _text(reading.get("reason") or reading.get("q"))
+    for name, row in (sample.get("pumps") or {}).items():
+        if not isinstance(row, Mapping):
+            continue
+        base = f"Pumps/{name}"
+        out[f"{base}/Running"] = _flag(row.get("on"))
+        out[f"{base}/Feedback"] = _flag(row.get("feedback"))
+        out[f"{base}/Fault"] = _flag(row.get("fault"))
+        out[f"{base}/State"] = _text(row.get("state"))
+        out[f"{base}/Lockout"] = _text(row.get("lockout")) or ""
+        if "speed_pct" in row:
+            out[f"{base}/Speed"] = _number(row.get("speed_pct"))
+    return out
+
+
+def status_values(status: Mapping[str, Any], manual: Mapping[str, bool]) -> dict[str, Value]:
+    """Metric values from the control core's status (what samples do not carry)."""
+    from controller.telemetry.encoding import dumps
+
+    alarms = [a for a in status.get("alarms") or [] if isinstance(a, Mapping)]
+    pm = status.get("pressure_management")
+    out: dict[str, Value] = {
+        SETPOINT: _number(status.get("base_setpoint_bar")),
+        MODE: _text(status.get("mode")),
+        PRESSURE_MANAGEMENT: dumps(pm) if pm is not None else "",
+        "Alarms/Active": ",".join(str(a.get("id")) for a in alarms),
+        "Alarms/Count": len(alarms),
+    }
+    for name, on in manual.items():
+        out[f"Pumps/{name}{MANUAL_SUFFIX}"] = bool(on)
+    return out
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v) if math.isfinite(v) else None
+
+
+def _flag(v: Any) -> bool | None:
+    return v if isinstance(v, bool) else None
+
+
+def _text(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+# -- report by exception --------------------------------------------------------------------
+
+
+class ReportByException:
+    """Decides which values to send: changed beyond the deadband, or due by max interval."""
+
+    def __init__(self, catalogue: Catalogue, max_interval_s: float) -> None:
+        self.catalogue = catalogue
+        self.max_interval_ms = int(max_interval_s * 1000)
+        self._sent: dict[str, tuple[Value, int]] = {}
+
+    def reset(self, values: Mapping[str, Value], ts_ms: int) -> None:
+        """After a birth: what it carried is what the host has."""
+        self._sent = {name: (v, ts_ms) for name, v in values.items()}
+
+    def changes(self, values: Mapping[str, Value], ts_ms: int) -> dict[str, Value]:
+        """The values to send now; they are taken as sent."""
+        out: dict[str, Value] = {}
+        for name, value in values.items():
+            d = self.catalogue.by_name.get(name)
+            if d is None:
+                continue
+            last = self._sent.get(name)
+            if (
+                last is None
+                or self._differs(d, last[0], value)
+                or (ts_ms - last[1] >= self.max_interval_ms)
+            ):
+                out[name] = value
+                self._sent[name] = (value, ts_ms)
+        return out
+
+    @staticmethod
+    def _differs(d: MetricDef, old: Value, new: Value) -> bool:
+        if not d.analog or not isinstance(old, float) or not isinstance(new, float):
+            return old != new
+        band = d.deadband if d.deadband >= 0 else abs(old) * 0.005
+        return abs(new - old) > band
+
+
+# -- encoding -------------------------------------------------------------------------------
+
+
+def set_value(m: pb.Payload.Metric, datatype: int, value: Value) -> None:
+    """Put ``value`` in the field its datatype uses (signed ints as two's complement)."""
+    if value is None:
+        m.is_null = True
+    elif datatype == pb.Boolean:
+        m.boolean_value = bool(value)
+    elif datatype in (pb.String, pb.Text):
+        m.string_value = str(value)
+    elif datatype == pb.Float:
+        m.float_value = float(value)
+    elif datatype == pb.Double:
+        m.double_value = float(value)
+    elif datatype in (pb.Int64, pb.UInt64, pb.DateTime):
+        m.long_value = int(value) & _U64
+    else:
+        m.int_value = int(value) & 0xFFFFFFFF
+
+
+def add_metric(
+    payload: pb.Payload,
+    d: MetricDef,
+    value: Value,
+    ts_ms: int,
+    *,
+    birth: bool = False,
+    historical: bool = False,
+) -> None:
+    """Append one metric: name, type and properties in a birth; alias only after."""
+    m = payload.metrics.add()
+    if birth:
+        m.name = d.name
+        m.datatype = d.datatype
+        _properties(m, d)
+    m.alias = d.alias
+    m.timestamp = ts_ms
+    if historical:
+        m.is_historical = True
+    set_value(m, d.datatype, value)
+
+
+def _properties(m: pb.Payload.Metric, d: MetricDef) -> None:
+    props: list[tuple[str, int, Value]] = []
+    if d.unit:
+        props.append(("engUnit", pb.String, d.unit))
+    if d.low is not None:
+        props.append(("engLow", pb.Double, d.low))
+    if d.high is not None:
+        props.append(("engHigh", pb.Double, d.high))
+    props.append(("readOnly", pb.Boolean, not d.writable))
+    for key, datatype, value in props:
+        m.properties.keys.append(key)
+        pv = m.properties.values.add(type=datatype)
+        if isinstance(value, bool):
+            pv.boolean_value = value
+        elif isinstance(value, str):
+            pv.string_value = value
+        elif value is not None:
+            pv.double_value = float(value)
+
+
+def encode(
+    catalogue: Catalogue,
+    values: Iterable[tuple[str, Value, int]],
+    *,
+    seq: int | None,
+    ts_ms: int,
+    birth: bool = False,
+    historical: bool = False,
+) -> bytes:
+    """A payload of ``(name, value, ts_ms)`` metrics (unknown names skipped)."""
+    payload = pb.Payload(timestamp=ts_ms)
+    if seq is not None:
+        payload.seq = seq
+    for name, value, mts in values:
+        d = catalogue.by_name.get(name)
+        if d is not None:
+            add_metric(payload, d, value, mts, birth=birth, historical=historical)
+    return payload.SerializeToString()
+
+
+def writable_modes() -> tuple[str, ...]:
+    """What ``Control/Mode`` accepts (for docs and messages)."""
+    return MODES
