@@ -39,21 +39,37 @@ def set_flow_m3h(pumps: Iterable[tuple[PumpConfig, float]], head_m: float) -> fl
 
 
 def max_pressure_bar(
-    pumps: Iterable[tuple[PumpConfig, float]], *, suction_bar: float, flow_m3h: float
+    pumps: Iterable[tuple[PumpConfig, float]],
+    *,
+    suction_bar: float,
+    flow_m3h: float,
+    measured_at_bar: float | None = None,
 ) -> float:
     """An upper bound of the discharge pressure this set settles at while the zone draws
-    at least ``flow_m3h``: the pressure where the set delivers exactly that flow."""
+    at least ``flow_m3h``: the pressure where the set delivers exactly that flow.
+
+    With ``measured_at_bar`` (the discharge pressure the flow was measured at), the
+    zone's flow is taken to grow at least as ``sqrt(p / measured_at_bar)`` above it: the
+    pressure-dependent demand law, the slowest growth of any part of the outflow (leaks
+    grow faster), so the bound stays an upper one and is far tighter when the zone
+    stands well below its setpoint (a drained zone draws much more once pressurised)."""
     pumps = list(pumps)
     top = max((p.shutoff_head_m * n * n for p, n in pumps), default=0.0)
     if top <= 0:
         return suction_bar
+    base = max(flow_m3h, 0.0)
+    at = measured_at_bar if measured_at_bar is not None and measured_at_bar > 0.05 else None
+
+    def need(head_m: float) -> float:
+        p = suction_bar + head_m / BAR_TO_M
+        return base * math.sqrt(p / at) if at is not None and p > at else base
+
     lo, hi = 0.0, top
-    flow = max(flow_m3h, 0.0)
-    if set_flow_m3h(pumps, 0.0) <= flow:
+    if set_flow_m3h(pumps, 0.0) <= need(0.0):
         return suction_bar  # not even at zero head: the set adds no pressure
-    for _ in range(50):  # the set's flow falls with head: bisect for the head
+    for _ in range(50):  # the set's flow falls with head and the need rises: bisect
         mid = (lo + hi) / 2
-        if set_flow_m3h(pumps, mid) > flow:
+        if set_flow_m3h(pumps, mid) > need(mid):
             lo = mid
         else:
             hi = mid

@@ -336,6 +336,7 @@ class ControlCore:
         # only decides an exercise: refusing the demand a pump on it could leave a zone
         # without water all day for a trip that may never come (the cutout still guards).
         flow = measured or 0.0
+        pv = _good(readings, ctl.pressure_point)
         limit = cutout_bar(self.cfg, self.active_setpoint) - START_HEADROOM_BAR
         lead = self._running_drives()[:1] if self.stager.lead_vfd else []
         running = [
@@ -351,7 +352,8 @@ class ControlCore:
             # A drive starts (and is exercised) at its minimum speed and ramps from there.
             speed = vfd.min_speed_pct / 100.0 if vfd is not None else 1.0
             new_set = [*running, (rec.cfg, speed)]
-            return max_pressure_bar(new_set, suction_bar=s_bar, flow_m3h=flow) < limit
+            bound = max_pressure_bar(new_set, suction_bar=s_bar, flow_m3h=flow, measured_at_bar=pv)
+            return bound < limit
 
         return ok
 
