@@ -203,15 +203,27 @@ def _first(result: RunResult, kind: str) -> Violation | None:
     return next((v for v in result.violations if v.kind == kind), None)
 
 
+Runner = Callable[..., RunResult]
+
+
 def shrink(
-    station: GeneratedStation, day: Day, kind: str, *, budget_s: float = 120.0
+    station: GeneratedStation,
+    day: Day,
+    kind: str,
+    *,
+    budget_s: float = 120.0,
+    run: Runner = run_day,
 ) -> tuple[Day, Violation | None]:
     """A shorter day with fewer events that still breaks ``kind``, within ``budget_s``
-    of wall time; the day as given if it does not fail that way."""
+    of wall time; the day as given if it does not fail that way.
+
+    The day is cut a minute after the violation, then each event is dropped in turn
+    and left out if the violation still shows (``run`` is ``run_day``; tests pass a
+    stand-in)."""
     deadline = time.perf_counter() + budget_s
 
     def fails(trial: Day) -> Violation | None:
-        res = run_day(station, trial, stop=lambda vs: any(v.kind == kind for v in vs))
+        res = run(station, trial, stop=lambda vs: any(v.kind == kind for v in vs))
         return _first(res, kind)
 
     found = fails(day)
