@@ -88,11 +88,11 @@ def replay(seed: int, hours: float, out: Path | None, budget_s: float) -> int:
     summary = Summary.of(res.violations)
     for kind in summary.first:
         day, found = shrink(case.station, case.day, kind, budget_s=budget_s)
-        print(reproducer(seed, case.station, day, found))
+        print(reproducer(seed, case.station, day, found, hours=hours))
         if out is not None:
             write_reproducer(out / f"{seed}-{kind}", case.station, day)
     if not summary.first:
-        print(reproducer(seed, case.station, case.day, None))
+        print(reproducer(seed, case.station, case.day, None, hours=hours))
     return 1 if summary.first else 0
 
 
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in seeds[: args.shrink]:
             case = Case.generate(seed, hours=args.hours)
             day, found = shrink(case.station, case.day, kind, budget_s=args.shrink_budget)
-            print(reproducer(seed, case.station, day, found), file=sys.stderr)
+            print(reproducer(seed, case.station, day, found, hours=args.hours), file=sys.stderr)
     return 0
 
 

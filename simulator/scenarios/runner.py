@@ -282,13 +282,17 @@ def parse_events(text: str) -> Day:
     )
 
 
-def reproducer(seed: int, station: GeneratedStation, day: Day, v: Violation | None) -> str:
-    """What to paste into an issue: seed, violation, station file and event script."""
+def reproducer(
+    seed: int, station: GeneratedStation, day: Day, v: Violation | None, *, hours: float = 24.0
+) -> str:
+    """What to paste into an issue: seed, violation, station file and event script.
+    ``hours`` is the day length the seed was generated with (the shrunk day is shorter)."""
     what = f"{v.kind} at t={v.t:.0f} s: {v.detail}" if v else "no violation"
     return (
         f"# scenario seed {seed}: {what}\n"
-        f"# replay: .venv/bin/python -m bench.scenarios --replay {seed}"
-        f" --hours {day.duration_s / 3600:g}\n"
+        f"# replay: .venv/bin/python -m bench.scenarios --replay {seed} --hours {hours:g}"
+        " (or save the two parts below as DIR/station.yaml and DIR/events.txt and run"
+        " --script DIR)\n"
         "# ---- station.yaml ----\n"
         f"{station.yaml_text}"
         "# ---- events.txt ----\n"
