@@ -38,6 +38,10 @@ docs/control.md):
   gone is cleared unless it is latched and unacknowledged; no alarm disappears
   without a clear. ``alarm_lost_in_reboot``: active alarms forgotten when the
   controller boots again after a power cut (SCADA never sees their clear).
+* ``plant_vessel`` (the simulator, not the controller): with no pump running the
+  pressure may fall no faster than the zone's outflow drains the network's
+  compliance, ``dp = Q_out * dt / C`` (issue 13 item 4); a plant that empties at
+  once makes every judgement of low-flow cycling and trip recovery meaningless.
 
 A kind gets the suffix ``_after_reboot`` when the controller rebooted inside the
 window that broke it (it forgot its start history or timers).
@@ -116,6 +120,8 @@ class TickState:
     faults: frozenset[str] = frozenset()
     alarms: tuple[AlarmView, ...] = ()
     events: tuple[AlarmChange, ...] = ()
+    #: what the zone drew and leaked this tick (the simulator's truth), m3/h
+    outflow_m3h: float = 0.0
     #: times the controller has booted again so far
     reboots: int = 0
     #: why the status snapshot or telemetry sample was not strict JSON (checked now and
@@ -143,6 +149,8 @@ class Limits:
     pressure_sources: frozenset[str] = frozenset()
     no_service_margin_bar: float = NO_SERVICE_MARGIN_BAR
     lockout_grace_s: float = 15.0
+    #: the simulated network's compliance; 0 leaves the plant unchecked
+    compliance_m3_per_bar: float = 0.0
 
     @classmethod
     def of(cls, cfg: StationConfig) -> Limits:
@@ -169,6 +177,7 @@ class Limits:
             pressure_sources=frozenset({ctl.pressure_point, dev}),
             no_service_margin_bar=max(NO_SERVICE_MARGIN_BAR, band / 2 + 0.1),
             lockout_grace_s=timeout + 3 * ctl.tick_s + 1.0,
+            compliance_m3_per_bar=cfg.simulation.compliance_m3_per_bar,
         )
 
 
@@ -509,6 +518,38 @@ class _AlarmLifecycle:
         pass
 
 
+class _Vessel:
+    """The simulated network drains no faster than its outflow allows (the plant's own
+    invariant: the controller is judged on a plant whose physics hold)."""
+
+    def __init__(self, lim: Limits) -> None:
+        self.lim = lim
+        self.last: float | None = None
+        self.reported = False
+
+    def feed(self, s: TickState, out: list[Violation]) -> None:
+        last, self.last = self.last, s.pressure_bar
+        c = self.lim.compliance_m3_per_bar
+        if last is None or c <= 0 or any(s.running) or self.reported:
+            return
+        drop = last - s.pressure_bar
+        allowed = s.outflow_m3h / 3600.0 * self.lim.tick_s / c
+        if drop > 1.1 * allowed + 0.005:
+            self.reported = True
+            out.append(
+                Violation(
+                    "plant_vessel",
+                    s.t,
+                    f"no pump running, pressure fell {last:.2f} -> {s.pressure_bar:.2f} bar in "
+                    f"one {self.lim.tick_s:g} s tick; {s.outflow_m3h:.1f} m3/h out of a "
+                    f"{c:g} m3/bar network allows {allowed:.3f} bar",
+                )
+            )
+
+    def finish(self, out: list[Violation]) -> None:
+        pass
+
+
 class InvariantChecker:
     """Every invariant, fed one tick at a time; ``violations`` so far."""
 
@@ -522,6 +563,7 @@ class InvariantChecker:
             _Lockouts(lim),
             _NoService(lim),
             _AlarmLifecycle(),
+            _Vessel(lim),
         )
         self._finished = False
 

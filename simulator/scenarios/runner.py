@@ -138,6 +138,7 @@ def _tick_state(
         faults=_tokens(loop, t_before),
         alarms=alarms,
         events=tuple(AlarmChange(e.id, e.event, e.message) for e in out.events),
+        outflow_m3h=st.demand_m3h + st.leakage_m3h,
         reboots=loop.reboots,
     )
 
