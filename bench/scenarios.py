@@ -78,7 +78,9 @@ def run_budget(
     }
 
 
-def replay(seed: int, hours: float, out: Path | None, budget_s: float) -> int:
+def replay(
+    seed: int, hours: float, out: Path | None, budget_s: float, only: str | None = None
+) -> int:
     case = Case.generate(seed, hours=hours)
     res = run_day(case.station, case.day)
     print(f"seed {seed}: {res.ticks} ticks, {res.reboots} reboots, {res.wall_s:.1f} s wall, "
@@ -87,6 +89,8 @@ def replay(seed: int, hours: float, out: Path | None, budget_s: float) -> int:
         print(f"  t={v.t:8.0f} {v.kind}: {v.detail}", file=sys.stderr)
     summary = Summary.of(res.violations)
     for kind in summary.first:
+        if only is not None and kind != only:
+            continue
         day, found = shrink(case.station, case.day, kind, budget_s=budget_s)
         print(reproducer(seed, case.station, day, found, hours=hours))
         if out is not None:
@@ -121,12 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shrink-budget", type=float, default=120.0, help="wall s per shrink")
     parser.add_argument("--replay", type=int, help="run one case seed verbosely and shrink it")
     parser.add_argument("--out", type=Path, help="with --replay: write reproducers here")
+    parser.add_argument("--kind", help="with --replay: shrink only this invariant's failure")
     parser.add_argument("--script", type=Path, help="run station.yaml + events.txt in DIR")
     args = parser.parse_args(argv)
     if args.script is not None:
         return script(args.script)
     if args.replay is not None:
-        return replay(args.replay, args.hours, args.out, args.shrink_budget)
+        return replay(args.replay, args.hours, args.out, args.shrink_budget, args.kind)
     result = run_budget(args.days, args.seed, args.jobs, args.hours, args.time_limit)
     print(json.dumps(result, indent=2))
     for kind, seeds in result["failing_seeds_by_kind"].items():
