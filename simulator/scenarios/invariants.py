@@ -415,9 +415,7 @@ class _Lockouts:
             name = ev.id.removeprefix("pump_lockout_")
             seen = self.last_fault.get(name)
             if seen is None or s.t - seen > self.lim.lockout_grace_s:
-                out.append(
-                    Violation("lockout_without_fault", s.t, f"{name} locked out: {ev.message}")
-                )
+                out.append(Violation("lockout_without_fault", s.t, ev.message or name))
 
     def finish(self, out: list[Violation]) -> None:
         pass
