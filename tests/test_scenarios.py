@@ -337,19 +337,12 @@ def test_a_reproducer_names_the_seed_the_station_and_the_events() -> None:
 CI_HOURS = 2.0
 CI_SEEDS = range(24)
 #: Seeds of the CI budget that fail on the current code: invariant and issue item.
-KNOWN_FAILURES: dict[int, str] = {
-    4: "min_off_after_reboot: a power cut without UPS reboots the core, whose saved state "
-    "(ControlCore.export_state) keeps no stop times, so a pump restarts inside min_off_s",
-    12: "silent_no_service: a relay station with mixed pump sizes overshoots into the cutout "
-    "again and again, spends its start budget, then no pump in auto, no alarm (issue 13 1-3)",
-    15: "silent_no_service: the last pump cycling on low flow / demand spends the station's "
-    "start budget (9/h), then no pump in auto with no alarm (issue 13 item 2)",
-}
+KNOWN_FAILURES: dict[int, str] = {}
 
 
 #: Seeds of the CI budget whose simulated plant breaks ``plant_vessel`` (issue 13 item 4):
 #: the pressure vessel empties at once when the last pump stops.
-PLANT_FAILURES = frozenset({0, 1, 3, 4, 7, 11, 12, 14, 15, 17, 18, 19, 22, 23})
+PLANT_FAILURES: frozenset[int] = frozenset()
 
 
 @functools.cache

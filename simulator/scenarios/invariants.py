@@ -30,8 +30,9 @@ docs/control.md):
 * ``lockout_without_fault``: a pump is locked out only within a short grace after an
   injected fault on that pump (``pump_trip``, ``pump_no_feedback``, ``drive_fault``).
 * ``silent_no_service``: in automatic, powered, with supply, no pump turning and the
-  pressure more than ``no_service_margin`` below the setpoint for longer than
-  ``NO_SERVICE_S`` needs an active alarm whose cause is present and which explains
+  pressure more than ``no_service_margin`` below the setpoint for longer than the
+  station's ``protections.low_pressure.delay_s`` plus two ticks (its stated time; the
+  power-on delay does not count) needs an active alarm whose cause is present and which explains
   it (anything but a single pump's lockout or a drive's lost communication; every
   pump locked out explains it).
 * ``alarm_lifecycle``: every raise says why (a message); an alarm whose cause has
@@ -148,6 +149,9 @@ class Limits:
     #: the pressure transmitter's point and device (their faults blind the cutout)
     pressure_sources: frozenset[str] = frozenset()
     no_service_margin_bar: float = NO_SERVICE_MARGIN_BAR
+    #: how long a loss of service may last before an alarm must say why: the station's
+    #: own ``protections.low_pressure.delay_s`` (its stated time), plus two ticks
+    no_service_s: float = NO_SERVICE_S
     lockout_grace_s: float = 15.0
     #: the simulated network's compliance; 0 leaves the plant unchecked
     compliance_m3_per_bar: float = 0.0
@@ -175,7 +179,10 @@ class Limits:
             cutout_delay_s=prot.high_pressure.delay_s,
             dry_run_min_bar=prot.dry_run.suction_min_bar,
             pressure_sources=frozenset({ctl.pressure_point, dev}),
-            no_service_margin_bar=max(NO_SERVICE_MARGIN_BAR, band / 2 + 0.1),
+            no_service_margin_bar=max(
+                NO_SERVICE_MARGIN_BAR, band / 2 + 0.1, prot.low_pressure.margin_bar
+            ),
+            no_service_s=prot.low_pressure.delay_s + 2 * ctl.tick_s,
             lockout_grace_s=timeout + 3 * ctl.tick_s + 1.0,
             compliance_m3_per_bar=cfg.simulation.compliance_m3_per_bar,
         )
@@ -443,6 +450,7 @@ class _NoService:
         silent = (
             s.powered
             and s.mode == "auto"
+            and s.state != "power_on_delay"  # a configured wait, not a loss of service
             and not any(s.running)
             and "power_cut" not in s.faults
             and s.suction_bar >= lim.dry_run_min_bar + 0.1
@@ -455,7 +463,7 @@ class _NoService:
             return
         if self.since is None:
             self.since = s.t
-        if s.t - self.since > NO_SERVICE_S and not self.reported:
+        if s.t - self.since > lim.no_service_s and not self.reported:
             self.reported = True
             out.append(
                 Violation(
