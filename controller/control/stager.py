@@ -10,7 +10,12 @@ Rules, in order of precedence:
    failed, not the pumps: that is a station power loss (``power_lost``), the pumps are
    taken as stopped and none is locked out. Until a pump's feedback arrives again, one
    pump at a time is tried (each within its own motor limits); a try that gets no
-   feedback is stopped and its start given back (the motor never ran).
+   feedback is stopped and its start given back (the motor never ran). A start whose
+   feedback never arrives is only proof of a pump fault once the station is shown to
+   have power: the pump is stopped and held as suspect while another is tried; another
+   contactor pulling in locks the suspect out, a second silent start is a power loss
+   (pumps without a feedback input may have been the only ones running when it went).
+   With no other pump to try, the suspect's own second silent start locks it out.
 2. A protection stop (``stop_all``) stops every pump at once, minimum run time or not:
    a dry-running or over-pressured pump is worse than a short run.
 3. Otherwise a pump starts only if its minimum off time has passed and the start
@@ -83,6 +88,9 @@ class Sizing:
 #: Without power, the next try waits this long after the loss or the last failed try
 #: (a commercial set's restart delay after a power failure).
 POWER_RETRY_S = 10.0
+#: How long a pump whose feedback never came stays suspect, waiting for another start to
+#: tell a pump fault (another contactor pulls in) from the supply (it does not either).
+SUSPECT_WINDOW_S = 600.0
 #: Demand (in pumps) above which the first pump starts.
 FIRST_PUMP_DEMAND = 0.05
 
@@ -145,6 +153,9 @@ class Stager:
         #: contactor supply lost), until a pump's feedback arrives again; None: powered.
         self.power_lost_since: float | None = None
         self._retry_at = -math.inf
+        #: a pump whose feedback never came after its start, and when: not yet known to
+        #: be a pump fault (the supply may have failed)
+        self._suspect: tuple[str, float] | None = None
 
     # -- configuration --------------------------------------------------------------------
 
@@ -219,6 +230,7 @@ class Stager:
         ]
         if any(feedback[r.name] for r in watched):
             self.power_lost_since = None  # a contactor pulled in: the station has power
+            self._convict_suspect(now)
         for rec in watched:
             rec.confirmed = rec.confirmed or bool(feedback[rec.name])
         dropped = [r for r in watched if r.confirmed and not feedback[r.name]]
@@ -235,15 +247,37 @@ class Stager:
         for rec in watched:
             if rec.confirmed or now - rec.started_at <= rec.cfg.feedback_timeout_s:
                 continue
-            if self.power_lost_since is None:
-                self._lock(
-                    rec, f"no run feedback {rec.cfg.feedback_timeout_s:g} s after start", now
-                )
-            else:
-                # Still no power: this try never ran the motor, so it costs no start.
-                self._stop(rec, now)
-                self._refund_start(rec)
-                self._retry_at = now + POWER_RETRY_S
+            suspect = self._suspect
+            if suspect is not None and now - suspect[1] > SUSPECT_WINDOW_S:
+                suspect = self._suspect = None
+            if self.power_lost_since is None and suspect is not None and suspect[0] == rec.name:
+                self._suspect = None  # its own second try, with nothing else to tell by
+                self._lock(rec, self._no_feedback_reason(rec), now)
+                continue
+            if self.power_lost_since is None and suspect is None:
+                self._suspect = (rec.name, now)  # a pump fault or the supply: try another
+            elif self.power_lost_since is None:
+                # Two pumps in a row, none pulling in between: the supply failed.
+                self.power_lost_since = suspect[1] if suspect is not None else now
+                self._suspect = None
+            # This try never ran the motor, so it costs no start.
+            self._stop(rec, now)
+            self._refund_start(rec)
+            self._retry_at = now + POWER_RETRY_S if self.power_lost_since is not None else now
+
+    @staticmethod
+    def _no_feedback_reason(rec: PumpRecord) -> str:
+        return f"no run feedback {rec.cfg.feedback_timeout_s:g} s after start"
+
+    def _convict_suspect(self, now: float) -> None:
+        """Another contactor pulled in: the station has power, so the suspect's missing
+        feedback was its own fault."""
+        if self._suspect is None:
+            return
+        rec = self.pumps.get(self._suspect[0])
+        self._suspect = None
+        if rec is not None and not rec.locked:
+            self._lock(rec, self._no_feedback_reason(rec), now)
 
     def _refund_start(self, rec: PumpRecord) -> None:
         if rec.starts and rec.starts[-1] == rec.started_at:

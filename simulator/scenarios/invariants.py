@@ -16,11 +16,12 @@ docs/control.md):
   snapshot and telemetry sample as strict JSON.
 * ``start_limit`` / ``station_start_limit``: no pump more than ``max_starts_per_hour``
   relay starts, the station no more than ``station_max_starts_per_hour``, in any
-  rolling hour. A try without power whose motor never turned is given back (not
-  counted).
+  rolling hour. A start whose motor never turned (no power, or a contactor that never
+  pulled in) is given back (not counted): the limits are the motor's.
 * ``min_run`` / ``min_off``: a relay stays on ``min_run_s`` and off ``min_off_s``
   (less one tick). Immediate stops are by design for protection stops, the operator's
-  ``off``, lockouts, power loss, a dark controller and exercise runs.
+  ``off``, lockouts, power loss, a dark controller, exercise runs, and a start whose
+  motor never turned.
 * ``running_cap``: never more relays on than ``max_running``.
 * ``cutout``: the true discharge pressure is never above the anchored high-pressure
   limit (the controlled setpoint clamped to its range, plus ``margin_bar``; while
@@ -318,11 +319,12 @@ class _Relays:
         name = lim.pumps[i]
         self.episodes[i] = None
         self.off_at[i] = (s.t, s.reboots)
-        if ep.ran or not ep.no_power:  # a try without power is given back
+        if ep.ran:  # a start whose motor never turned is given back
             self.starts[i].append(_Start(ep.on_at, ep.reboots))
         ran_s = s.t - ep.on_at
         immediate = (
-            ep.exercised
+            not ep.ran
+            or ep.exercised
             or ep.faulted
             or not s.powered
             or s.state in IMMEDIATE_STOP_STATES
