@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from controller.telemetry.buffer import CEILING_BLOCK, SampleBuffer
+from controller.telemetry.encoding import loads
 from controller.telemetry.highwater import HighWaterFile
 from tests.support.disk_full import limit_pages
 
@@ -39,7 +40,7 @@ async def test_appends_are_committed_in_one_transaction_per_flush(tmp_path: Path
     assert await buf.flush() == 500
     assert buf.commits == 1
     rows = await buf.fetch(after_seq=0, limit=1000)
-    assert [r[2]["n"] for r in rows] == list(range(500))
+    assert [loads(r[2])["n"] for r in rows] == list(range(500))
     assert rows[0][1].endswith("Z")
     await buf.close()
 
@@ -69,7 +70,7 @@ async def test_age_cap_evicts_oldest_and_counts(tmp_path: Path) -> None:
     buf.append({"n": 10})
     await buf.flush()
     rows = await buf.fetch(after_seq=0, limit=100)
-    assert [r[2]["n"] for r in rows] == [10]
+    assert [loads(r[2])["n"] for r in rows] == [10]
     assert buf.stats()["evicted"] == 10
     await buf.close()
 
@@ -266,7 +267,7 @@ async def test_samples_stamped_before_the_clock_is_set_are_flagged_and_never_age
     rows = await buf.fetch(after_seq=0, limit=100)
     assert [r[0] for r in rows] == before + after  # nothing evicted, order by seq
     assert buf.evicted == 0
-    assert [r[2].get("ts_unsynced", False) for r in rows] == [True] * 5 + [False] * 3
+    assert [loads(r[2]).get("ts_unsynced", False) for r in rows] == [True] * 5 + [False] * 3
     await buf.close()
 
 
@@ -329,8 +330,8 @@ async def test_alarm_events_are_stored_in_order_and_survive_a_restart(tmp_path: 
     await again.open()
     rows = await again.fetch_alarms(after_seq=0, limit=10)
     assert [r[0] for r in rows] == seqs
-    assert [r[2]["id"] for r in rows] == [f"a{i}" for i in range(5)]
-    assert rows[0][2]["v"] is None  # encoded by dumps(): never a NaN token on disk
+    assert [loads(r[2])["id"] for r in rows] == [f"a{i}" for i in range(5)]
+    assert loads(rows[0][2])["v"] is None  # encoded by dumps(): never a NaN token on disk
     await again.delete_alarms_upto(seqs[2])
     assert [r[0] for r in await again.fetch_alarms(after_seq=0, limit=10)] == seqs[3:]
     assert again.append_alarm({"id": "b", "event": "clear"}) == seqs[-1] + 1
