@@ -116,12 +116,12 @@ def make_sample(
     sample: Sample = {
         "v": TELEMETRY_VERSION,
         "sch": schema,
-        "mode": out.mode,
-        "state": out.state,
+        "m": out.mode,
+        "st": out.state,
         "sp": round(out.setpoint_bar, 4),
         "dem": round(out.demand, 4),
         "val": values,
-        "pumps": [_pump_flags(name, inputs, out) for name, inputs in pumps.items()],
+        "pmp": [_pump_flags(name, inputs, out) for name, inputs in pumps.items()],
     }
     if bad:
         sample["bad"] = bad

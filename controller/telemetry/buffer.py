@@ -78,8 +78,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS schemas (id TEXT PRIMARY KEY, data BLOB NOT NULL);
 """
 
-#: One queued message: (seq, ts, the published bytes, stamped on a synchronised clock).
-Row = tuple[int, str, bytes, bool]
+#: One queued message: (seq, ts, the published bytes, stamped on a synchronised clock,
+#: the stamp in whole Unix seconds for the age cap).
+Row = tuple[int, str, bytes, bool, int]
 #: One message for the uplink: (seq, ts, the bytes to publish as they are).
 Fetched = tuple[int, str, bytes]
 
@@ -257,6 +258,10 @@ class SampleBuffer:
             columns = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
             if "synced" not in columns:  # a buffer written by an earlier release
                 db.execute(f"ALTER TABLE {table} ADD COLUMN synced INTEGER NOT NULL DEFAULT 1")
+            if "t" not in columns:
+                # The stamp as an integer (4 bytes) rather than ISO text (24): rows written
+                # since format 2 leave ``ts`` empty; older rows keep their text, t NULL.
+                db.execute(f"ALTER TABLE {table} ADD COLUMN t INTEGER")
         return db
 
     def _quarantine(self, reason: str) -> None:
@@ -307,11 +312,15 @@ class SampleBuffer:
         seq = stream.next_seq
         stream.next_seq += 1
         self.synced = self.clock_synced()
-        ts = utc_iso(self.clock())
-        head: dict[str, Any] = {"seq": seq, "boot": self.boot, "ts": ts}
+        now = self.clock()
+        ts = utc_iso(now)
+        # Samples carry Unix milliseconds (format 2, 11 bytes shorter); alarm events keep
+        # the ISO text their documented format has.
+        stamp: int | str = round(now * 1000) if stream is self._samples else ts
+        head: dict[str, Any] = {"seq": seq, "boot": self.boot, "ts": stamp}
         if not self.synced:
             head["ts_unsynced"] = True
-        stream.pending.append((seq, ts, dumpb({**head, **data}), self.synced))
+        stream.pending.append((seq, ts, dumpb({**head, **data}), self.synced, int(now)))
         return seq
 
     def _cap_pending(self) -> None:
@@ -385,8 +394,9 @@ class SampleBuffer:
                 if not batch:
                     continue
                 db.executemany(
-                    f"INSERT OR REPLACE INTO {stream.table} VALUES (?, ?, ?, ?)",
-                    batch,
+                    f"INSERT OR REPLACE INTO {stream.table} (seq, ts, data, synced, t) "
+                    "VALUES (?, '', ?, ?, ?)",
+                    [(seq, data, synced, t) for seq, _, data, synced, t in batch],
                 )
                 top = max(batch[-1][0], stream.from_memory)
                 db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (stream.meta_key, top))
@@ -426,12 +436,13 @@ class SampleBuffer:
 
     def _quick(self, sql: str, *args: Any) -> int:
         """A delete whose loss to a power cut is harmless (evicted rows come back):
-        committed without an fsync of its own."""
+        committed without an fsync of its own. One dict argument binds by name."""
+        params: Any = args[0] if len(args) == 1 and isinstance(args[0], dict) else args
         db = self._conn()
         db.execute("PRAGMA synchronous=NORMAL")
         try:
             with db:
-                n = db.execute(sql, args).rowcount
+                n = db.execute(sql, params).rowcount
         finally:
             db.execute("PRAGMA synchronous=FULL")
         return int(n)
@@ -445,30 +456,32 @@ class SampleBuffer:
         self._age_checked = now
         return True
 
-    def _evict_old(self, table: str, cutoff_iso: str) -> int:
-        """Delete the synced rows older than ``cutoff_iso`` in front of the first young
-        one: a walk along the primary key over the rows it deletes (and the few
+    def _evict_old(self, table: str, cutoff: float) -> int:
+        """Delete the synced rows older than ``cutoff`` in front of the first young one:
+        a walk along the primary key over the rows it deletes (and the few
         unsynchronised ones among them), a range delete, never a table scan."""
         db = self._conn()
+        # Rows since format 2 have ``t``; older ones only their ISO text.
+        stamp_old = "(CASE WHEN t IS NULL THEN ts < :iso ELSE t < :t END)"
+        old = f"synced = 1 AND {stamp_old}"
+        args = {"iso": utc_iso(cutoff), "t": cutoff}
         first_young = db.execute(
-            f"SELECT seq FROM {table} WHERE NOT (synced = 1 AND ts < ?) ORDER BY seq LIMIT 1",
-            (cutoff_iso,),
+            f"SELECT seq FROM {table} WHERE synced = 1 AND NOT {stamp_old} ORDER BY seq LIMIT 1",
+            args,
         ).fetchone()
         if first_young is None:
-            return self._quick(f"DELETE FROM {table} WHERE synced = 1 AND ts < ?", cutoff_iso)
+            return self._quick(f"DELETE FROM {table} WHERE {old}", args)
         return self._quick(
-            f"DELETE FROM {table} WHERE seq < ? AND synced = 1 AND ts < ?",
-            first_young[0],
-            cutoff_iso,
+            f"DELETE FROM {table} WHERE seq < :young AND {old}", {**args, "young": first_young[0]}
         )
 
     def _evict(self) -> None:
         evicted = 0
         if self.clock_synced() and self._age_due():
             # Only rows stamped by a synchronised clock can be judged old by it.
-            cutoff_iso = utc_iso(self.clock() - self.max_age_s)
-            evicted += self._evict_old("samples", cutoff_iso)
-            self._evict_old("alarms", cutoff_iso)
+            cutoff = self.clock() - self.max_age_s
+            evicted += self._evict_old("samples", cutoff)
+            self._evict_old("alarms", cutoff)
         # A range on the primary key: costs what it deletes.
         self._quick(
             "DELETE FROM alarms WHERE seq <= (SELECT MAX(seq) FROM alarms) - ?", MAX_ALARM_ROWS
@@ -558,21 +571,23 @@ class SampleBuffer:
             extra = [r for r in extra if r[0] <= ceiling]
         if extra:
             stream.from_memory = max(stream.from_memory, extra[-1][0])
-        return rows + [(seq, ts, data) for seq, ts, data, _ in extra]
+        return rows + [(seq, ts, data) for seq, ts, data, _, _ in extra]
 
     def _fetch(self, table: str, after_seq: int, limit: int) -> list[Fetched]:
         rows = (
             self._conn()
             .execute(
-                f"SELECT seq, ts, data FROM {table} WHERE seq > ? ORDER BY seq LIMIT ?",
+                f"SELECT seq, ts, data, t FROM {table} WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             )
             .fetchall()
         )
-        return [
-            (seq, ts, data if isinstance(data, bytes) else self._legacy(seq, ts, data))
-            for seq, ts, data in rows
-        ]
+        return [self._row(seq, ts, data, t) for seq, ts, data, t in rows]
+
+    def _row(self, seq: int, ts: str, data: bytes | str, t: int | None) -> Fetched:
+        if isinstance(data, str):  # the previous release's row: its body as text
+            return seq, ts, self._legacy(seq, ts, data)
+        return seq, ts if t is None else utc_iso(t), data
 
     def _legacy(self, seq: int, ts: str, body: str) -> bytes:
         """A row written by a release before format 2 (the body alone, as text): the

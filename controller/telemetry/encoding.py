@@ -62,7 +62,7 @@ def loads(payload: bytes | str) -> dict[str, Any]:
 
 TELEMETRY_VERSION = 2
 
-#: Pump flag bits in a format-2 sample (``pumps`` array), as docs/mqtt.md lists them.
+#: Pump flag bits in a format-2 sample (``pmp`` array), as docs/mqtt.md lists them.
 PUMP_ON = 1  # relay commanded on
 PUMP_FEEDBACK = 2  # run feedback contact closed
 PUMP_NO_FEEDBACK = 4  # no feedback contact wired (feedback unknown)
@@ -81,7 +81,7 @@ class TelemetrySchema:
     @cached_property
     def id(self) -> str:
         """A short content hash: the same station file gives the same id after a restart."""
-        return hashlib.sha256(dumpb(self.as_dict(with_id=False))).hexdigest()[:8]
+        return hashlib.sha256(dumpb(self.as_dict(with_id=False))).hexdigest()[:6]
 
     def as_dict(self, *, with_id: bool = True) -> dict[str, Any]:
         body: dict[str, Any] = {"v": TELEMETRY_VERSION}
@@ -120,7 +120,7 @@ def decode_sample(payload: bytes | str | dict[str, Any], schema: TelemetrySchema
     out: dict[str, Any] = {k: msg[k] for k in ("seq", "boot", "ts") if k in msg}
     if msg.get("ts_unsynced"):
         out["ts_unsynced"] = True
-    out.update(mode=msg["mode"], state=msg["state"], setpoint_bar=msg["sp"], demand=msg["dem"])
+    out.update(mode=msg["m"], state=msg["st"], setpoint_bar=msg["sp"], demand=msg["dem"])
     bad: dict[str, list[str]] = msg.get("bad", {})
     values: dict[str, Any] = {}
     for (name, unit), v in zip(schema.points, msg["val"], strict=True):
@@ -135,7 +135,7 @@ def decode_sample(payload: bytes | str | dict[str, Any], schema: TelemetrySchema
     pumps: dict[str, Any] = {}
     speeds: list[float | None] = msg.get("spd", [None] * len(schema.pumps))
     lockouts: dict[str, str] = msg.get("lock", {})
-    for name, flags, speed in zip(schema.pumps, msg["pumps"], speeds, strict=True):
+    for name, flags, speed in zip(schema.pumps, msg["pmp"], speeds, strict=True):
         row: dict[str, Any] = {
             "on": bool(flags & PUMP_ON),
             "feedback": None if flags & PUMP_NO_FEEDBACK else bool(flags & PUMP_FEEDBACK),
