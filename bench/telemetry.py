@@ -74,7 +74,8 @@ async def replay(path: Path, port: int, rows: int, inflight: int) -> dict[str, f
     clock = Clock()
     tasks = [asyncio.create_task(uplink.run(stop)), asyncio.create_task(buf.run(stop))]
     backlog_s = None
-    while buf.stats()["backlog"] > 0 or backlog_s is None:
+    # Caught up: the backlog is through and every committed live row delivered too.
+    while buf.stats()["rows"] > 0 or backlog_s is None:
         buf.append(POOL[0])  # the station keeps ticking at 10 Hz
         await asyncio.sleep(0.1)
         if backlog_s is None and uplink.published >= rows:

@@ -476,7 +476,7 @@ class UplinkConfig(_Model):
     keepalive_s: int = Field(default=30, ge=5, le=600)
     batch_size: int = Field(default=100, ge=1, le=5000)
     max_inflight: int = Field(
-        default=500,
+        default=100,
         ge=1,
         le=65535,
         description="Telemetry publishes awaiting the broker's PUBACK at once during replay: "
