@@ -13,8 +13,10 @@ import pytest
 
 from controller.config.schema import UplinkConfig
 from controller.telemetry.buffer import SampleBuffer
+from controller.telemetry.encoding import TelemetrySchema, decode_sample
 from controller.telemetry.uplink import Uplink
 from tests.support.broker import Broker, free_port
+from tests.support.telemetry_writer import SAMPLE
 from tests.support.waiting import wait_until
 from tests.test_uplink import SITE, Subscriber, writer
 
@@ -219,3 +221,35 @@ async def test_an_idle_uplink_waits_for_the_buffer_rather_than_polling_it(
         await asyncio.gather(*tasks)
         sub.close()
     await buf.close()
+
+
+@pytest.mark.asyncio
+async def test_scada_decodes_a_sample_with_the_retained_schema_it_names(
+    broker: Broker, tmp_path: Path, topic_root: str
+) -> None:
+    buf = SampleBuffer(tmp_path / "b.sqlite3", site=SITE, commit_interval_s=0.05)
+    await buf.open()
+    uplink = _uplink(buf, broker.port, topic_root)
+    sub = Subscriber(broker.port, f"{topic_root}/{SITE}/telemetry", tmp_path / "t.txt")
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(buf.run(stop)), asyncio.create_task(uplink.run(stop))]
+    try:
+        seq = buf.append(SAMPLE)
+        await _until(lambda: seq in sub.seqs(), "the sample")
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        sub.close()
+    await buf.close()
+    msg = sub.messages()[-1]
+    # A client subscribing afterwards gets the schema (retained) and decodes the sample.
+    schemas = Subscriber(broker.port, f"{topic_root}/{SITE}/schema/+", tmp_path / "s.txt")
+    try:
+        await _until(schemas.messages, "the retained schema")
+        by_id = {str(m["id"]): TelemetrySchema.from_dict(m) for m in schemas.messages()}
+    finally:
+        schemas.close()
+    long = decode_sample(msg, by_id[str(msg["sch"])])
+    assert long["values"] == {"discharge_pressure": {"v": 3.01, "unit": "bar", "q": "good"}}
+    assert long["pumps"]["P1"]["state"] == "running"
+    assert long["seq"] == seq

@@ -476,12 +476,12 @@ class UplinkConfig(_Model):
     keepalive_s: int = Field(default=30, ge=5, le=600)
     batch_size: int = Field(default=100, ge=1, le=5000)
     max_inflight: int = Field(
-        default=100,
+        default=20,
         ge=1,
         le=65535,
         description="Telemetry publishes awaiting the broker's PUBACK at once during replay: "
-        "about the link's messages per second times its round trip; each must be "
-        "acknowledged within timeout_s.",
+        "raise it for a link with a long round trip (rate ~ max_inflight / round trip); "
+        "each must be acknowledged within timeout_s.",
     )
     timeout_s: float = Field(
         default=10.0,

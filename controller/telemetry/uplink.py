@@ -418,7 +418,8 @@ class Uplink:
         """Send one chunk of the oldest unsent rows and wait for all their PUBACKs (the
         orderly stop's flush); returns how many were acknowledged."""
         await self._send_schemas(client)
-        rows = await self.buffer.fetch(after_seq=self._acked, limit=self.cfg.batch_size)
+        after = self._past_ahead(self._acked)
+        rows = await self.buffer.fetch(after_seq=after, limit=self.cfg.batch_size)
         rows = [r for r in rows if not self._is_ahead(r[0])]
         acked, failure = await self._publish_rows(client, f"{self.base}/telemetry", rows)
         if acked:
@@ -428,6 +429,13 @@ class Uplink:
         if failure is not None:
             raise failure
         return acked
+
+    def _past_ahead(self, after: int) -> int:
+        """``after``, moved past a run of live rows already acknowledged ahead of it."""
+        for lo, hi in self._ahead:
+            if lo <= after < hi:
+                after = hi
+        return after
 
     def _is_ahead(self, seq: int) -> bool:
         return any(lo < seq <= hi for lo, hi in self._ahead)
@@ -613,10 +621,7 @@ class _ReplayRun:
         return len(rows)
 
     async def _send_backlog(self) -> int:
-        after = self.backlog_sent
-        for lo, hi in self.up._ahead:  # acknowledged on an earlier connection
-            if lo <= after < hi:
-                after = hi
+        after = self.up._past_ahead(self.backlog_sent)  # acknowledged on an earlier link
         rows = await self.up.buffer.fetch(after_seq=after, limit=self.up.cfg.batch_size)
         rows = [r for r in rows if r[0] <= self.split and not self.up._is_ahead(r[0])]
         if not rows:
