@@ -67,7 +67,9 @@ def commit() -> str:
         return out.stdout.strip()
 
     head = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    # The results this run (and the ones before it) write do not make the code dirty.
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
+    return head + ("-dirty" if changed else "")
 
 
 class Clock:
