@@ -568,8 +568,11 @@ class _Flight:
     def settle(self) -> None:
         """Take the acknowledged head off; raise the first failure in order."""
         while self.tasks and self.tasks[0][1].done():
-            seq, task = self.tasks.popleft()
-            task.result()  # a failed publish ends the session here, in order
+            seq, task = self.tasks[0]
+            # A failed publish ends the session here, and stays the head: nothing after
+            # it counts as acknowledged, so it and what follows are sent again.
+            task.result()
+            self.tasks.popleft()
             self.acked = seq
             self.count += 1
 
@@ -656,21 +659,24 @@ class _ReplayRun:
     def _merge(self) -> None:
         """The backlog is through: the live rows acknowledged so far join the head, and
         from now on the live flight is the only one."""
-        if self.backlog_done:
-            if self.live.acked is not None:
-                self.up._acked = max(self.up._acked, self.live.acked)
-            return
-        self.backlog_done = True
-        self.up._ack_backlog(self.split)
+        if not self.backlog_done:
+            self.backlog_done = True
+            self.up._ack_backlog(self.split)
         if self.live.acked is not None:
-            self.up._acked = max(self.up._acked, self.live.acked)
+            self.up._ack_backlog(self.live.acked)  # also drops ranges it has passed
 
-    async def _record(self) -> None:
-        """Count what was acknowledged and delete it from the buffer."""
-        self._settle()
+    def _count(self) -> int:
         count = self.backlog.count + self.live.count
         self.backlog.count = self.live.count = 0
         self.up.published += count
+        return count
+
+    async def _record(self) -> None:
+        """Count what was acknowledged and delete it from the buffer."""
+        try:
+            self._settle()
+        finally:  # a failed head still leaves what was acknowledged before it counted
+            count = self._count()
         if count:
             await self.up.buffer.delete_upto(self.up._acked)
 
@@ -681,7 +687,11 @@ class _ReplayRun:
         with contextlib.suppress(BaseException):
             self._settle()
         await cancel_and_wait(pending)
+        for task in pending:  # failed with the link: retrieved, so none is reported again
+            if not task.cancelled():
+                task.exception()
         if not self.backlog_done and self.live.acked is not None:
             self.up._ahead.append((self.split, self.live.acked))
-        with contextlib.suppress(Exception):
-            await self._record()
+        if self._count():
+            with contextlib.suppress(Exception):  # else the next session deletes them
+                await self.up.buffer.delete_upto(self.up._acked)
