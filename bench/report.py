@@ -123,6 +123,18 @@ def pi3_budget(docs: dict[str, Any]) -> list[str]:
         f"Headroom at 10 Hz on a Pi 3: {fmt(100 - per_s / 10)} % of one core free "
         f"(a tick's CPU is {fmt(100 * pi_tick / (TICK_10HZ_S * 1000))} % of its 100 ms).",
     ]
+    telemetry = docs.get("telemetry", {})
+    replay = telemetry.get("figures", {}).get("replay_cpu_ms_per_1000_msgs")
+    if replay is not None:
+        pi_replay = replay * PI3_FACTOR  # ms of CPU per 1000 messages on a Pi 3
+        free_ms = 1000 - per_s
+        lines += [
+            "",
+            f"Replay costs {fmt(replay)} ms of CPU per 1,000 messages here, "
+            f"{fmt(pi_replay)} ms on a Pi 3: the headroom above replays at most "
+            f"{fmt(1000 * free_ms / pi_replay)} messages/s there with the whole core busy "
+            "(the control tick's jitter during a replay was measured here, not there).",
+        ]
     return lines
 
 
