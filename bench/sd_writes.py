@@ -41,10 +41,10 @@ class NormalSyncBuffer(SampleBuffer):
     """The same transactions with the previous release's durability: commits reach
     the OS, and the card only at checkpoints or when the kernel writes back."""
 
-    def _commit(self, batches: Any, deletes: Any) -> None:
+    def _commit(self, *args: Any) -> None:
         # Each commit: the evictions after it put FULL back (SampleBuffer._quick).
         self._conn().execute("PRAGMA synchronous=NORMAL")
-        super()._commit(batches, deletes)
+        super()._commit(*args)
 
 
 def _sectors_written(device: str) -> tuple[int, int]:

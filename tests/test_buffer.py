@@ -9,8 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from controller.control.core import ControlOutputs, PumpInputs
+from controller.runtime.loop import make_sample
 from controller.telemetry.buffer import CEILING_BLOCK, SampleBuffer
+from controller.telemetry.encoding import decode_sample, loads
 from controller.telemetry.highwater import HighWaterFile
+from controller.values import BadReason, Reading
 from tests.support.disk_full import limit_pages
 
 
@@ -39,7 +43,7 @@ async def test_appends_are_committed_in_one_transaction_per_flush(tmp_path: Path
     assert await buf.flush() == 500
     assert buf.commits == 1
     rows = await buf.fetch(after_seq=0, limit=1000)
-    assert [r[2]["n"] for r in rows] == list(range(500))
+    assert [loads(r[2])["n"] for r in rows] == list(range(500))
     assert rows[0][1].endswith("Z")
     await buf.close()
 
@@ -69,7 +73,7 @@ async def test_age_cap_evicts_oldest_and_counts(tmp_path: Path) -> None:
     buf.append({"n": 10})
     await buf.flush()
     rows = await buf.fetch(after_seq=0, limit=100)
-    assert [r[2]["n"] for r in rows] == [10]
+    assert [loads(r[2])["n"] for r in rows] == [10]
     assert buf.stats()["evicted"] == 10
     await buf.close()
 
@@ -266,7 +270,7 @@ async def test_samples_stamped_before_the_clock_is_set_are_flagged_and_never_age
     rows = await buf.fetch(after_seq=0, limit=100)
     assert [r[0] for r in rows] == before + after  # nothing evicted, order by seq
     assert buf.evicted == 0
-    assert [r[2].get("ts_unsynced", False) for r in rows] == [True] * 5 + [False] * 3
+    assert [loads(r[2]).get("ts_unsynced", False) for r in rows] == [True] * 5 + [False] * 3
     await buf.close()
 
 
@@ -329,9 +333,172 @@ async def test_alarm_events_are_stored_in_order_and_survive_a_restart(tmp_path: 
     await again.open()
     rows = await again.fetch_alarms(after_seq=0, limit=10)
     assert [r[0] for r in rows] == seqs
-    assert [r[2]["id"] for r in rows] == [f"a{i}" for i in range(5)]
-    assert rows[0][2]["v"] is None  # encoded by dumps(): never a NaN token on disk
+    assert [loads(r[2])["id"] for r in rows] == [f"a{i}" for i in range(5)]
+    assert loads(rows[0][2])["v"] is None  # encoded by dumps(): never a NaN token on disk
     await again.delete_alarms_upto(seqs[2])
     assert [r[0] for r in await again.fetch_alarms(after_seq=0, limit=10)] == seqs[3:]
     assert again.append_alarm({"id": "b", "event": "clear"}) == seqs[-1] + 1
     await again.close()
+
+
+# -- issue 14: compact samples, flat commit cost -------------------------------------------
+
+
+def _station_sample(bad: bool) -> dict[str, object]:
+    readings = {
+        "suction_pressure": Reading.ok("suction_pressure", 0.9975, "bar"),
+        "discharge_pressure": Reading.ok("discharge_pressure", 2.564, "bar"),
+        "volume_total": Reading.ok("volume_total", 987654.3, "m3"),
+    }
+    if bad:
+        readings["discharge_pressure"] = Reading.bad(
+            "discharge_pressure", "bar", BadReason.WIRE_BREAK, "0.00 mA"
+        )
+    out = ControlOutputs(
+        relays={"P1": False, "P2": True},
+        mode="auto",
+        setpoint_bar=3.0,
+        demand=1.41274,
+        state="auto",
+        speeds={"P2": 0.8125},
+        pump_states={"P1": "locked out", "P2": "running"},
+        lockouts={"P1": "motor protection tripped"},
+    )
+    pumps = {"P1": PumpInputs(feedback=None, fault=True), "P2": PumpInputs(True, False)}
+    return make_sample(readings, out, pumps)
+
+
+@pytest.mark.asyncio
+async def test_a_sample_is_stored_as_published_and_decodes_to_the_long_form(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "b.sqlite3"
+    buf = SampleBuffer(path, site="s1", clock=lambda: 1_800_000_000.25)
+    await buf.open()
+    seqs = [buf.append(_station_sample(bad)) for bad in (False, True)]
+    await buf.flush()
+    rows = await buf.fetch(after_seq=0, limit=10)
+    await buf.close()
+    payload = rows[1][2]
+    with sqlite3.connect(path) as db:  # the stored bytes are the bytes fetched to publish
+        stored = db.execute("SELECT data FROM samples WHERE seq = ?", (seqs[1],)).fetchone()[0]
+    assert stored == payload
+    msg = loads(payload)
+    assert msg["v"] == 2
+    assert msg["seq"] == seqs[1]
+    assert msg["ts"] == 1_800_000_000_250
+    assert "unit" not in payload.decode()
+    assert "site" not in msg
+    # The schema survives a restart: a backlog decodes after it.
+    again = SampleBuffer(path, site="s1", clock=lambda: 1_800_000_000.25)
+    await again.open()
+    schema = again.schemas[msg["sch"]]
+    await again.close()
+    long = decode_sample(payload, schema)
+    assert long["values"] == {
+        "suction_pressure": {"v": 0.9975, "unit": "bar", "q": "good"},
+        "discharge_pressure": {"v": None, "unit": "bar", "q": "bad", "reason": "wire_break",
+                               "detail": "0.00 mA"},
+        "volume_total": {"v": 987654.3, "unit": "m3", "q": "good"},
+    }  # fmt: skip
+    assert long["pumps"] == {
+        "P1": {"on": False, "feedback": None, "fault": True, "state": "locked out",
+               "lockout": "motor protection tripped"},
+        "P2": {"on": True, "feedback": True, "fault": False, "state": "running",
+               "speed_pct": 81.25},
+    }  # fmt: skip
+    assert (long["mode"], long["state"], long["setpoint_bar"], long["demand"]) == (
+        "auto", "auto", 3.0, 1.4127,
+    )  # fmt: skip
+    assert "bad" not in loads(rows[0][2])  # quality only when bad
+
+
+@pytest.mark.asyncio
+async def test_a_row_of_the_previous_release_is_sent_in_its_own_format(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite3"
+    with sqlite3.connect(path) as db:  # a buffer as format 1 left it: body text, ISO ts
+        db.execute("CREATE TABLE samples (seq INTEGER PRIMARY KEY, ts TEXT NOT NULL, "
+                   "data TEXT NOT NULL, synced INTEGER NOT NULL DEFAULT 1)")  # fmt: skip
+        db.execute("INSERT INTO samples VALUES (7, '2027-01-01T00:00:00.000Z', '{\"n\": 1}', 1)")
+    buf = SampleBuffer(path, site="s1", clock=lambda: 1_800_000_000.0)
+    await buf.open()
+    rows = await buf.fetch(after_seq=0, limit=10)
+    assert loads(rows[0][2]) == {"seq": 7, "boot": buf.boot, "ts": "2027-01-01T00:00:00.000Z",
+                                 "site": "s1", "n": 1}  # fmt: skip
+    assert buf.append({"n": 2}) == 8
+    await buf.close()
+
+
+@pytest.mark.asyncio
+async def test_age_cap_evicts_the_old_head_by_seq_and_keeps_unsynced_and_young_rows(
+    tmp_path: Path,
+) -> None:
+    now = [1_800_000_000.0]
+    synced = [False]
+    buf = SampleBuffer(tmp_path / "b.sqlite3", site="s1", max_age_days=1,
+                       clock=lambda: now[0], clock_synced=lambda: synced[0])  # fmt: skip
+    await buf.open()
+    buf.append({"n": "unsynced"})  # stamped before sync: never old
+    synced[0] = True
+    for i in range(3):
+        buf.append({"n": i})
+    await buf.flush()
+    now[0] += 2 * 86400
+    buf.append({"n": "young"})
+    now[0] -= 3600  # the clock stepped back an hour: a row stamped older behind a young one
+    buf.append({"n": "behind"})
+    await buf.flush()
+    rows = await buf.fetch(after_seq=0, limit=100)
+    assert [loads(r[2])["n"] for r in rows] == ["unsynced", "young", "behind"]
+    assert buf.evicted == 3
+    await buf.close()
+
+
+@pytest.mark.asyncio
+async def test_a_commit_costs_the_same_with_1k_and_20k_rows_waiting(tmp_path: Path) -> None:
+    """SQLite's own instruction count (not a timer): a commit, the age cap's run due in
+    it, does the same work whatever the backlog; it used to scan every row."""
+
+    async def steps_per_commit(rows: int) -> int:
+        now = [1_800_000_000.0 - rows]
+        buf = SampleBuffer(tmp_path / f"b{rows}.sqlite3", site="s1", max_pending=rows + 1,
+                           clock=lambda: now[0])  # fmt: skip
+        await buf.open()
+        for i in range(rows):
+            buf.append(_station_sample(i % 50 == 0))
+            now[0] += 1.0
+        await buf.flush()
+        counted = [0]
+
+        def count() -> int:
+            counted[0] += 1
+            return 0
+
+        await buf._call(buf._conn().set_progress_handler, count, 100)
+        now[0] += 120  # the age cap is due at the measured commit
+        for _ in range(3):
+            buf.append(_station_sample(False))
+        await buf.flush()
+        await buf.close()
+        return counted[0]
+
+    small, large = await steps_per_commit(1_000), await steps_per_commit(20_000)
+    assert large <= 1.5 * small + 10, (small, large)
+
+
+@pytest.mark.asyncio
+async def test_the_age_cap_runs_once_a_minute_not_at_every_commit(tmp_path: Path) -> None:
+    now = [1_800_000_000.0]
+    buf = SampleBuffer(tmp_path / "b.sqlite3", site="s1", clock=lambda: now[0])
+    await buf.open()
+    statements: list[str] = []
+    await buf._call(buf._conn().set_trace_callback, statements.append)
+    for _ in range(150):  # 150 commits, one a second
+        buf.append({"n": 1})
+        await buf.flush()
+        now[0] += 1.0
+    walks = [
+        s for s in statements if s.startswith("SELECT seq FROM samples WHERE synced = 1 AND NOT")
+    ]
+    assert 2 <= len(walks) <= 3
+    await buf.close()

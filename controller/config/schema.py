@@ -586,6 +586,14 @@ class UplinkConfig(_Model):
     client_id: str | None = None
     keepalive_s: int = Field(default=30, ge=5, le=600)
     batch_size: int = Field(default=100, ge=1, le=5000)
+    max_inflight: int = Field(
+        default=20,
+        ge=1,
+        le=65535,
+        description="Telemetry publishes awaiting the broker's PUBACK at once during replay: "
+        "raise it for a link with a long round trip (rate ~ max_inflight / round trip); "
+        "each must be acknowledged within timeout_s.",
+    )
     timeout_s: float = Field(
         default=10.0,
         gt=0,

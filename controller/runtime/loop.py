@@ -10,6 +10,7 @@ a fixed-rate ticker on the monotonic clock.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -19,6 +20,16 @@ from typing import Any, Protocol
 from controller.aio import wait_event
 from controller.control.core import ControlOutputs, PumpInputs
 from controller.logs import get_logger
+from controller.telemetry.encoding import (
+    PUMP_EXERCISING,
+    PUMP_FAULT,
+    PUMP_FEEDBACK,
+    PUMP_LOCKED_OUT,
+    PUMP_NO_FEEDBACK,
+    PUMP_ON,
+    TELEMETRY_VERSION,
+    TelemetrySchema,
+)
 from controller.ticker import FixedRateTicker, Tick
 from controller.values import Reading
 
@@ -86,30 +97,70 @@ def make_sample(
     out: ControlOutputs,
     pumps: Mapping[str, PumpInputs],
 ) -> Sample:
-    """The telemetry row for one tick (the buffer adds ``seq`` and ``ts``)."""
-    return {
-        "mode": out.mode,
-        "state": out.state,
-        "setpoint_bar": round(out.setpoint_bar, 4),
-        "demand": round(out.demand, 4),
-        "values": {name: r.as_dict() for name, r in readings.items()},
-        "pumps": {name: _pump_sample(name, inputs, out) for name, inputs in pumps.items()},
+    """The telemetry body for one tick in format 2 (docs/mqtt.md); the buffer adds
+    ``seq``, ``boot`` and ``ts`` and encodes it once, to the bytes SCADA receives.
+
+    Names and units live in the schema (``sch``, sent once, retained), so a sample is
+    a few numbers: values in the schema's point order, pumps as flag words."""
+    schema = _schema(
+        tuple((name, r.unit) for name, r in readings.items()),
+        tuple(pumps),
+    )
+    values: list[object] = []
+    bad: dict[str, list[object]] = {}
+    held: dict[str, list[object]] = {}
+    for name, r in readings.items():
+        d = r.as_dict()
+        values.append(d["v"])
+        if r.reason is not None:
+            why = [d["reason"], d["detail"]] if "detail" in d else [d["reason"]]
+            # A held value is good (the last good one, kept through a failed poll): its
+            # reason says why the fresh read failed, and it is not a bad value.
+            (held if r.good else bad)[name] = why
+    sample: Sample = {
+        "v": TELEMETRY_VERSION,
+        "sch": schema,
+        "m": out.mode,
+        "st": out.state,
+        "sp": round(out.setpoint_bar, 4),
+        "dem": round(out.demand, 4),
+        "val": values,
+        "pmp": [_pump_flags(name, inputs, out) for name, inputs in pumps.items()],
     }
+    if bad:
+        sample["bad"] = bad
+    if held:
+        sample["held"] = held
+    lockouts = {name: out.lockouts[name] for name in pumps if name in out.lockouts}
+    if lockouts:
+        sample["lock"] = lockouts
+    if any(name in out.speeds for name in pumps):
+        sample["spd"] = [
+            round(100.0 * out.speeds[name], 2) if name in out.speeds else None for name in pumps
+        ]
+    return sample
 
 
-def _pump_sample(name: str, inputs: PumpInputs, out: ControlOutputs) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "on": out.relays.get(name, False),
-        "feedback": inputs.feedback,
-        "fault": inputs.fault,
-    }
-    if name in out.pump_states:
-        row["state"] = out.pump_states[name]
-    if name in out.lockouts:
-        row["lockout"] = out.lockouts[name]
-    if name in out.speeds:
-        row["speed_pct"] = round(100.0 * out.speeds[name], 2)
-    return row
+@functools.lru_cache(maxsize=16)
+def _schema(points: tuple[tuple[str, str], ...], pumps: tuple[str, ...]) -> TelemetrySchema:
+    # The same objects every tick: the schema (and its hash) is built once per station file.
+    return TelemetrySchema(points=points, pumps=pumps)
+
+
+def _pump_flags(name: str, inputs: PumpInputs, out: ControlOutputs) -> int:
+    flags = PUMP_ON if out.relays.get(name, False) else 0
+    if inputs.feedback is None:
+        flags |= PUMP_NO_FEEDBACK
+    elif inputs.feedback:
+        flags |= PUMP_FEEDBACK
+    if inputs.fault:
+        flags |= PUMP_FAULT
+    state = out.pump_states.get(name)
+    if state == "locked out" or name in out.lockouts:
+        flags |= PUMP_LOCKED_OUT
+    elif state == "exercising":
+        flags |= PUMP_EXERCISING
+    return flags
 
 
 class ControlLoop:

@@ -13,9 +13,19 @@ broker has it.
   seq ceilings renewed in blocks ahead of use: after a damaged file, seq continues just
   above anything handed out before, and samples published straight from memory (below)
   are never numbered again after a restart.
+* Each row holds the message exactly as it is published (``seq``, ``boot``, ``ts``, then
+  the body, compact JSON encoded once at ``append``): replay sends the stored bytes and
+  never decodes them. ``encoding.loads`` (and ``decode_sample`` for format-2 samples)
+  turns them back into a dict. The telemetry schemas the samples refer to are kept in
+  the ``schemas`` table, so a backlog taken before a station-file change still decodes.
 * A size cap and an age cap evict the oldest rows first and count what they evicted.
+  Neither grows with the backlog: the size check reads three PRAGMAs; the age cap runs
+  once per ``EVICT_EVERY_S`` of the wall clock and deletes a seq range (a walk from the
+  oldest row to the first young one), never a scan of the table.
   The age cap only runs on a synchronised wall clock (``clock.py``) and only on rows
   stamped by one: rows stamped at 1970 are never evicted as "old" when the clock is set.
+  Rows are evicted by age oldest-seq first: a row behind a younger one (the clock
+  stepped back) goes when the rows before it have gone.
   Samples stamped on an unsynchronised clock carry ``"ts_unsynced": true``.
 * When the disk refuses writes (full, read-only, failing card) the rows wait in memory,
   every interval retries, and ``fetch`` also hands out the waiting rows, so live
@@ -31,7 +41,6 @@ broker has it.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sqlite3
 import time
@@ -45,7 +54,7 @@ from typing import Any, TypeVar
 from controller.aio import wait_event
 from controller.logs import get_logger
 from controller.telemetry.clock import ClockSync, plausible_only
-from controller.telemetry.encoding import dumps
+from controller.telemetry.encoding import TelemetrySchema, dumpb, loads
 from controller.telemetry.highwater import HighWaterFile, fsync_dir
 
 log = get_logger(__name__)
@@ -56,6 +65,9 @@ CEILING_BLOCK = 4096
 #: Alarm events kept at most, on disk and waiting in memory (oldest dropped first).
 MAX_ALARM_ROWS = 10_000
 MAX_ALARM_PENDING = 1_000
+#: How often (wall-clock seconds) the age cap looks for old rows: the cap is days, so a
+#: minute late costs nothing, and a commit pays for it once a minute, not every second.
+EVICT_EVERY_S = 60.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (seq INTEGER PRIMARY KEY, ts TEXT NOT NULL, data TEXT NOT NULL,
@@ -63,11 +75,14 @@ CREATE TABLE IF NOT EXISTS samples (seq INTEGER PRIMARY KEY, ts TEXT NOT NULL, d
 CREATE TABLE IF NOT EXISTS alarms (seq INTEGER PRIMARY KEY, ts TEXT NOT NULL, data TEXT NOT NULL,
                                    synced INTEGER NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS schemas (id TEXT PRIMARY KEY, data BLOB NOT NULL);
 """
 
-#: One queued message: (seq, ts, JSON data, stamped on a synchronised clock).
-Row = tuple[int, str, str, bool]
-Fetched = tuple[int, str, dict[str, Any]]
+#: One queued message: (seq, ts, the published bytes, stamped on a synchronised clock,
+#: the stamp in whole Unix seconds for the age cap).
+Row = tuple[int, str, bytes, bool, int]
+#: One message for the uplink: (seq, ts, the bytes to publish as they are).
+Fetched = tuple[int, str, bytes]
 
 
 def utc_iso(epoch_s: float | None = None) -> str:
@@ -150,6 +165,16 @@ class SampleBuffer:
         self.commits = 0
         self.over_cap = False
         self.synced = True
+        #: Telemetry schemas the stored samples refer to (id -> schema); new ones wait in
+        #: ``_new_schemas`` for the next commit.
+        self.schemas: dict[str, TelemetrySchema] = {}
+        self._new_schemas: list[TelemetrySchema] = []
+        self._age_checked: float | None = None
+        #: Set when new samples can be fetched (committed, or waiting in memory while
+        #: the disk refuses writes); the uplink waits on it instead of polling.
+        self.samples_ready = asyncio.Event()
+        #: Set when an alarm event is appended.
+        self.alarms_ready = asyncio.Event()
 
     @property
     def _pending(self) -> list[Row]:
@@ -202,6 +227,8 @@ class SampleBuffer:
                 floor = max(floor, record.ceiling.get(stream.table, 0))
             stream.next_seq = floor + 1
         self.rows = int(db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+        for sid, data in db.execute("SELECT id, data FROM schemas"):
+            self.schemas[str(sid)] = TelemetrySchema.from_dict(loads(data))
         self.evicted = int(meta.get("evicted", 0))
         self.corrupt_recovered += int(meta.get("corrupt_recovered", 0))
         self.boot = max(record.boot, int(meta.get("boot", 0))) + 1
@@ -231,6 +258,10 @@ class SampleBuffer:
             columns = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
             if "synced" not in columns:  # a buffer written by an earlier release
                 db.execute(f"ALTER TABLE {table} ADD COLUMN synced INTEGER NOT NULL DEFAULT 1")
+            if "t" not in columns:
+                # The stamp as an integer (4 bytes) rather than ISO text (24): rows written
+                # since format 2 leave ``ts`` empty; older rows keep their text, t NULL.
+                db.execute(f"ALTER TABLE {table} ADD COLUMN t INTEGER")
         return db
 
     def _quarantine(self, reason: str) -> None:
@@ -250,9 +281,21 @@ class SampleBuffer:
     # -- writing ----------------------------------------------------------------------------
 
     def append(self, sample: dict[str, Any]) -> int:
-        """Queue one sample; returns its seq. Never blocks, never touches the disk."""
+        """Queue one sample; returns its seq. Never blocks, never touches the disk.
+
+        The message is encoded here, once: ``{"seq", "boot", "ts"[, "ts_unsynced"]}``
+        then ``sample``'s keys. A ``TelemetrySchema`` under ``sch`` is stored (once)
+        and replaced by its id."""
+        schema = sample.get("sch")
+        if isinstance(schema, TelemetrySchema):
+            if schema.id not in self.schemas:
+                self.schemas[schema.id] = schema
+                self._new_schemas.append(schema)
+            sample = {**sample, "sch": schema.id}
         seq = self._queue(self._samples, sample)
         self._cap_pending()
+        if self.write_error is not None:
+            self.samples_ready.set()  # goes out from memory: no commit to wait for
         return seq
 
     def append_alarm(self, event: dict[str, Any]) -> int:
@@ -262,15 +305,22 @@ class SampleBuffer:
         if overflow > 0:
             del self._alarms.pending[:overflow]
             self.alarms_dropped += overflow
+        self.alarms_ready.set()
         return seq
 
     def _queue(self, stream: _Stream, data: dict[str, Any]) -> int:
         seq = stream.next_seq
         stream.next_seq += 1
         self.synced = self.clock_synced()
+        now = self.clock()
+        ts = utc_iso(now)
+        # Samples carry Unix milliseconds (format 2, 11 bytes shorter); alarm events keep
+        # the ISO text their documented format has.
+        stamp: int | str = round(now * 1000) if stream is self._samples else ts
+        head: dict[str, Any] = {"seq": seq, "boot": self.boot, "ts": stamp}
         if not self.synced:
-            data = {**data, "ts_unsynced": True}
-        stream.pending.append((seq, utc_iso(self.clock()), dumps(data), self.synced))
+            head["ts_unsynced"] = True
+        stream.pending.append((seq, ts, dumpb({**head, **data}), self.synced, int(now)))
         return seq
 
     def _cap_pending(self) -> None:
@@ -307,9 +357,11 @@ class SampleBuffer:
         for s in streams:
             s.inflight, s.pending = s.pending, []
         batches = [s.inflight for s in streams]
+        schemas, self._new_schemas = self._new_schemas, []
         try:
-            await self._call(self._commit, batches, deletes)
+            await self._call(self._commit, batches, deletes, schemas)
         except BaseException:
+            self._new_schemas[:0] = schemas
             for s in streams:
                 # Keep them for the next attempt, except what the broker already has.
                 s.pending[:0] = [r for r in s.inflight if r[0] > s.acked]
@@ -321,22 +373,30 @@ class SampleBuffer:
         for s, upto in zip(streams, deletes, strict=True):
             s.deleted = max(s.deleted, upto)
         self._samples.probe = None
+        if batches[0]:
+            self.samples_ready.set()
         return sum(len(b) for b in batches)
 
-    def _commit(self, batches: list[list[Row]], deletes: list[int]) -> None:
+    def _commit(
+        self, batches: list[list[Row]], deletes: list[int], schemas: list[TelemetrySchema]
+    ) -> None:
         streams = (self._samples, self._alarms)
         self._reserve([(s, b[-1][0]) for s, b in zip(streams, batches, strict=True) if b])
         db = self._conn()
         with db:
             db.execute("BEGIN")
+            for schema in schemas:
+                db.execute("INSERT OR REPLACE INTO schemas VALUES (?, ?)",
+                           (schema.id, dumpb(schema.as_dict())))  # fmt: skip
             for stream, batch, upto in zip(streams, batches, deletes, strict=True):
                 if upto:
                     db.execute(f"DELETE FROM {stream.table} WHERE seq <= ?", (upto,))
                 if not batch:
                     continue
                 db.executemany(
-                    f"INSERT OR REPLACE INTO {stream.table} VALUES (?, ?, ?, ?)",
-                    batch,
+                    f"INSERT OR REPLACE INTO {stream.table} (seq, ts, data, synced, t) "
+                    "VALUES (?, '', ?, ?, ?)",
+                    [(seq, data, synced, t) for seq, _, data, synced, t in batch],
                 )
                 top = max(batch[-1][0], stream.from_memory)
                 db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (stream.meta_key, top))
@@ -376,27 +436,57 @@ class SampleBuffer:
 
     def _quick(self, sql: str, *args: Any) -> int:
         """A delete whose loss to a power cut is harmless (evicted rows come back):
-        committed without an fsync of its own."""
+        committed without an fsync of its own. One dict argument binds by name."""
+        params: Any = args[0] if len(args) == 1 and isinstance(args[0], dict) else args
         db = self._conn()
         db.execute("PRAGMA synchronous=NORMAL")
         try:
             with db:
-                n = db.execute(sql, args).rowcount
+                n = db.execute(sql, params).rowcount
         finally:
             db.execute("PRAGMA synchronous=FULL")
         return int(n)
 
+    def _age_due(self) -> bool:
+        """Once per ``EVICT_EVERY_S`` of the wall clock (at once after a step back)."""
+        now = self.clock()
+        last = self._age_checked
+        if last is not None and 0 <= now - last < EVICT_EVERY_S:
+            return False
+        self._age_checked = now
+        return True
+
+    def _evict_old(self, table: str, cutoff: float) -> int:
+        """Delete the synced rows older than ``cutoff`` in front of the first young one:
+        a walk along the primary key over the rows it deletes (and the few
+        unsynchronised ones among them), a range delete, never a table scan."""
+        db = self._conn()
+        # Rows since format 2 have ``t``; older ones only their ISO text.
+        stamp_old = "(CASE WHEN t IS NULL THEN ts < :iso ELSE t < :t END)"
+        old = f"synced = 1 AND {stamp_old}"
+        args = {"iso": utc_iso(cutoff), "t": cutoff}
+        first_young = db.execute(
+            f"SELECT seq FROM {table} WHERE synced = 1 AND NOT {stamp_old} ORDER BY seq LIMIT 1",
+            args,
+        ).fetchone()
+        if first_young is None:
+            return self._quick(f"DELETE FROM {table} WHERE {old}", args)
+        return self._quick(
+            f"DELETE FROM {table} WHERE seq < :young AND {old}", {**args, "young": first_young[0]}
+        )
+
     def _evict(self) -> None:
         evicted = 0
-        if self.clock_synced():
+        if self.clock_synced() and self._age_due():
             # Only rows stamped by a synchronised clock can be judged old by it.
-            cutoff_iso = utc_iso(self.clock() - self.max_age_s)
-            evicted += self._quick("DELETE FROM samples WHERE synced = 1 AND ts < ?", cutoff_iso)
-            self._quick("DELETE FROM alarms WHERE synced = 1 AND ts < ?", cutoff_iso)
-        db = self._conn()
+            cutoff = self.clock() - self.max_age_s
+            evicted += self._evict_old("samples", cutoff)
+            self._evict_old("alarms", cutoff)
+        # A range on the primary key: costs what it deletes.
         self._quick(
             "DELETE FROM alarms WHERE seq <= (SELECT MAX(seq) FROM alarms) - ?", MAX_ALARM_ROWS
         )
+        db = self._conn()
         page = db.execute("PRAGMA page_size").fetchone()[0]
         used = (
             db.execute("PRAGMA page_count").fetchone()[0]
@@ -481,18 +571,34 @@ class SampleBuffer:
             extra = [r for r in extra if r[0] <= ceiling]
         if extra:
             stream.from_memory = max(stream.from_memory, extra[-1][0])
-        return rows + [(seq, ts, json.loads(data)) for seq, ts, data, _ in extra]
+        return rows + [(seq, ts, data) for seq, ts, data, _, _ in extra]
 
     def _fetch(self, table: str, after_seq: int, limit: int) -> list[Fetched]:
         rows = (
             self._conn()
             .execute(
-                f"SELECT seq, ts, data FROM {table} WHERE seq > ? ORDER BY seq LIMIT ?",
+                f"SELECT seq, ts, data, t FROM {table} WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             )
             .fetchall()
         )
-        return [(int(seq), str(ts), json.loads(data)) for seq, ts, data in rows]
+        return [self._row(seq, ts, data, t) for seq, ts, data, t in rows]
+
+    def _row(self, seq: int, ts: str, data: bytes | str, t: int | None) -> Fetched:
+        if isinstance(data, str):  # the previous release's row: its body as text
+            return seq, ts, self._legacy(seq, ts, data)
+        return seq, ts if t is None else utc_iso(t), data
+
+    def _legacy(self, seq: int, ts: str, body: str) -> bytes:
+        """A row written by a release before format 2 (the body alone, as text): the
+        message that release published for it."""
+        return dumpb({"seq": seq, "boot": self.boot, "ts": ts, "site": self.site, **loads(body)})
+
+    def committed_top(self) -> int:
+        """The highest sample seq that may be on disk: everything above waits in memory
+        (or is being committed), the newest samples."""
+        s = self._samples
+        return s.next_seq - 1 - len(s.pending) - len(s.inflight)
 
     async def delete_upto(self, seq: int) -> int:
         """Drop the sample rows up to ``seq`` (the broker has them); returns how many."""

@@ -2,10 +2,14 @@
 
 The SQLite buffer is the only queue: aiomqtt raises on publish while disconnected and
 keeps nothing, so a sample leaves the buffer only after the broker's PUBACK (QoS 1).
-The backlog goes oldest first in batches of ``batch_size`` concurrent publishes (paho
-sends them in order on one connection), while the control loop keeps appending live
-samples behind it. A batch cut by a disconnect is sent again after the reconnect:
-duplicates are possible, as QoS 1 allows, and SCADA drops them by ``seq``.
+Replay keeps up to ``max_inflight`` publishes awaiting their PUBACK (a sliding window,
+refilled as each is acknowledged, never a batch-then-wait), oldest first; the stored
+bytes go out as they are, nothing is decoded or encoded. Samples newer than the backlog
+found at connect are live: each round sends up to ``LIVE_SHARE`` of them ahead of the
+next ``batch_size`` backlog rows, so SCADA sees the station now while the backlog
+drains. Publishes cut by a disconnect are sent again after the reconnect: duplicates
+are possible, as QoS 1 allows, and SCADA drops them by ``seq``. With nothing to send,
+replay waits for the buffer's commit event, not a poll.
 
 Topics under ``<prefix>/<site>``: ``telemetry`` (QoS 1), ``status`` (retained, QoS 1;
 the Last Will sets it offline), ``alarm`` (QoS 1), ``cmd/<name>`` in and
@@ -27,6 +31,7 @@ import math
 import os
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,13 +47,18 @@ from controller.config.checks import unreadable
 from controller.config.schema import TlsConfig, UplinkConfig
 from controller.errors import BoosterError
 from controller.logs import get_logger
-from controller.telemetry.buffer import SampleBuffer, utc_now_iso
+from controller.telemetry.buffer import Fetched, SampleBuffer, utc_now_iso
 from controller.telemetry.commands import MAX_PAYLOAD_BYTES, CommandProcessor
-from controller.telemetry.encoding import dumps
+from controller.telemetry.encoding import dumpb, dumps
 
 log = get_logger(__name__)
 
-IDLE_POLL_S = 0.25  # how often an empty buffer is looked at again
+#: Idle replay waits for the buffer's "rows ready" event; this long at most (a safety
+#: net, not a poll: one look per 30 s costs nothing).
+IDLE_WAIT_S = 30.0
+#: Live samples sent ahead of each backlog chunk: at one round per chunk the newest
+#: state reaches SCADA within a round, however long the backlog.
+LIVE_SHARE = 10
 STATUS_REFRESH_S = 60.0
 ALARM_BATCH = 50
 FINAL_TELEMETRY_S = 1.5  # of the orderly stop's 3 s: the rest is for alarms and status
@@ -204,6 +214,10 @@ class Uplink:
         self.reconnects = 0
         self.last_error: str | None = None
         self._acked = 0
+        #: Live rows acknowledged ahead of the backlog (first seq excluded, last included),
+        #: kept across a reconnect so the backlog replay skips them instead of repeating.
+        self._ahead: list[tuple[int, int]] = []
+        self._schemas_sent: set[str] = set()
         self._alarms_acked = 0
         self._status_dirty = asyncio.Event()
         self._warned_v311 = False
@@ -272,9 +286,12 @@ class Uplink:
             logger=mqtt_log,
             will=aiomqtt.Will(f"{self.base}/status", self._will_payload(), qos=1, retain=True),
         )
-        # A whole batch in flight is the design, not a concern: without this aiomqtt logs a
-        # warning per publish beyond 10 pending, flooding the journal on every replay.
-        client.pending_calls_threshold = self.cfg.batch_size + PENDING_MARGIN
+        # A whole window in flight is the design, not a concern: without this aiomqtt logs
+        # a warning per publish beyond 10 pending, flooding the journal on every replay.
+        client.pending_calls_threshold = self._window() + self.cfg.batch_size + PENDING_MARGIN
+        # paho holds back publishes beyond its own in-flight limit (20 by default) until
+        # earlier ones are acknowledged: ours is the limit, paho must not add a smaller one.
+        client._client.max_inflight_messages_set(self._window() + PENDING_MARGIN)
         guarded = _limit_reads(client, READ_LIMIT_BYTES)
         if not v5 and not self._warned_v311:
             self._warned_v311 = True
@@ -385,17 +402,50 @@ class Uplink:
 
     # -- the work ---------------------------------------------------------------------------
 
+    def _window(self) -> int:
+        return max(1, self.cfg.max_inflight)
+
+    async def _send_schemas(self, client: aiomqtt.Client) -> None:
+        """Every telemetry schema the stored samples refer to, retained, before the first
+        sample that needs it (a reload may add one while connected)."""
+        for sid, schema in list(self.buffer.schemas.items()):
+            if sid not in self._schemas_sent:
+                payload = dumpb(schema.as_dict())
+                await client.publish(f"{self.base}/schema/{sid}", payload, qos=1, retain=True)
+                self._schemas_sent.add(sid)
+
     async def _replay_once(self, client: aiomqtt.Client) -> int:
-        rows = await self.buffer.fetch(after_seq=self._acked, limit=self.cfg.batch_size)
+        """Send one chunk of the oldest unsent rows and wait for all their PUBACKs (the
+        orderly stop's flush); returns how many were acknowledged."""
+        await self._send_schemas(client)
+        after = self._past_ahead(self._acked)
+        rows = await self.buffer.fetch(after_seq=after, limit=self.cfg.batch_size)
+        rows = [r for r in rows if not self._is_ahead(r[0])]
         acked, failure = await self._publish_rows(client, f"{self.base}/telemetry", rows)
         if acked:
-            last = rows[acked - 1][0]
-            await self.buffer.delete_upto(last)
-            self._acked = last
+            self._ack_backlog(rows[acked - 1][0])
+            await self.buffer.delete_upto(self._acked)
             self.published += acked
         if failure is not None:
             raise failure
         return acked
+
+    def _past_ahead(self, after: int) -> int:
+        """``after``, moved past a run of live rows already acknowledged ahead of it."""
+        for lo, hi in self._ahead:
+            if lo <= after < hi:
+                after = hi
+        return after
+
+    def _is_ahead(self, seq: int) -> bool:
+        return any(lo < seq <= hi for lo, hi in self._ahead)
+
+    def _ack_backlog(self, seq: int) -> None:
+        """The backlog is acknowledged up to ``seq``; live rows acknowledged ahead of it
+        join the head once it reaches them."""
+        self._acked = max(self._acked, seq)
+        while self._ahead and self._ahead[0][0] <= self._acked:
+            self._acked = max(self._acked, self._ahead.pop(0)[1])
 
     async def _send_alarms_once(self, client: aiomqtt.Client) -> int:
         if self.buffer.alarms_waiting():
@@ -413,20 +463,12 @@ class Uplink:
         return acked
 
     async def _publish_rows(
-        self, client: aiomqtt.Client, topic: str, rows: list[tuple[int, str, dict[str, Any]]]
+        self, client: aiomqtt.Client, topic: str, rows: list[Fetched]
     ) -> tuple[int, BaseException | None]:
         """Publish ``rows`` (QoS 1, concurrently, in order on the one connection);
         returns how many of the head were acknowledged, and the first failure."""
-        boot = self.buffer.boot
         outcomes = await asyncio.gather(
-            *(
-                client.publish(
-                    topic,
-                    dumps({"seq": seq, "boot": boot, "ts": ts, "site": self.site, **body}),
-                    qos=1,
-                )
-                for seq, ts, body in rows
-            ),
+            *(client.publish(topic, payload, qos=1) for _, _, payload in rows),
             return_exceptions=True,
         )
         # Keep the acknowledged head of the batch even when its tail failed: on a slow
@@ -438,18 +480,21 @@ class Uplink:
         return len(outcomes), None
 
     async def _replay(self, client: aiomqtt.Client) -> None:
-        while True:
-            raise_if_cancelling()
-            if await self._replay_once(client) == 0:
-                await asyncio.sleep(IDLE_POLL_S)
+        """The sliding-window replay (module docstring); runs until the link fails."""
+        run = _ReplayRun(self, client, split=self.buffer.committed_top())
+        try:
+            await run.serve()
+        finally:
+            await run.close()
 
     async def _send_alarms(self, client: aiomqtt.Client) -> None:
         # From the buffer, like telemetry: committed first (durable), or from memory
         # while the disk refuses writes; a failed publish is sent again after reconnect.
         while True:
             raise_if_cancelling()
+            self.buffer.alarms_ready.clear()
             if await self._send_alarms_once(client) == 0:
-                await asyncio.sleep(IDLE_POLL_S)
+                await wait_event(self.buffer.alarms_ready, IDLE_WAIT_S)
 
     async def _refresh_status(self, client: aiomqtt.Client) -> None:
         while True:
@@ -509,3 +554,144 @@ class Uplink:
             raise  # the link is down: reconnect
         except Exception as exc:  # e.g. a topic name too long for a reply topic
             log.warning("command reply not sent", command=name[:64], error=repr(exc))
+
+
+class _Flight:
+    """Publishes awaiting their PUBACK for one run of rows, oldest first."""
+
+    def __init__(self) -> None:
+        self.tasks: deque[tuple[int, asyncio.Task[None]]] = deque()
+        #: The last row of this run whose publish (and every earlier one) is acknowledged.
+        self.acked: int | None = None
+        self.count = 0
+
+    def settle(self) -> None:
+        """Take the acknowledged head off; raise the first failure in order."""
+        while self.tasks and self.tasks[0][1].done():
+            seq, task = self.tasks[0]
+            # A failed publish ends the session here, and stays the head: nothing after
+            # it counts as acknowledged, so it and what follows are sent again.
+            task.result()
+            self.tasks.popleft()
+            self.acked = seq
+            self.count += 1
+
+
+class _ReplayRun:
+    """One connection's replay: the backlog (rows up to ``split``, found at connect) and
+    the live rows above it, each its own in-order flight, sharing one window."""
+
+    def __init__(self, uplink: Uplink, client: aiomqtt.Client, *, split: int) -> None:
+        self.up = uplink
+        self.client = client
+        self.topic = f"{uplink.base}/telemetry"
+        self.split = split
+        self.backlog = _Flight()
+        self.live = _Flight()
+        self.backlog_sent = uplink._acked
+        self.live_sent = max(split, uplink._acked)
+        self.backlog_done = self.backlog_sent >= split
+
+    def _in_flight(self) -> int:
+        return len(self.backlog.tasks) + len(self.live.tasks)
+
+    async def serve(self) -> None:
+        buffer = self.up.buffer
+        while True:
+            raise_if_cancelling()
+            buffer.samples_ready.clear()
+            await self.up._send_schemas(self.client)
+            sent = await self._send_live()
+            if not self.backlog_done:
+                sent += await self._send_backlog()
+            await self._record()
+            if sent == 0:
+                if self._in_flight():
+                    await self._wait_head()
+                else:
+                    await wait_event(buffer.samples_ready, IDLE_WAIT_S)
+
+    async def _send_live(self) -> int:
+        # Behind a backlog, a share per round; alone, as much as the window takes.
+        limit = LIVE_SHARE if not self.backlog_done else self.up.cfg.batch_size
+        room = self.up._window() - self._in_flight()
+        if room <= 0 and not self.backlog_done:
+            room = 1  # the share is guaranteed: one over the window rather than none
+        rows = await self.up.buffer.fetch(after_seq=self.live_sent, limit=min(limit, room))
+        await self._publish(self.live, rows)
+        if rows:
+            self.live_sent = rows[-1][0]
+        return len(rows)
+
+    async def _send_backlog(self) -> int:
+        after = self.up._past_ahead(self.backlog_sent)  # acknowledged on an earlier link
+        rows = await self.up.buffer.fetch(after_seq=after, limit=self.up.cfg.batch_size)
+        rows = [r for r in rows if r[0] <= self.split and not self.up._is_ahead(r[0])]
+        if not rows:
+            self.backlog_sent = self.split
+            if not self.backlog.tasks:
+                self._merge()
+            return 0
+        await self._publish(self.backlog, rows)
+        self.backlog_sent = rows[-1][0]
+        return len(rows)
+
+    async def _publish(self, flight: _Flight, rows: list[Fetched]) -> None:
+        for seq, _, payload in rows:
+            while self._in_flight() >= self.up._window() and flight.tasks:
+                await self._wait_head()
+            task = asyncio.create_task(self.client.publish(self.topic, payload, qos=1))
+            flight.tasks.append((seq, task))
+
+    async def _wait_head(self) -> None:
+        heads = [f.tasks[0][1] for f in (self.backlog, self.live) if f.tasks]
+        await asyncio.wait(heads, return_when=asyncio.FIRST_COMPLETED)
+        self._settle()
+
+    def _settle(self) -> None:
+        self.backlog.settle()
+        self.live.settle()
+        if self.backlog.acked is not None:
+            self.up._ack_backlog(self.backlog.acked)
+        if self.backlog_sent >= self.split and not self.backlog.tasks:
+            self._merge()
+
+    def _merge(self) -> None:
+        """The backlog is through: the live rows acknowledged so far join the head, and
+        from now on the live flight is the only one."""
+        if not self.backlog_done:
+            self.backlog_done = True
+            self.up._ack_backlog(self.split)
+        if self.live.acked is not None:
+            self.up._ack_backlog(self.live.acked)  # also drops ranges it has passed
+
+    def _count(self) -> int:
+        count = self.backlog.count + self.live.count
+        self.backlog.count = self.live.count = 0
+        self.up.published += count
+        return count
+
+    async def _record(self) -> None:
+        """Count what was acknowledged and delete it from the buffer."""
+        try:
+            self._settle()
+        finally:  # a failed head still leaves what was acknowledged before it counted
+            count = self._count()
+        if count:
+            await self.up.buffer.delete_upto(self.up._acked)
+
+    async def close(self) -> None:
+        """The link failed (or the session ends): keep what was acknowledged, remember
+        live rows acknowledged ahead of the backlog, drop the rest of the window."""
+        pending = [t for f in (self.backlog, self.live) for _, t in f.tasks]
+        with contextlib.suppress(BaseException):
+            self._settle()
+        await cancel_and_wait(pending)
+        for task in pending:  # failed with the link: retrieved, so none is reported again
+            if not task.cancelled():
+                task.exception()
+        if not self.backlog_done and self.live.acked is not None:
+            self.up._ahead.append((self.split, self.live.acked))
+        if self._count():
+            with contextlib.suppress(Exception):  # else the next session deletes them
+                await self.up.buffer.delete_upto(self.up._acked)

@@ -16,9 +16,19 @@ import signal
 from pathlib import Path
 
 from controller.config.schema import UplinkConfig
+from controller.control.core import ControlOutputs, PumpInputs
+from controller.runtime.loop import make_sample
 from controller.telemetry.buffer import SampleBuffer
 from controller.telemetry.clock import ClockSync
 from controller.telemetry.uplink import Uplink
+from controller.values import Reading
+
+SAMPLE = make_sample(
+    {"discharge_pressure": Reading.ok("discharge_pressure", 3.01, "bar")},
+    ControlOutputs(relays={"P1": True}, mode="auto", setpoint_bar=3.0, demand=0.8,
+                   state="auto", pump_states={"P1": "running"}),
+    {"P1": PumpInputs(feedback=True, fault=False)},
+)  # fmt: skip
 
 
 async def main() -> None:
@@ -44,7 +54,8 @@ async def main() -> None:
         for i in range(args.total):
             if stop.is_set():
                 return
-            seq = buf.append({"n": i, "pid": os.getpid()})
+            # A real format-2 sample (with its schema), marked with the writer's count.
+            seq = buf.append({**SAMPLE, "n": i, "pid": os.getpid()})
             tmp = progress.with_suffix(".tmp")
             tmp.write_text(str(seq))
             os.replace(tmp, progress)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.telemetry.buffer import SampleBuffer
+from controller.telemetry.encoding import TELEMETRY_VERSION, decode_sample, loads
 from controller.telemetry.sparkplug.metrics import iso_to_ms
 
 Row = tuple[int, int, dict[str, Any]]
@@ -22,8 +23,16 @@ class Backlog:
     async def rows_after(self, seq: int, limit: int, *, upto: int | None = None) -> list[Row]:
         """Up to ``limit`` rows with ``seq < row <= upto``, oldest first."""
         rows = await self.buffer.fetch(after_seq=seq, limit=limit)
-        out = [(s, iso_to_ms(ts), sample) for s, ts, sample in rows]
+        out = [(s, iso_to_ms(ts), self._sample(payload)) for s, ts, payload in rows]
         return [r for r in out if upto is None or r[0] <= upto]
+
+    def _sample(self, payload: bytes) -> dict[str, Any]:
+        """The stored bytes (telemetry format 2, or 1 from an older release) as the long
+        form, with names and units from the schema the sample was taken with."""
+        msg = loads(payload)
+        if msg.get("v") == TELEMETRY_VERSION:
+            return decode_sample(msg, self.buffer.schemas[str(msg["sch"])])
+        return msg
 
     async def confirm_upto(self, seq: int) -> None:
         """The broker has every row up to ``seq``: drop them."""
