@@ -60,7 +60,8 @@ async def test_a_demo_run_is_delivered_whole_on_the_simulated_clock(
                     assert isinstance(message.payload, bytes)
                     body = json.loads(message.payload)
                     seqs.add(body["seq"])
-                    stamps.append(datetime.fromisoformat(body["ts"].replace("Z", "+00:00")))
+                    assert body["v"] == 2  # telemetry format 2: ts in Unix milliseconds
+                    stamps.append(datetime.fromtimestamp(body["ts"] / 1000, UTC))
         finally:
             proc.wait(timeout=60)
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""

@@ -150,7 +150,8 @@ class Protections:
             self._trips.clear()  # counted from here again once acknowledged
         alarms.set(
             "high_pressure_repeated",
-            repeated,
+            # Its cause lasts as long as the pumps are held off: until acknowledged.
+            repeated or alarms.unacknowledged("high_pressure_repeated"),
             now,
             severity="critical",
             message=f"{REPEATED_TRIPS} high-pressure trips within an hour: pumps held off "

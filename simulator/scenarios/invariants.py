@@ -487,22 +487,30 @@ class _AlarmLifecycle:
     def __init__(self) -> None:
         self.raised: set[str] = set()
         self.reboots = 0
+        self.rebooted = False
 
     def feed(self, s: TickState, out: list[Violation]) -> None:
         if s.reboots > self.reboots:
             self.reboots = s.reboots
-            if self.raised:
+            self.rebooted = True
+        if not s.powered:
+            return
+        if self.rebooted:
+            # The controller booted again: every alarm SCADA was told of must still be
+            # active (restored from the saved state) or be cleared now, never forgotten.
+            self.rebooted = False
+            kept = {a.id for a in s.alarms} | {e.id for e in s.events if e.event == "clear"}
+            lost = self.raised - kept
+            if lost:
                 out.append(
                     Violation(
                         "alarm_lost_in_reboot",
                         s.t,
-                        f"active alarms {sorted(self.raised)} forgotten by the reboot "
+                        f"active alarms {sorted(lost)} forgotten by the reboot "
                         "(SCADA never sees them clear)",
                     )
                 )
-            self.raised = set()
-        if not s.powered:
-            return
+            self.raised -= lost
         for ev in s.events:
             if ev.event == "raise":
                 if not ev.message.strip():

@@ -84,7 +84,9 @@ def _json_error(core: ControlCore, loop: ClosedLoop, out: ControlOutputs) -> str
         from controller.control.core import PumpInputs
 
         pins = {n: PumpInputs(feedback=fb, fault=loop.pump_io.fault(n)) for n, fb in inputs.items()}
-        json.dumps(make_sample(readings, out, pins), allow_nan=False)
+        sample = make_sample(readings, out, pins)
+        sample["sch"] = sample["sch"].id  # the buffer stores the schema once, by its id
+        json.dumps(sample, allow_nan=False)
     except ValueError as exc:
         return f"telemetry sample is not strict JSON: {exc}"
     return None
