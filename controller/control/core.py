@@ -400,15 +400,16 @@ class ControlCore:
         below the setpoint for ``delay_s`` in automatic, and no pump can start (start
         budget, minimum off time, lockouts, the running cap, the curves): say why."""
         lp = self.cfg.protections.low_pressure
-        why = None
-        if (
+        low = (
             self.mode == "auto"
             and self.state in ("auto", "filling", "low_flow")
             and pv is not None
             and pv < self.active_setpoint - lp.margin_bar
-        ):
-            why = self.stager.cannot_start(now, self._start_ok)
-        held = self._no_service.held(why is not None, now, lp.delay_s)
+        )
+        # The delay counts from when the pressure fell low, not from when starting became
+        # impossible: a start that was only pending (a stage-up delay) must not restart it.
+        why = self.stager.cannot_start(now, self._start_ok) if low else None
+        held = self._no_service.held(low, now, lp.delay_s) and why is not None
         self.alarms.set(
             "no_pump_available",
             held,
