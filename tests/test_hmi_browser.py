@@ -210,6 +210,9 @@ def _acknowledge(driver: Any, button: str) -> None:
 
 def _has_setpoint(message: Any, value: float) -> bool:
     if isinstance(message, dict):
+        # Telemetry format 2 carries the controlled setpoint as "sp" (format 1: setpoint_bar).
+        if message.get("v") == 2 and message.get("sp") == value:
+            return True
         if message.get("setpoint_bar") == value:
             return True
         return any(_has_setpoint(v, value) for v in message.values())
