@@ -119,3 +119,25 @@ def finish(
         (RESULTS / f"{name}.json").write_text(text + "\n")
     if args.check and not doc["pass"]:
         sys.exit(1)
+
+
+def start_sim(tmp: Path, *, repo: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """``boosterd sim`` on the example station in ``tmp``, and the station file it
+    writes for the controller (read once complete: the simulator may still be writing)."""
+    import yaml
+
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "sim", str(repo / "config/station.example.yaml"),
+         "--pty-dir", str(tmp / "pty"), "--gpio-dir", str(tmp / "gpio")],
+        cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    derived = tmp / "pty" / "station.yaml"
+    deadline = time.monotonic() + 20
+    data: Any = None
+    while not isinstance(data, dict):
+        if time.monotonic() > deadline:
+            sim.kill()
+            raise RuntimeError("boosterd sim did not start")
+        time.sleep(0.05)
+        data = yaml.safe_load(derived.read_text()) if derived.exists() else None
+    return sim, data

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from bench.buffer import samples, station
-from bench.common import Target, add_arguments, finish
+from bench.common import Target, add_arguments, finish, start_sim
 from controller.logs import configure_logging
 from controller.status_server import query
 from controller.telemetry.buffer import SampleBuffer
@@ -77,18 +77,7 @@ def until_replayed(socket_path: str, timeout_s: float) -> dict[str, Any]:
 
 def run_once(tick_s: float, seconds: float, backlog: int, broker: Broker) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-daemon-"))
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "sim", str(REPO / "config/station.example.yaml"),
-         "--pty-dir", str(tmp / "pty"), "--gpio-dir", str(tmp / "gpio")],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    derived = tmp / "pty" / "station.yaml"
-    deadline = time.monotonic() + 20
-    while not derived.exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError("boosterd sim did not start")
-        time.sleep(0.05)
-    data = yaml.safe_load(derived.read_text())
+    sim, data = start_sim(tmp, repo=REPO)
     data["control"]["tick_s"] = tick_s
     data["uplink"] = {"host": "127.0.0.1", "port": broker.port, "topic_prefix": "bench"}
     config = tmp / "station.yaml"

@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from bench.common import start_sim
 from bench.daemon import cpu_s, rss_mb
 from controller.hmi.users import UserStore, make_user
 from controller.logs import configure_logging
@@ -102,18 +103,7 @@ def run_once(
     tick_s: float, seconds: float, broker: Broker, *, hmi: bool, sse: int, use_browser: bool
 ) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-hmi-"))
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "sim", str(REPO / "config/station.example.yaml"),
-         "--pty-dir", str(tmp / "pty"), "--gpio-dir", str(tmp / "gpio")],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    derived = tmp / "pty" / "station.yaml"
-    deadline = time.monotonic() + 20
-    while not derived.exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError("boosterd sim did not start")
-        time.sleep(0.05)
-    data = yaml.safe_load(derived.read_text())
+    sim, data = start_sim(tmp, repo=REPO)
     data["control"]["tick_s"] = tick_s
     data["uplink"] = {"host": "127.0.0.1", "port": broker.port, "topic_prefix": "bench"}
     port = free_port()

@@ -32,6 +32,7 @@ import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.common import start_sim
 from bench.daemon import rss_mb
 from controller.logs import configure_logging
 from controller.status_server import query
@@ -120,19 +121,7 @@ def run(protocol: str, big_mb: int, settle_s: float) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-hostile-"))
     broker = Broker()
     broker.start()
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "sim", str(REPO / "config/station.example.yaml"),
-         "--pty-dir", str(tmp / "pty"), "--gpio-dir", str(tmp / "gpio")],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    derived = tmp / "pty" / "station.yaml"
-    deadline = time.monotonic() + 20
-    data: Any = None
-    while not isinstance(data, dict):  # written by the simulator: may still be empty
-        if time.monotonic() > deadline:
-            raise RuntimeError("boosterd sim did not start")
-        time.sleep(0.05)
-        data = yaml.safe_load(derived.read_text()) if derived.exists() else None
+    sim, data = start_sim(tmp, repo=REPO)
     data["uplink"] = {"host": "127.0.0.1", "port": broker.port, "topic_prefix": "bench",
                       "protocol": protocol}  # fmt: skip
     config = tmp / "station.yaml"
