@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,15 +47,37 @@ def _one(args: tuple[int, float]) -> dict[str, Any]:
     }
 
 
+def _read_log(log: Path | None, hours: float) -> list[dict[str, Any]]:
+    """The days an earlier run of the same budget already recorded in ``log``."""
+    if log is None or not log.exists():
+        return []
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r.get("hours") == hours]
+
+
 def run_budget(
-    days: int, seed: int, jobs: int, hours: float, time_limit_s: float
+    days: int,
+    seed: int,
+    jobs: int,
+    hours: float,
+    time_limit_s: float,
+    *,
+    log: Path | None = None,
 ) -> dict[str, Any]:
+    """Run ``days`` station-days; with ``log``, append each finished day to it as a JSON
+    line (with the commit it ran on) and skip the seeds it already holds, so a budget
+    larger than one sitting accumulates across runs."""
     started = time.perf_counter()
-    seeds = [(seed * SEED_STRIDE + i, hours) for i in range(days)]
-    rows: list[dict[str, Any]] = []
+    rows = _read_log(log, hours)
+    done = {r["seed"] for r in rows}
+    seeds = [(s, hours) for i in range(days) if (s := seed * SEED_STRIDE + i) not in done]
+    commit = _commit()
     with multiprocessing.Pool(jobs) as pool:
         for row in pool.imap_unordered(_one, seeds):
             rows.append(row)
+            if log is not None:
+                with log.open("a") as f:
+                    f.write(json.dumps({**row, "hours": hours, "commit": commit}) + "\n")
             if row["counts"]:
                 print(f"seed {row['seed']}: {row['first']}", file=sys.stderr, flush=True)
             if time.perf_counter() - started > time_limit_s:
@@ -75,7 +98,22 @@ def run_budget(
         "wall_s": round(time.perf_counter() - started, 1),
         "jobs": jobs,
         "seed": seed,
+        "commits": sorted({r.get("commit", commit) for r in rows}),
     }
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() or "unknown"
 
 
 def replay(
@@ -127,12 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="with --replay: write reproducers here")
     parser.add_argument("--kind", help="with --replay: shrink only this invariant's failure")
     parser.add_argument("--script", type=Path, help="run station.yaml + events.txt in DIR")
+    parser.add_argument(
+        "--log", type=Path, help="append each day here as JSON and skip days it already has"
+    )
     args = parser.parse_args(argv)
     if args.script is not None:
         return script(args.script)
     if args.replay is not None:
         return replay(args.replay, args.hours, args.out, args.shrink_budget, args.kind)
-    result = run_budget(args.days, args.seed, args.jobs, args.hours, args.time_limit)
+    result = run_budget(args.days, args.seed, args.jobs, args.hours, args.time_limit, log=args.log)
     print(json.dumps(result, indent=2))
     for kind, seeds in result["failing_seeds_by_kind"].items():
         for seed in seeds[: args.shrink]:
