@@ -19,62 +19,7 @@ from controller.config import load_config
 from drivers.gpio.factory import PumpIO
 from drivers.gpio.safety import ExitSafety, install_exit_safety
 from tests.conftest import EXAMPLE_CONFIG, REPO
-
-
-class _FileOutput:
-    def __init__(self, gpio: FileGpio, name: str, active_low: bool, safe: bool) -> None:
-        self.name, self._gpio, self._active_low, self._safe = name, gpio, active_low, safe
-        self._value = safe
-        gpio.record(name, safe != active_low)
-
-    @property
-    def value(self) -> bool:
-        return self._value
-
-    def set(self, value: bool) -> None:
-        self._gpio.record(self.name, value != self._active_low)
-        self._value = value
-
-    def to_safe_state(self) -> None:
-        self.set(self._safe)
-
-
-class _FileInput:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def read(self) -> bool:
-        return False
-
-
-class FileGpio:
-    """A GpioBackend whose outputs append ``<line> <level>`` to a file at every write."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._outputs: dict[str, _FileOutput] = {}
-
-    def record(self, name: str, level: bool) -> None:
-        with self.path.open("a") as f:  # reopened per write: nothing buffered at a SIGKILL
-            f.write(f"{name} {int(level)}\n")
-
-    def output(
-        self, name: str, *, active_low: bool = False, safe_value: bool = False
-    ) -> _FileOutput:
-        line = _FileOutput(self, name, active_low, safe_value)
-        self._outputs[name] = line
-        return line
-
-    def input(self, name: str, *, active_low: bool = False) -> _FileInput:
-        return _FileInput(name)
-
-    def all_safe(self) -> None:
-        for line in self._outputs.values():
-            line.to_safe_state()
-
-    def close(self) -> None:
-        self.all_safe()
-        self._outputs.clear()
+from tests.support.fake_gpio import FileGpio
 
 
 def levels(path: Path, line: str) -> list[int]:
@@ -89,7 +34,7 @@ import asyncio, signal, sys
 from controller.config import load_config
 from drivers.gpio.factory import PumpIO
 from drivers.gpio.safety import install_exit_safety
-from tests.test_gpio_safety import FileGpio
+from tests.support.fake_gpio import FileGpio
 
 mode, path, station = sys.argv[1:4]
 io = PumpIO(FileGpio(path), load_config(station).pumps)
