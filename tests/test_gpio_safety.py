@@ -174,3 +174,33 @@ def test_outputs_off_claims_every_relay_off_and_lets_go(tmp_path: Path) -> None:
     assert outputs_off(station) == ["GPIO17", "GPIO27", "GPIO24"]
     written = (tmp_path / OUTPUTS).read_text()
     assert '"GPIO17": true' in written  # electrical high: off on the active-low board
+
+
+@pytest.mark.asyncio
+async def test_the_daemon_puts_the_relays_off_through_its_exit_safety_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+    import os
+
+    from harness.demo import DemoOptions, demo_config, demo_daemon
+
+    options = DemoOptions(speed=50.0, state_dir=tmp_path, live=False, hmi_port=None)
+    daemon = demo_daemon(demo_config(load_config(EXAMPLE_CONFIG), options), options)
+    task = asyncio.create_task(daemon.run())
+    try:
+        async with asyncio.timeout(30):
+            while not any(daemon.pump_io.states().values()):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        safety = daemon.exit_safety
+        assert safety is not None
+        assert safety.target is daemon.pump_io
+        assert safety.runs == 0
+        os.kill(os.getpid(), signal.SIGTERM)  # the daemon's asyncio handler takes it
+        async with asyncio.timeout(30):
+            assert await task == 0
+    finally:
+        daemon.stop.set()
+        if not task.done():
+            await task
+    assert safety.runs == 1  # the signal path, once; the atexit hook was removed at the stop

@@ -162,7 +162,7 @@ class Daemon:
         assert self.assembly.core is not None
         self.core: ControlCore = self.assembly.core
         self.loop = self.assembly.loop
-        self._exit_safety: ExitSafety | None = None
+        self.exit_safety: ExitSafety | None = None
         self.state_file = Path(cfg.buffer.path).parent / "control-state.json"
         self._restore_state()
         self.buffer = SampleBuffer(
@@ -323,7 +323,7 @@ class Daemon:
         else:
             loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         # Relays off at exit too (atexit), and first thing on SIGTERM/SIGINT (below).
-        self._exit_safety = install_exit_safety(self.pump_io)
+        self.exit_safety = install_exit_safety(self.pump_io)
         await self.buffer.open()
         self._evicted_seen = self.buffer.evicted  # evictions before this start are history
         if self.config_path is not None:
@@ -359,15 +359,15 @@ class Daemon:
             async with asyncio.timeout(3.0):
                 await self.buffer.close()
         self.pump_io.close()
-        if self._exit_safety is not None:
-            self._exit_safety.uninstall()
+        if self.exit_safety is not None:
+            self.exit_safety.uninstall()
         log.info("boosterd stopped", exit_code=self.exit_code)
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         log.info("stopping", signal=sig.name)
         # Relays first: whatever happens during the orderly stop, the pumps are safe.
-        if self._exit_safety is not None:
-            self._exit_safety()
+        if self.exit_safety is not None:
+            self.exit_safety()
         else:
             self.pump_io.all_safe()
         self.stop.set()
