@@ -25,18 +25,19 @@ from typing import Protocol
 from controller.config.schema import StationConfig
 from controller.control.core import ControlCore, ControlOutputs
 from controller.runtime.drives import SpeedWriter
-from controller.runtime.loop import ControlLaw, ControlLoop, Sample
-from controller.values import Reading
+from controller.runtime.loop import ControlLaw, ControlLoop, ReadingSource, Sample
 from drivers.gpio.base import GpioBackend
 from drivers.gpio.factory import PumpIO
 
 __all__ = ["Assembly", "Pacer", "RealTime", "Source", "assemble"]
 
 
-class Source(Protocol):
-    """Where a station's values come from: Modbus acquisition, or the simulated plant."""
+class Source(ReadingSource, Protocol):
+    """Where a station's values come from: Modbus acquisition, or the simulated plant.
 
-    def snapshot(self) -> dict[str, Reading]: ...
+    What the loop reads (``ReadingSource.snapshot``), plus what the daemon needs: progress
+    for the watchdog, statistics for the status, and writes for the drives.
+    """
 
     @property
     def progress(self) -> int: ...
