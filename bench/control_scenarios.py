@@ -4,7 +4,7 @@
 
 Runs every scenario for each controller with the full control stack (register map,
 codec, ControlCore, ControlLoop, PumpIO on the simulated GPIO) and prints one JSON
-object: scenario -> controller -> figures (see ``simulator.metrics.summarise``).
+object: scenario -> controller -> figures (see ``harness.metrics.summarise``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from controller.config import load_config
-from simulator.closed_loop import ClosedLoop, Controller
-from simulator.metrics import summarise
+from harness.closed_loop import ClosedLoop, Controller
+from harness.metrics import summarise
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "config" / "station.example.yaml"

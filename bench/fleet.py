@@ -45,7 +45,7 @@ from controller.telemetry.buffer import SampleBuffer
 from controller.telemetry.sparkplug import sparkplug_b_pb2 as pb
 from controller.telemetry.sparkplug.node import SparkplugNode
 from controller.telemetry.uplink import Uplink
-from simulator.closed_loop import ClosedLoop
+from harness.closed_loop import ClosedLoop
 from tests.conftest import EXAMPLE_CONFIG, REPO
 from tests.support.broker import Broker
 

@@ -29,8 +29,8 @@ from controller.config.schema import (
     ScheduleEntry,
     StationConfig,
 )
-from simulator.closed_loop import ClosedLoop
-from simulator.metrics import summarise
+from harness.closed_loop import ClosedLoop
+from harness.metrics import summarise
 
 REPO = Path(__file__).resolve().parent.parent
 FAR_END_MIN_BAR = 1.5  # the utility's service pressure at the critical point (15 m)

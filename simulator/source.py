@@ -5,25 +5,20 @@ accelerated time, faster than any serial line; this source skips the wire but no
 encoding: every value is written into the station's register image exactly as the
 YAML declares it and decoded back by the acquisition's codec, so scaling, word order,
 4-20 mA wire breaks and ranges behave as they would on the bus. Slave-level faults
-(silent, bad CRC, exception) become the same bad qualities acquisition would report,
+(silent, bad CRC, exception) become the same bad qualities acquisition would report
+(one table, ``drivers/modbus/faults.py``),
 and the same ``PointGuard``s judge plausibility and hold the last good value.
 """
 
 from __future__ import annotations
 
 from controller.config.schema import PointConfig, StationConfig
-from controller.values import BadReason, Reading
+from controller.values import Reading
 from drivers.modbus.codec import to_engineering
+from drivers.modbus.faults import FAULT_QUALITY, WireFault, fault_detail
 from drivers.modbus.quality import point_guards
 from simulator.registers import RegisterImage
 from simulator.station import SimStation
-
-_FAULT_REASON = {
-    "silent": (BadReason.TIMEOUT, "no answer (simulated)"),
-    "bad_crc": (BadReason.FRAMING, "CRC error (simulated)"),
-    "garbage": (BadReason.FRAMING, "garbled frame (simulated)"),
-    "exception": (BadReason.EXCEPTION, "code 4 (slave device failure, simulated)"),
-}
 
 
 class SimSource:
@@ -95,6 +90,15 @@ class SimSource:
             else:
                 image.set_value(name, values.get(name, 0.0))
 
+    def _failed(
+        self, name: str, unit: str, *, bus: str, slave_id: int, fault: str, t: float
+    ) -> Reading:
+        """The bad reading acquisition would store for this slave failure."""
+        kind = WireFault(fault)
+        code = self.station.slave_exception_code(bus, slave_id)
+        detail = f"{fault_detail(kind, exception_code=code)} (simulated)"
+        return Reading.bad(name, unit, FAULT_QUALITY[kind], detail, t_mono=t)
+
     def snapshot(self) -> dict[str, Reading]:
         """Every point as acquisition would have read it just now."""
         self.publish()
@@ -104,8 +108,9 @@ class SimSource:
         for name, bus, slave_id, point in self._points:
             fault = station.slave_fault(bus, slave_id)
             if fault is not None:
-                reason, detail = _FAULT_REASON.get(fault, (BadReason.TIMEOUT, fault))
-                reading = Reading.bad(name, point.unit, reason, detail, t_mono=t)
+                reading = self._failed(
+                    name, point.unit, bus=bus, slave_id=slave_id, fault=fault, t=t
+                )
             else:
                 regs = self.image.read(
                     bus, slave_id, point.kind, point.address, point.register_count

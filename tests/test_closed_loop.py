@@ -9,9 +9,9 @@ import pytest
 
 from controller.config import load_config
 from controller.config.schema import StationConfig
-from simulator.closed_loop import ClosedLoop
+from harness.closed_loop import ClosedLoop
+from harness.metrics import max_starts_in_any_hour
 from simulator.faults import parse_fault
-from simulator.metrics import max_starts_in_any_hour
 from tests.conftest import EXAMPLE_CONFIG
 
 

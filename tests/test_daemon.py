@@ -22,7 +22,7 @@ import yaml
 from controller.sdnotify import Notifier
 from controller.status_server import query
 from drivers.gpio.shared import SharedGpioPeer
-from simulator.demo import DemoOptions, SimDaemon, demo_config
+from harness.demo import DemoOptions, demo_config, demo_daemon
 from tests.conftest import EXAMPLE_CONFIG, REPO
 from tests.support.broker import Broker
 from tests.support.cli import boosterd
@@ -227,7 +227,7 @@ async def test_a_stalled_control_loop_stops_the_watchdog_pings(tmp_path: Path) -
     from controller.config import load_config
 
     cfg = demo_config(load_config(EXAMPLE_CONFIG), options)
-    daemon = SimDaemon(cfg, options)
+    daemon = demo_daemon(cfg, options)
     daemon.notifier = Notifier(str(tmp_path / "notify"))
     loop = asyncio.get_running_loop()
     task = asyncio.create_task(daemon.run())
@@ -265,7 +265,7 @@ async def test_a_full_buffer_raises_an_alarm(tmp_path: Path) -> None:
     options = DemoOptions(speed=400.0, state_dir=tmp_path, live=False)
     cfg = demo_config(load_config(EXAMPLE_CONFIG), options)
     small = cfg.buffer.model_copy(update={"max_mb": 0.02, "commit_interval_s": 0.05})
-    daemon = SimDaemon(cfg.model_copy(update={"buffer": small}), options)
+    daemon = demo_daemon(cfg.model_copy(update={"buffer": small}), options)
     task = asyncio.create_task(daemon.run())
     try:
         async with asyncio.timeout(60):
@@ -286,7 +286,7 @@ async def test_a_disk_refusing_writes_raises_an_alarm_that_clears_when_it_writes
     options = DemoOptions(speed=50.0, state_dir=tmp_path, live=False)
     cfg = demo_config(load_config(EXAMPLE_CONFIG), options)
     fast = cfg.buffer.model_copy(update={"commit_interval_s": 0.05})
-    daemon = SimDaemon(cfg.model_copy(update={"buffer": fast}), options)
+    daemon = demo_daemon(cfg.model_copy(update={"buffer": fast}), options)
     task = asyncio.create_task(daemon.run())
 
     try:

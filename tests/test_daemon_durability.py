@@ -12,7 +12,7 @@ import pytest
 
 from controller.config import load_config
 from controller.runtime.daemon import ALARM_HOLD_OFF_S, Episode
-from simulator.demo import DemoOptions, SimDaemon, demo_config
+from harness.demo import DemoOptions, demo_config, demo_daemon
 from tests.conftest import EXAMPLE_CONFIG
 from tests.support.disk_full import limit_pages
 
@@ -34,7 +34,7 @@ async def test_a_command_is_on_disk_before_its_reply_and_the_file_is_never_torn(
     tmp_path: Path,
 ) -> None:
     options = DemoOptions(speed=5.0, state_dir=tmp_path, live=False)
-    daemon = SimDaemon(demo_config(load_config(EXAMPLE_CONFIG), options), options)
+    daemon = demo_daemon(demo_config(load_config(EXAMPLE_CONFIG), options), options)
     state_file = tmp_path / "control-state.json"
     task = asyncio.create_task(daemon.run())
     try:
@@ -62,7 +62,7 @@ async def test_a_disk_refusing_writes_raises_its_alarm_once_while_samples_flow(
     options = DemoOptions(speed=20.0, state_dir=tmp_path, live=False)
     cfg = demo_config(load_config(EXAMPLE_CONFIG), options)
     fast = cfg.buffer.model_copy(update={"commit_interval_s": 0.02})
-    daemon = SimDaemon(cfg.model_copy(update={"buffer": fast}), options)
+    daemon = demo_daemon(cfg.model_copy(update={"buffer": fast}), options)
     task = asyncio.create_task(daemon.run())
     try:
         async with asyncio.timeout(30):

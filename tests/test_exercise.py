@@ -21,7 +21,7 @@ from controller.control.capacity import max_pressure_bar, pump_flow_m3h
 from controller.control.core import ControlCore, PumpInputs
 from controller.control.protections import REPEATED_TRIPS, cutout_bar
 from controller.values import Reading
-from simulator.closed_loop import ClosedLoop
+from harness.closed_loop import ClosedLoop
 from tests.conftest import VFD_CONFIG
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from controller.config import load_config
 from controller.config.schema import StationConfig
-from simulator.closed_loop import ClosedLoop
+from harness.closed_loop import ClosedLoop
 from tests.conftest import VFD_CONFIG
 
 BASE = load_config(VFD_CONFIG)

@@ -1,216 +1,44 @@
-"""The gpiod and RPi.GPIO backends, and PumpIO on them, against fakes of those libraries.
+"""Every GPIO backend against one contract, then gpiod, RPi.GPIO and PumpIO in detail.
 
-There is no GPIO chip here, so the fakes stand behind the same interface as the real
-libraries (the libgpiod v2 Python surface the backend uses; the RPi.GPIO functions) and
-keep the *electrical* level of every line with a log of every request, level change
-and release. One contract suite runs against every backend (gpiod, rpigpio, sim).
+There is no GPIO chip here: the gpiod and rpigpio backends run against fakes of their
+libraries (tests/support/fake_gpio.py) that keep the *electrical* level of every line
+with a log of every request, level change and release. The contract suite runs once per
+entry of the registry that selects backends (``drivers.gpio.factory.BACKENDS``), each
+through its rig in tests/support/gpio_rigs.py.
 """
 
 from __future__ import annotations
 
-import enum
-import errno
 import sys
-import types
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from controller.config import load_config
 from controller.config.schema import GpioConfig
-from controller.errors import BoosterError
 from drivers.gpio.base import GpioBackend
-from drivers.gpio.factory import PumpIO, PumpReading, open_backend
-from drivers.gpio.gpiod_backend import GpiodBackend, GpioError
+from drivers.gpio.errors import GpioError
+from drivers.gpio.factory import BACKENDS, PumpIO, PumpReading, backend_key, open_backend
+from drivers.gpio.gpiod_backend import GpiodBackend
 from drivers.gpio.sim import SimGpio
 from tests.conftest import EXAMPLE_CONFIG
+from tests.support.fake_gpio import (
+    HEADER,
+    PI5_EARLY,
+    PI5_NOW,
+    Bias,
+    Direction,
+    FakeChipSpec,
+    FakeGpiod,
+    FakeRpiGpio,
+    Value,
+    install_fake_gpiod,
+    install_fake_rpi_gpio,
+)
+from tests.support.gpio_rigs import RIGS, Rig, open_rig
 
 CFG = load_config(EXAMPLE_CONFIG)
-
-# -- a fake of the libgpiod v2 Python bindings ---------------------------------------------
-
-
-class Direction(enum.Enum):
-    AS_IS = 1
-    INPUT = 2
-    OUTPUT = 3
-
-
-class Value(enum.Enum):
-    INACTIVE = 0
-    ACTIVE = 1
-
-
-class Bias(enum.Enum):
-    AS_IS = 1
-    PULL_UP = 3
-    PULL_DOWN = 4
-
-
-@dataclass
-class LineSettings:
-    direction: Direction = Direction.AS_IS
-    bias: Bias = Bias.AS_IS
-    active_low: bool = False
-    output_value: Value = Value.INACTIVE
-
-
-@dataclass(frozen=True)
-class ChipInfo:
-    name: str
-    label: str
-    num_lines: int
-
-
-@dataclass(frozen=True)
-class LineInfo:
-    offset: int
-    used: bool
-    consumer: str
-
-
-@dataclass
-class FakeChipSpec:
-    label: str
-    lines: dict[str, int]
-    denied: bool = False
-
-
-@dataclass
-class FakeGpiod:
-    """The world behind /dev/gpiochip*: chips, electrical levels, who holds what."""
-
-    chips: dict[str, FakeChipSpec]
-    levels: dict[tuple[str, int], int] = field(default_factory=dict)
-    held: dict[tuple[str, int], str] = field(default_factory=dict)
-    log: list[tuple[str, str, Any]] = field(default_factory=list)  # (event, line, detail)
-    broken: set[str] = field(default_factory=set)  # lines whose writes fail (EIO)
-
-    def where(self, name: str) -> tuple[str, int]:
-        for path, spec in self.chips.items():
-            if name in spec.lines:
-                return path, spec.lines[name]
-        raise KeyError(name)
-
-    def name_of(self, path: str, offset: int) -> str:
-        return next(n for n, o in self.chips[path].lines.items() if o == offset)
-
-    def level(self, name: str) -> int:
-        return self.levels.get(self.where(name), 0)
-
-    def drive(self, name: str, level: bool) -> None:
-        """The outside world sets an input's level (a contact closing)."""
-        self.levels[self.where(name)] = int(level)
-
-    def events(self, name: str, kind: str | None = None) -> list[tuple[str, Any]]:
-        return [(e, d) for e, n, d in self.log if n == name and (kind is None or e == kind)]
-
-    def module(self) -> types.ModuleType:
-        fake = self
-
-        class Chip:
-            def __init__(self, path: str) -> None:
-                spec = fake.chips.get(path)
-                if spec is None:
-                    raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
-                if spec.denied:
-                    raise PermissionError(errno.EACCES, "Permission denied", path)
-                self.path, self.spec = path, spec
-
-            def __enter__(self) -> Chip:
-                return self
-
-            def __exit__(self, *exc: object) -> None:
-                return None
-
-            def get_info(self) -> ChipInfo:
-                return ChipInfo(self.path.rsplit("/", 1)[-1], self.spec.label, 54)
-
-            def line_offset_from_id(self, name: str) -> int:
-                if name not in self.spec.lines:  # what libgpiod v2 raises for a name
-                    raise OSError(errno.ENOENT, "No such file or directory")
-                return self.spec.lines[name]
-
-            def get_line_info(self, offset: int) -> LineInfo:
-                consumer = fake.held.get((self.path, offset), "")
-                return LineInfo(offset, bool(consumer), consumer)
-
-        class LineRequest:
-            def __init__(self, path: str, consumer: str, config: dict[int, LineSettings]) -> None:
-                self.path, self.config, self.released = path, config, False
-                for off in config:
-                    if (path, off) in fake.held:
-                        raise OSError(errno.EBUSY, "Device or resource busy")
-                for off, s in config.items():
-                    fake.held[(path, off)] = consumer
-                    fake.log.append(("request", fake.name_of(path, off), s))
-                    if s.direction is Direction.OUTPUT:
-                        self._drive(off, s.output_value)
-
-            def _drive(self, off: int, value: Value) -> None:
-                name = fake.name_of(self.path, off)
-                if name in fake.broken:
-                    raise OSError(errno.EIO, "Input/output error")
-                level = int((value is Value.ACTIVE) != self.config[off].active_low)
-                fake.levels[(self.path, off)] = level
-                fake.log.append(("level", name, level))
-
-            def set_value(self, off: int, value: Value) -> None:
-                assert not self.released, "write on a released request"
-                assert self.config[off].direction is Direction.OUTPUT, "write to an input"
-                self._drive(off, value)
-
-            def get_value(self, off: int) -> Value:
-                assert not self.released
-                level = fake.levels.get((self.path, off), 0)
-                active = bool(level) != self.config[off].active_low
-                return Value.ACTIVE if active else Value.INACTIVE
-
-            def release(self) -> None:
-                assert not self.released, "released twice"
-                self.released = True
-                for off in self.config:
-                    del fake.held[(self.path, off)]
-                    fake.log.append(("release", fake.name_of(self.path, off), None))
-
-        def request_lines(
-            path: str, config: dict[int, LineSettings], consumer: str | None = None
-        ) -> LineRequest:
-            with Chip(path):
-                return LineRequest(path, consumer or "?", config)
-
-        line = types.ModuleType("gpiod.line")
-        line.__dict__.update(Direction=Direction, Value=Value, Bias=Bias)
-        mod = types.ModuleType("gpiod")
-        mod.__dict__.update(
-            Chip=Chip, LineSettings=LineSettings, request_lines=request_lines, line=line
-        )
-        return mod
-
-
-HEADER = {f"GPIO{n}": n for n in range(28)}
-#: Pi 5, early Bookworm kernels: the header (RP1) is gpiochip4; gpiochip0 is the SoC's.
-PI5_EARLY = {
-    "/dev/gpiochip0": FakeChipSpec("gpio-brcmstb@107d508500", {"BRCMSTB_GPIO0": 0}),
-    "/dev/gpiochip4": FakeChipSpec("pinctrl-rp1", HEADER),
-    "/dev/gpiochip10": FakeChipSpec("gpio-brcmstb@107d517c00", {"RP1_SDA": 0}),
-}
-#: Pi 5, current kernels: the header is gpiochip0, the SoC's chips come later.
-PI5_NOW = {
-    "/dev/gpiochip0": FakeChipSpec("pinctrl-rp1", HEADER),
-    "/dev/gpiochip10": FakeChipSpec("gpio-brcmstb@107d508500", {"BRCMSTB_GPIO0": 0}),
-}
-
-
-def install_fake_gpiod(
-    monkeypatch: pytest.MonkeyPatch, chips: dict[str, FakeChipSpec]
-) -> FakeGpiod:
-    fake = FakeGpiod(chips)
-    monkeypatch.setitem(sys.modules, "gpiod", fake.module())
-    monkeypatch.setattr("drivers.gpio.gpiod_backend.glob.glob", lambda _: list(fake.chips))
-    return fake
 
 
 @pytest.fixture
@@ -218,87 +46,21 @@ def pi5(monkeypatch: pytest.MonkeyPatch) -> FakeGpiod:
     return install_fake_gpiod(monkeypatch, PI5_EARLY)
 
 
-# -- a fake of the RPi.GPIO API -------------------------------------------------------------
-
-
-class FakeRpiGpio(types.ModuleType):
-    """RPi.GPIO's functions over electrical levels by BCM number, with a call log."""
-
-    BCM, OUT, IN, HIGH, LOW, PUD_UP, PUD_DOWN = "BCM", "OUT", "IN", 1, 0, "UP", "DOWN"
-
-    def __init__(self) -> None:
-        super().__init__("RPi.GPIO")
-        self.calls: list[tuple[Any, ...]] = []
-        self.levels: dict[int, int] = {}
-        self.modes: dict[int, str] = {}
-        self.busy: set[int] = set()
-
-    def setwarnings(self, flag: bool) -> None:
-        pass
-
-    def setmode(self, mode: str) -> None:
-        self.calls.append(("mode", mode))
-
-    def setup(self, pin: int, direction: str, **kw: Any) -> None:
-        if pin in self.busy:
-            raise RuntimeError("GPIO busy")
-        self.calls.append(("setup", pin, direction, kw))
-        self.modes[pin] = direction
-        if direction == self.OUT:
-            self.levels[pin] = kw["initial"]
-
-    def output(self, pin: int, level: int) -> None:
-        assert self.modes.get(pin) == self.OUT, "output() on a pin not set up as an output"
-        self.calls.append(("out", pin, level))
-        self.levels[pin] = level
-
-    def input(self, pin: int) -> int:
-        return self.levels.get(pin, 0)
-
-    def cleanup(self, pins: list[int]) -> None:
-        self.calls.append(("cleanup", tuple(pins)))
-        for pin in pins:
-            self.modes[pin] = self.IN
-
-
 @pytest.fixture
 def rpi(monkeypatch: pytest.MonkeyPatch) -> FakeRpiGpio:
-    fake = FakeRpiGpio()
-    pkg = types.ModuleType("RPi")
-    pkg.GPIO = fake  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "RPi", pkg)
-    monkeypatch.setitem(sys.modules, "RPi.GPIO", fake)
-    return fake
+    return install_fake_rpi_gpio(monkeypatch)
 
 
-# -- one contract, every backend ------------------------------------------------------------
+# -- one contract, every backend in the registry --------------------------------------------
 
 
-@dataclass
-class Rig:
-    """A backend plus the outside world: a line's electrical level, and driving an input."""
-
-    backend: GpioBackend
-    level: Callable[[str], bool]
-    drive: Callable[[str, bool], None]
+@pytest.fixture(params=sorted(BACKENDS))
+def rig(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Rig:
+    return open_rig(request.param, monkeypatch, tmp_path)
 
 
-@pytest.fixture(params=["gpiod", "rpigpio", "sim"])
-def rig(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
-    if request.param == "gpiod":
-        fake = install_fake_gpiod(monkeypatch, PI5_NOW)
-        yield Rig(GpiodBackend(), lambda n: bool(fake.level(n)), fake.drive)
-    elif request.param == "rpigpio":
-        rpi = request.getfixturevalue("rpi")
-        from drivers.gpio.rpigpio_backend import RpiGpioBackend, bcm_number
-
-        def drive(name: str, level: bool) -> None:
-            rpi.levels[bcm_number(name)] = int(level)
-
-        yield Rig(RpiGpioBackend(), lambda n: bool(rpi.levels[bcm_number(n)]), drive)
-    else:
-        sim = SimGpio()
-        yield Rig(sim, sim.level, sim.set_input_level)
+def test_every_backend_in_the_registry_has_a_contract_rig() -> None:
+    assert set(RIGS) == set(BACKENDS)
 
 
 @pytest.mark.parametrize(
@@ -329,8 +91,35 @@ def test_contract_logical_values_follow_polarity(rig: Rig) -> None:
 
 def test_contract_a_line_cannot_be_claimed_twice(rig: Rig) -> None:
     rig.backend.output("GPIO17")
-    with pytest.raises(BoosterError, match="GPIO17"):
+    with pytest.raises(GpioError, match="GPIO17"):
         rig.backend.input("GPIO17")
+
+
+def test_contract_release_puts_an_output_safe_and_frees_the_line(rig: Rig) -> None:
+    rig.backend.output("GPIO17", active_low=True).set(True)
+    assert rig.level("GPIO17") is False
+    rig.backend.release("GPIO17")
+    assert rig.level("GPIO17") is True
+    again = rig.backend.output("GPIO17", active_low=True)  # free again
+    assert again.value is False
+
+
+def test_contract_a_failing_write_is_a_gpio_error_and_changes_nothing(rig: Rig) -> None:
+    relay = rig.backend.output("GPIO17", active_low=True)
+    rig.break_line("GPIO17")
+    with pytest.raises(GpioError):
+        relay.set(True)
+    assert relay.value is False  # not written: still the state the outside world sees
+
+
+def test_contract_pump_io_applies_the_other_relays_past_a_failing_one(rig: Rig) -> None:
+    io = PumpIO(rig.backend, CFG.pumps)
+    rig.break_line(CFG.pumps["P1"].relay)
+    with pytest.raises(GpioError):
+        io.apply({"P1": True, "P2": True})
+    if rig.breaks_one_line:
+        assert io.states() == {"P1": False, "P2": True, "P3": False}
+        assert rig.level(CFG.pumps["P2"].relay) is False  # energised (active low)
 
 
 def test_contract_close_puts_every_output_safe(rig: Rig) -> None:
@@ -522,8 +311,10 @@ def test_open_backend_follows_the_station_file(
     sim = SimGpio()
     assert open_backend(GpioConfig(backend="sim"), sim=sim) is sim
     assert isinstance(open_backend(GpioConfig(backend="sim")), SimGpio)
-    shared = open_backend(GpioConfig(backend="sim", sim_dir=str(tmp_path)))
-    assert isinstance(shared, SharedGpio)
+    shared_cfg = GpioConfig(backend="sim", sim_dir=str(tmp_path))
+    assert isinstance(open_backend(shared_cfg), SharedGpio)
+    assert backend_key(shared_cfg) == "shared"
+    assert backend_key(GpioConfig(backend="sim")) == "sim"
 
 
 # -- PumpIO on the gpiod backend ------------------------------------------------------------

@@ -19,62 +19,7 @@ from controller.config import load_config
 from drivers.gpio.factory import PumpIO
 from drivers.gpio.safety import ExitSafety, install_exit_safety
 from tests.conftest import EXAMPLE_CONFIG, REPO
-
-
-class _FileOutput:
-    def __init__(self, gpio: FileGpio, name: str, active_low: bool, safe: bool) -> None:
-        self.name, self._gpio, self._active_low, self._safe = name, gpio, active_low, safe
-        self._value = safe
-        gpio.record(name, safe != active_low)
-
-    @property
-    def value(self) -> bool:
-        return self._value
-
-    def set(self, value: bool) -> None:
-        self._gpio.record(self.name, value != self._active_low)
-        self._value = value
-
-    def to_safe_state(self) -> None:
-        self.set(self._safe)
-
-
-class _FileInput:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def read(self) -> bool:
-        return False
-
-
-class FileGpio:
-    """A GpioBackend whose outputs append ``<line> <level>`` to a file at every write."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._outputs: dict[str, _FileOutput] = {}
-
-    def record(self, name: str, level: bool) -> None:
-        with self.path.open("a") as f:  # reopened per write: nothing buffered at a SIGKILL
-            f.write(f"{name} {int(level)}\n")
-
-    def output(
-        self, name: str, *, active_low: bool = False, safe_value: bool = False
-    ) -> _FileOutput:
-        line = _FileOutput(self, name, active_low, safe_value)
-        self._outputs[name] = line
-        return line
-
-    def input(self, name: str, *, active_low: bool = False) -> _FileInput:
-        return _FileInput(name)
-
-    def all_safe(self) -> None:
-        for line in self._outputs.values():
-            line.to_safe_state()
-
-    def close(self) -> None:
-        self.all_safe()
-        self._outputs.clear()
+from tests.support.fake_gpio import FileGpio
 
 
 def levels(path: Path, line: str) -> list[int]:
@@ -89,7 +34,7 @@ import asyncio, signal, sys
 from controller.config import load_config
 from drivers.gpio.factory import PumpIO
 from drivers.gpio.safety import install_exit_safety
-from tests.test_gpio_safety import FileGpio
+from tests.support.fake_gpio import FileGpio
 
 mode, path, station = sys.argv[1:4]
 io = PumpIO(FileGpio(path), load_config(station).pumps)
@@ -229,3 +174,33 @@ def test_outputs_off_claims_every_relay_off_and_lets_go(tmp_path: Path) -> None:
     assert outputs_off(station) == ["GPIO17", "GPIO27", "GPIO24"]
     written = (tmp_path / OUTPUTS).read_text()
     assert '"GPIO17": true' in written  # electrical high: off on the active-low board
+
+
+@pytest.mark.asyncio
+async def test_the_daemon_puts_the_relays_off_through_its_exit_safety_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+    import os
+
+    from harness.demo import DemoOptions, demo_config, demo_daemon
+
+    options = DemoOptions(speed=50.0, state_dir=tmp_path, live=False, hmi_port=None)
+    daemon = demo_daemon(demo_config(load_config(EXAMPLE_CONFIG), options), options)
+    task = asyncio.create_task(daemon.run())
+    try:
+        async with asyncio.timeout(30):
+            while not any(daemon.pump_io.states().values()):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        safety = daemon.exit_safety
+        assert safety is not None
+        assert safety.target is daemon.pump_io
+        assert safety.runs == 0
+        os.kill(os.getpid(), signal.SIGTERM)  # the daemon's asyncio handler takes it
+        async with asyncio.timeout(30):
+            assert await task == 0
+    finally:
+        daemon.stop.set()
+        if not task.done():
+            await task
+    assert safety.runs == 1  # the signal path, once; the atexit hook was removed at the stop

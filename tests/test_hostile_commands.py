@@ -31,7 +31,7 @@ from controller.telemetry.uplink import (
     Uplink,
     _limit_reads,
 )
-from simulator.demo import DemoOptions, SimDaemon, demo_config
+from harness.demo import DemoOptions, demo_config, demo_daemon
 from tests.conftest import EXAMPLE_CONFIG, VFD_CONFIG
 from tests.support.broker import Broker
 from tests.test_uplink import Subscriber, assert_complete
@@ -349,7 +349,7 @@ async def test_the_daemon_keeps_controlling_and_reporting_through_a_hostile_burs
         "enabled": True, "host": "127.0.0.1", "port": broker.port, "tls": None,
         "credentials_file": None, "topic_prefix": topic_root, "reconnect_max_s": 1.0,
     })  # fmt: skip
-    daemon = SimDaemon(cfg.model_copy(update={"uplink": uplink_cfg}), options)
+    daemon = demo_daemon(cfg.model_copy(update={"uplink": uplink_cfg}), options)
     base = f"{topic_root}/{cfg.site.id}"
     telemetry = Subscriber(broker.port, f"{base}/telemetry", tmp_path / "d-tel.txt")
     status = Subscriber(broker.port, f"{base}/status", tmp_path / "d-status.txt")

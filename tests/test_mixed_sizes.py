@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from controller.config import parse_config
 from controller.config.schema import PumpConfig, StagingConfig, StationConfig
 from controller.control.stager import PumpRecord, Sizing, Stager
-from simulator.closed_loop import ClosedLoop
+from harness.closed_loop import ClosedLoop
 from tests.conftest import EXAMPLE_CONFIG
 
 BIG = {"rated_flow_m3h": 36, "rated_head_m": 22, "shutoff_head_m": 28, "rated_power_kw": 4.0}

@@ -13,7 +13,7 @@ import pytest
 from controller.config import load_config
 from controller.config.schema import PumpConfig, StagingConfig
 from controller.control.stager import Stager
-from simulator.closed_loop import ClosedLoop
+from harness.closed_loop import ClosedLoop
 from tests.conftest import EXAMPLE_CONFIG, VFD_CONFIG
 from tests.test_filling import weak_supply
 

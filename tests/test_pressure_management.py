@@ -14,7 +14,7 @@ from controller.config.schema import (
     ScheduleEntry,
 )
 from controller.control.setpoint import SetpointManager
-from simulator.closed_loop import ClosedLoop
+from harness.closed_loop import ClosedLoop
 from tests.conftest import VFD_CONFIG
 
 CFG = load_config(VFD_CONFIG)

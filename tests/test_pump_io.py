@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from controller.config import load_config
 from drivers.gpio.factory import PumpIO
 from drivers.gpio.sim import SimGpio
@@ -16,6 +18,27 @@ def test_active_low_relays_are_claimed_off_and_never_blip() -> None:
     # Every relay line was first driven high (off for an active-low board), nothing else.
     relay_writes = [(line, level) for _, line, level in gpio.history]
     assert relay_writes == [("GPIO17", True), ("GPIO27", True), ("GPIO24", True)]
+    for relay in ("GPIO17", "GPIO27", "GPIO24"):
+        gpio.assert_levels(relay, [True])
+
+
+def test_history_is_stamped_by_the_backends_clock_and_asserts_per_line() -> None:
+    now = [100.0]
+    gpio = SimGpio(clock=lambda: now[0])
+    io = PumpIO(gpio, CFG.pumps)
+    now[0] = 160.0
+    io.set("P1", True)
+    now[0] = 220.0
+    io.set("P1", False)
+    assert [(c.t, c.level) for c in gpio.history if c.line == "GPIO17"] == [
+        (100.0, True),
+        (160.0, False),
+        (220.0, True),
+    ]
+    gpio.assert_levels("GPIO17", [False, True], since=150.0)
+    gpio.assert_levels("GPIO27", [True])
+    with pytest.raises(AssertionError, match=r"GPIO17: levels \[True, False, True\].*160\.0"):
+        gpio.assert_levels("GPIO17", [True])
 
 
 def test_apply_writes_only_the_lines_that_change() -> None:
@@ -38,7 +61,7 @@ def test_reload_keeps_unchanged_pumps_untouched_and_rewires_changed_ones() -> No
     io.reclaim(pumps)
     new_writes = gpio.history[n:]
     # The running pumps' relays were not written at all; P3 moved to its new line (off).
-    assert {line for _, line, _ in new_writes} == {"GPIO25"}
+    assert {change.line for change in new_writes} == {"GPIO25"}
     assert gpio.level("GPIO25") is True
     assert io.states() == {"P1": True, "P2": True, "P3": False}
 

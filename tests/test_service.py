@@ -12,7 +12,7 @@ import yaml
 from controller.config import parse_config
 from controller.config.schema import PumpConfig, StagingConfig, StationConfig
 from controller.control.stager import Stager
-from simulator.closed_loop import ClosedLoop
+from harness.closed_loop import ClosedLoop
 from tests.conftest import EXAMPLE_CONFIG
 
 

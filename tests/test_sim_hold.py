@@ -8,7 +8,7 @@ import pytest
 from controller.config import load_config
 from controller.config.schema import StationConfig
 from controller.values import BadReason
-from simulator.closed_loop import ClosedLoop
+from harness.closed_loop import ClosedLoop
 from tests.conftest import EXAMPLE_CONFIG
 
 STOP_STATES = {"suction_sensor_failure", "sensor_failure", "dry_run"}

@@ -9,7 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from controller.config import load_config
-from simulator.demo import DemoOptions, SimDaemon, demo_config
+from harness.demo import DemoOptions, demo_config, demo_daemon
 from tests.conftest import EXAMPLE_CONFIG
 
 
@@ -18,7 +18,7 @@ async def test_the_back_off_doubles_on_quick_failures_and_resets_after_a_healthy
     tmp_path: Path,
 ) -> None:
     options = DemoOptions(speed=1.0, state_dir=tmp_path, live=False)
-    daemon = SimDaemon(demo_config(load_config(EXAMPLE_CONFIG), options), options)
+    daemon = demo_daemon(demo_config(load_config(EXAMPLE_CONFIG), options), options)
     # Seen: seven poison messages left the uplink's restart delay at 60 s for good.
     healthy_run = [False, False, True]  # which runs last past healthy_s
     runs = 0

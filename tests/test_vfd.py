@@ -6,8 +6,8 @@ import pytest
 
 from controller.config import load_config
 from controller.config.schema import StationConfig
-from simulator.closed_loop import ClosedLoop
-from simulator.metrics import max_starts_in_any_hour, summarise
+from harness.closed_loop import ClosedLoop
+from harness.metrics import max_starts_in_any_hour, summarise
 from tests.conftest import VFD_CONFIG
 
 

@@ -77,7 +77,7 @@ def _local_time(text: str) -> datetime:
 
 def run(args: argparse.Namespace) -> int:
     from controller.logs import configure_logging
-    from simulator.demo import DemoOptions, run_demo
+    from harness.demo import DemoOptions, run_demo
 
     cfg = load_or_report(args.config)
     if cfg is None:

@@ -70,22 +70,16 @@ def run(args: argparse.Namespace) -> int:
 
 async def serve(cfg: StationConfig, args: argparse.Namespace) -> int:
     from drivers.gpio.shared import SharedGpioPeer
-    from simulator.faults import FaultSchedule, parse_fault
     from simulator.modbus_slave import RtuSlave, SlaveFault, TcpSlave
+    from simulator.plant import build_plant
     from simulator.ptypair import PtyPair
-    from simulator.source import SimSource
-    from simulator.station import SimStation
 
     idle = {p.relay: p.relay_active_low for p in cfg.pumps.values()}
     gpio = SharedGpioPeer(args.gpio_dir, idle_levels=idle)
-    station = SimStation(
-        cfg,
-        gpio=gpio,
-        seed=args.seed,
-        faults=FaultSchedule([parse_fault(spec) for spec in args.fault]),
-        start_hour=args.start_hour,
+    plant = build_plant(
+        cfg, gpio=gpio, faults=args.fault, seed=args.seed, start_hour=args.start_hour
     )
-    source = SimSource(cfg, station)
+    station, source = plant.station, plant.source
     source.publish()
     pairs: list[PtyPair] = []
     slaves: list[RtuSlave | TcpSlave] = []

@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from controller.config.datatypes import REGISTER_COUNT  # one table with the codec's formats
+
 # -- numbers ------------------------------------------------------------------------------
 # Every number in a station file or a SCADA command is finite (``allow_inf_nan=False`` on
 # every model) and lies in a physically sensible range stated once, here, by the quantity
@@ -56,16 +58,6 @@ SiteId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
 RegisterKind = Literal["input", "holding", "coil", "discrete"]
 DataType = Literal["int16", "uint16", "int32", "uint32", "float32", "bool"]
 ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
-
-#: Registers a data type occupies (coils and discrete inputs are one bit each).
-REGISTER_COUNT: dict[str, int] = {
-    "int16": 1,
-    "uint16": 1,
-    "int32": 2,
-    "uint32": 2,
-    "float32": 2,
-    "bool": 1,
-}
 
 
 class _Model(BaseModel):

@@ -23,7 +23,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from controller import __version__
 from controller.aio import wait_any, wait_event
@@ -35,8 +35,7 @@ from controller.dashboard import headline
 from controller.errors import BoosterError
 from controller.logs import get_logger
 from controller.runtime import last_good
-from controller.runtime.drives import SpeedWriter
-from controller.runtime.loop import ControlLoop
+from controller.runtime.assembly import Assembly, Pacer, RealTime, Source, assemble
 from controller.runtime.watchdog import WatchdogGate
 from controller.sdnotify import Notifier, watchdog_interval_s
 from controller.status_server import StatusServer
@@ -46,9 +45,8 @@ from controller.telemetry.encoding import dumps
 from controller.telemetry.highwater import fsync_dir
 from controller.telemetry.sparkplug.node import SparkplugNode
 from controller.telemetry.uplink import Uplink
-from controller.values import Reading
 from drivers.gpio.base import GpioBackend
-from drivers.gpio.factory import PumpIO
+from drivers.gpio.safety import ExitSafety, install_exit_safety
 
 if TYPE_CHECKING:
     from controller.hmi.server import HmiServer
@@ -64,17 +62,7 @@ ALARM_HOLD_OFF_S = 60.0
 WATCHDOG_CHECK_S = 0.5
 
 
-class Source(Protocol):
-    """What the daemon reads values from (Modbus acquisition or the in-process simulator)."""
-
-    def snapshot(self) -> dict[str, Reading]: ...
-
-    @property
-    def progress(self) -> int: ...
-
-    def stats(self) -> dict[str, object]: ...
-
-    def write(self, point: str, value: float) -> None: ...
+__all__ = ["Daemon", "DurableCommandTarget", "Episode", "Source", "run_daemon"]
 
 
 class Episode:
@@ -125,11 +113,16 @@ class DurableCommandTarget:
 
 
 class Daemon:
-    """One station's controller. ``await Daemon(...).run()`` returns the exit code."""
+    """One station's controller. ``await Daemon(...).run()`` returns the exit code.
 
-    #: SIGHUP re-reads the station file (systemd's reload). A program run from a terminal
-    #: (the demo) stops on it instead: the terminal was closed.
-    hangup_stops = False
+    What runs it is passed in, never overridden: ``pacer`` is how time runs (the field's
+    ``RealTime`` by default, the demo's simulated time), ``make_source`` builds the value
+    source for a station file (Modbus acquisition by default, the simulated plant in
+    the demo), ``local_time`` the (weekday, hour) schedules follow. ``hangup_stops``:
+    SIGHUP stops instead of reloading (a program run from a terminal: it was closed).
+    ``hmi_demo`` serves the HMI in demo mode; ``extend_status`` adds to the status
+    snapshot (the demo's simulated time and energy).
+    """
 
     def __init__(
         self,
@@ -138,17 +131,38 @@ class Daemon:
         config_path: str | None,
         gpio: GpioBackend,
         notifier: Notifier | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
+        pacer: Pacer | None = None,
+        make_source: Callable[[StationConfig], Source] | None = None,
+        local_time: Callable[[], tuple[int, float]] | None = None,
+        hangup_stops: bool = False,
+        hmi_demo: bool = False,
+        extend_status: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.config_path = config_path
         self.gpio = gpio
         self.notifier = notifier or Notifier()
-        self.clock = clock
+        self.pacer: Pacer = pacer or RealTime()
+        self.clock = self.pacer.now
+        self.hangup_stops = hangup_stops
+        self.hmi_demo = hmi_demo
+        self.extend_status = extend_status or _no_extension
         self.stop = asyncio.Event()
-        self.pump_io = PumpIO(gpio, cfg.pumps)
-        self.core = ControlCore(cfg, now=clock())
+        self._make_source = make_source or self._acquisition
+        self.assembly: Assembly = assemble(
+            cfg,
+            gpio=gpio,
+            source=self._make_source(cfg),
+            clock=self.clock,
+            local_time=local_time,
+            sink=self._record,
+            on_events=self._on_events,
+        )
+        self.pump_io = self.assembly.pump_io
+        assert self.assembly.core is not None
+        self.core: ControlCore = self.assembly.core
+        self.loop = self.assembly.loop
+        self.exit_safety: ExitSafety | None = None
         self.state_file = Path(cfg.buffer.path).parent / "control-state.json"
         self._restore_state()
         self.buffer = SampleBuffer(
@@ -158,7 +172,7 @@ class Daemon:
             max_age_days=cfg.buffer.max_age_days,
             commit_interval_s=cfg.buffer.commit_interval_s,
             max_pending=cfg.buffer.max_pending,
-            clock=wall_clock,
+            clock=self.pacer.wall,
         )
         # Every write by anyone (SCADA, status socket, HMI) is audited, next to the buffer.
         self.audit = AuditLog(Path(cfg.buffer.path).parent / "audit.jsonl")
@@ -184,17 +198,6 @@ class Daemon:
                 status=self.status_payload,
                 commands=self.commands,
             )
-        self.source: Source = self._make_source(cfg)
-        self.loop = ControlLoop(
-            core=self.core,
-            source=self,
-            pumps=self.pump_io,
-            pump_names=list(cfg.pumps),
-            tick_s=cfg.control.tick_s,
-            sink=self._record,
-            on_events=self._on_events,
-            speeds=SpeedWriter(cfg, self._write),
-        )
         self.exit_code = EXIT_OK
         self.ready = False
         self.reloads = 0
@@ -211,7 +214,7 @@ class Daemon:
     def _make_hmi(self) -> HmiServer:
         from controller.hmi import make_hmi
 
-        return make_hmi(self)
+        return make_hmi(self, demo=self.hmi_demo)
 
     def _audit_command(
         self, name: str, payload: bytes, reply: dict[str, Any], topic: str | None
@@ -220,36 +223,16 @@ class Daemon:
         if self.hmi is not None:
             self.hmi.on_command(name, payload, reply, topic)
 
-    # -- overridable parts (the demo swaps acquisition for the simulator) -----------------
-
-    def _make_source(self, cfg: StationConfig) -> Source:
+    def _acquisition(self, cfg: StationConfig) -> Source:
+        """The field's value source: every bus of the station file, polled."""
         from drivers.modbus.acquisition import Acquisition
 
         return Acquisition(cfg, clock=self.clock)
 
-    async def _run_source(self, source: Source, stop: asyncio.Event) -> None:
-        from drivers.modbus.acquisition import Acquisition
-
-        assert isinstance(source, Acquisition)
-        await source.start()
-        try:
-            await source.run(stop)
-        finally:
-            await source.close()
-
-    async def _run_control(self) -> None:
-        await self.loop.run(self.stop, clock=self.clock)
-
-    def extra_snapshot(self) -> dict[str, Any]:
-        return {}
-
-    # -- the loop reads values through the daemon, so a reload can swap the source -----------
-
-    def snapshot(self) -> dict[str, Reading]:
-        return self.source.snapshot()
-
-    def _write(self, point: str, value: float) -> None:
-        self.source.write(point, value)
+    @property
+    def source(self) -> Source:
+        """Where the values come from now (a reload that changes the buses replaces it)."""
+        return self.assembly.source
 
     # -- status -------------------------------------------------------------------------
 
@@ -271,7 +254,7 @@ class Daemon:
         snap["buffer"] = self.buffer.stats()
         snap["uplink"] = self.uplink.stats() if self.uplink else {"connected": False}
         snap["ready"] = self.ready
-        snap.update(self.extra_snapshot())
+        self.extend_status(snap)
         return snap
 
     def status_payload(self) -> dict[str, Any]:
@@ -339,6 +322,8 @@ class Daemon:
             loop.add_signal_handler(signal.SIGHUP, self._on_stop_signal, signal.SIGHUP)
         else:
             loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+        # Relays off at exit too (atexit), and first thing on SIGTERM/SIGINT (below).
+        self.exit_safety = install_exit_safety(self.pump_io)
         await self.buffer.open()
         self._evicted_seen = self.buffer.evicted  # evictions before this start are history
         if self.config_path is not None:
@@ -374,12 +359,17 @@ class Daemon:
             async with asyncio.timeout(3.0):
                 await self.buffer.close()
         self.pump_io.close()
+        if self.exit_safety is not None:
+            self.exit_safety.uninstall()
         log.info("boosterd stopped", exit_code=self.exit_code)
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         log.info("stopping", signal=sig.name)
         # Relays first: whatever happens during the orderly stop, the pumps are safe.
-        self.pump_io.all_safe()
+        if self.exit_safety is not None:
+            self.exit_safety()
+        else:
+            self.pump_io.all_safe()
         self.stop.set()
 
     def _on_reload_signal(self) -> None:
@@ -387,7 +377,7 @@ class Daemon:
 
     async def _control_task(self) -> None:
         try:
-            await self._run_control()
+            await self.pacer.run_loop(self.loop, self.stop)
         except Exception:
             self.pump_io.all_safe()
             self.exit_code = EXIT_CONTROL_FAILED
@@ -404,7 +394,7 @@ class Daemon:
             source_stop = asyncio.Event()
             watcher = asyncio.create_task(_first_of(stop, restart, then=source_stop))
             try:
-                await self._run_source(self.source, source_stop)
+                await self.pacer.run_source(self.source, source_stop)
             finally:
                 watcher.cancel()
 
@@ -568,17 +558,20 @@ class Daemon:
             return False
         self.cfg = new
         self.core.reconfigure(new, now=self.clock())
-        self.loop.pump_names = list(new.pumps)
-        self.loop.speeds = SpeedWriter(new, self._write)
+        self.assembly.reconfigure(new)
         if new.control.tick_s != old.control.tick_s:
             log.warning("control.tick_s changes at the next restart", tick_s=old.control.tick_s)
         if (new.buses, new.devices, new.poll_classes) != (old.buses, old.devices, old.poll_classes):
-            self.source = self._make_source(new)
+            self.assembly.replace_source(self._make_source(new))
             self._restart_source.set()
         self.reloads += 1
         log.info("configuration reloaded", file=self.config_path)
         await asyncio.to_thread(last_good.remember, self.config_path, new)
         return True
+
+
+def _no_extension(snap: dict[str, Any]) -> None:
+    return None
 
 
 async def _first_of(*events: asyncio.Event, then: asyncio.Event) -> None:

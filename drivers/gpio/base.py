@@ -1,10 +1,10 @@
-"""The GPIO contract every backend (gpiod, rpigpio, sim) implements.
+"""The GPIO contract every backend (gpiod, rpigpio, sim, shared) implements.
 
 Lines are named as on the Pi header (``GPIO17``). ``active_low`` is handled by the
 backend, so callers always speak logical values: ``True`` means relay energised /
 contact closed. Outputs declare a safe state that is applied when they are claimed
 (before any other write, so an active-low relay never blips on), when they are
-released, and at process exit.
+released, and at process exit. Every failure is a ``drivers.gpio.errors.GpioError``.
 """
 
 from __future__ import annotations
@@ -44,6 +44,10 @@ class GpioBackend(Protocol):
     ) -> OutputLine: ...
 
     def input(self, name: str, *, active_low: bool = False) -> InputLine: ...
+
+    def release(self, name: str) -> None:
+        """Give one line back (a reload that rewired a pump); an output goes safe first."""
+        ...
 
     def all_safe(self) -> None: ...
 

@@ -1,6 +1,7 @@
 """Choosing a GPIO backend, and the pump lines claimed on it.
 
-``open_backend`` is the one place that turns ``gpio.backend`` into a backend.
+``open_backend`` is the one place that turns ``gpio.backend`` into a backend, through the
+``BACKENDS`` registry.
 ``PumpIO`` claims, for every pump, its relay output (at the safe value: off) and its
 optional run-feedback and fault inputs. It writes a relay only when its state changes,
 and a reload keeps every line whose name, direction and polarity did not change claimed
@@ -9,15 +10,58 @@ and untouched, so neither a repeated command nor a reload glitches a running pum
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from controller.config.schema import GpioConfig, PumpConfig
 from drivers.gpio.base import GpioBackend, InputLine, OutputLine
-from drivers.gpio.gpiod_backend import GpioError, all_safe_each
+from drivers.gpio.errors import GpioError, all_safe_each
 
-__all__ = ["GpioError", "PumpIO", "PumpReading", "open_backend"]
+__all__ = ["BACKENDS", "GpioError", "PumpIO", "PumpReading", "backend_key", "open_backend"]
+
+
+def _open_gpiod(cfg: GpioConfig) -> GpioBackend:
+    from drivers.gpio.gpiod_backend import GpiodBackend
+
+    return GpiodBackend(chip=cfg.chip)
+
+
+def _open_rpigpio(cfg: GpioConfig) -> GpioBackend:
+    from drivers.gpio.rpigpio_backend import RpiGpioBackend
+
+    return RpiGpioBackend()
+
+
+def _open_shared(cfg: GpioConfig) -> GpioBackend:
+    from drivers.gpio.shared import SharedGpio
+
+    assert cfg.sim_dir is not None
+    return SharedGpio(cfg.sim_dir)
+
+
+def _open_sim(cfg: GpioConfig) -> GpioBackend:
+    from drivers.gpio.sim import SimGpio
+
+    return SimGpio()
+
+
+#: Every backend, by the name ``backend_key`` gives a station file's ``gpio`` section.
+#: The contract test suite (tests/test_gpio_backends.py) runs once per entry: a backend
+#: added here without a test rig fails that suite.
+BACKENDS: dict[str, Callable[[GpioConfig], GpioBackend]] = {
+    "gpiod": _open_gpiod,
+    "rpigpio": _open_rpigpio,
+    "shared": _open_shared,
+    "sim": _open_sim,
+}
+
+
+def backend_key(cfg: GpioConfig) -> str:
+    """The ``BACKENDS`` entry a ``gpio`` section selects (``sim`` with ``sim_dir``: shared)."""
+    if cfg.backend == "sim" and cfg.sim_dir:
+        return "shared"
+    return cfg.backend
 
 
 def open_backend(cfg: GpioConfig, *, sim: GpioBackend | None = None) -> GpioBackend:
@@ -26,23 +70,9 @@ def open_backend(cfg: GpioConfig, *, sim: GpioBackend | None = None) -> GpioBack
     For ``sim``: the backend passed in (the simulator's, physically linked to its
     pumps), else the file-shared one when ``gpio.sim_dir`` is set, else an in-process one.
     """
-    if cfg.backend == "gpiod":
-        from drivers.gpio.gpiod_backend import GpiodBackend
-
-        return GpiodBackend(chip=cfg.chip)
-    if cfg.backend == "rpigpio":
-        from drivers.gpio.rpigpio_backend import RpiGpioBackend
-
-        return RpiGpioBackend()
-    if sim is not None:
+    if cfg.backend == "sim" and sim is not None:
         return sim
-    if cfg.sim_dir:
-        from drivers.gpio.shared import SharedGpio
-
-        return SharedGpio(cfg.sim_dir)
-    from drivers.gpio.sim import SimGpio
-
-    return SimGpio()
+    return BACKENDS[backend_key(cfg)](cfg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,14 +129,10 @@ class PumpIO:
         self._keys[name] = key
 
     def _release(self, name: str) -> None:
-        output = self._outputs.pop(name, None)
+        self._outputs.pop(name, None)
         self._inputs.pop(name, None)
         self._keys.pop(name, None)
-        release = getattr(self.backend, "release", None)
-        if release is not None:
-            release(name)  # every backend puts an output safe before letting it go
-        elif output is not None:
-            output.to_safe_state()
+        self.backend.release(name)  # every backend puts an output safe before letting it go
 
     def reclaim(self, pumps: Mapping[str, PumpConfig]) -> None:
         """Apply a new pump list; lines whose name, direction and polarity stay are untouched.

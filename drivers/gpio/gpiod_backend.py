@@ -20,23 +20,15 @@ from __future__ import annotations
 
 import errno
 import glob
-from collections.abc import Iterable
 from typing import Any
 
-from controller.errors import BoosterError
-from drivers.gpio.base import OutputLine
+from drivers.gpio.errors import GpioError, all_safe_each
+
+__all__ = ["GpioError", "GpiodBackend", "GpiodInput", "GpiodOutput", "all_safe_each"]
 
 CONSUMER = "boosterd"
 _DENIED = (errno.EACCES, errno.EPERM)
 _GROUP_HINT = "add the service user to the gpio group (sudo usermod -aG gpio boosterd)"
-
-
-class GpioError(BoosterError):
-    """A GPIO line could not be found, claimed or driven; ``line`` names it when known."""
-
-    def __init__(self, message: str, *, line: str | None = None) -> None:
-        super().__init__(message)
-        self.line = line
 
 
 def _gpiod() -> Any:
@@ -252,18 +244,6 @@ class GpiodBackend:
                 line.release()
             self._lines.clear()
             self._outputs.clear()
-
-
-def all_safe_each(outputs: Iterable[OutputLine]) -> None:
-    """Put every output in its safe state; one failing line does not stop the others."""
-    failed: list[GpioError] = []
-    for line in list(outputs):
-        try:
-            line.to_safe_state()
-        except GpioError as exc:
-            failed.append(exc)
-    if failed:
-        raise GpioError("; ".join(str(e) for e in failed), line=failed[0].line) from failed[0]
 
 
 def _chip_number(path: str) -> tuple[int, str]:

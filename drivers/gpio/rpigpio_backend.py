@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from drivers.gpio.gpiod_backend import GpioError, all_safe_each
+from drivers.gpio.errors import GpioError, all_safe_each
 
 _NAME = re.compile(r"^GPIO(\d{1,2})$")
 

@@ -1,12 +1,13 @@
 """Outputs to their safe state when the process ends, however it ends (if it can run code).
 
 ``install_exit_safety(target)`` registers an ``atexit`` hook and returns an
-``ExitSafety``: calling it puts every output safe at once. The daemon calls it first
-thing in its own asyncio signal handlers (SIGTERM/SIGINT), which this module leaves
-alone. A plain, non-asyncio program (a CLI tool switching a relay) can pass
-``signals=True``: SIGTERM and SIGINT then put the outputs safe and exit with 128 + the
-signal number, but only where no handler was installed yet, so an asyncio loop's
-handlers are never replaced.
+``ExitSafety``: calling it puts every output safe at once. The daemon
+(``controller/runtime/daemon.py``) installs one over its pump lines when it starts,
+calls it first thing in its own asyncio signal handlers (SIGTERM/SIGINT), which this
+module leaves alone, and removes it after its orderly stop. A plain, non-asyncio
+program (a CLI tool switching a relay) can pass ``signals=True``: SIGTERM and SIGINT
+then put the outputs safe and exit with 128 + the signal number, but only where no
+handler was installed yet, so an asyncio loop's handlers are never replaced.
 
 Nothing here helps after SIGKILL, a kernel panic or a power cut: no code runs. See
 docs/gpio.md for what the kernel does with a released line, and the wiring that keeps

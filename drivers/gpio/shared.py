@@ -15,13 +15,13 @@ import json
 import os
 from pathlib import Path
 
-from controller.errors import BoosterError
+from drivers.gpio.errors import GpioError
 
 OUTPUTS = "outputs.json"
 INPUTS = "inputs.json"
 
 
-class SharedGpioError(BoosterError):
+class SharedGpioError(GpioError):
     """A line was claimed twice or the shared directory is unusable."""
 
 
@@ -68,8 +68,12 @@ class _Output:
 
     def set(self, value: bool) -> None:
         if value != self._value:
-            self._value = value
-            self._owner._publish()
+            previous, self._value = self._value, value
+            try:
+                self._owner._publish()
+            except SharedGpioError:
+                self._value = previous  # not written: the peer still sees the old level
+                raise
 
     def to_safe_state(self) -> None:
         self.set(self._safe)
@@ -105,11 +109,14 @@ class SharedGpio:
 
     def _claim(self, name: str) -> None:
         if name in self._claimed:
-            raise SharedGpioError(f"line {name} is claimed twice")
+            raise SharedGpioError(f"line {name} is claimed twice", line=name)
         self._claimed.add(name)
 
     def _publish(self) -> None:
-        _write(self.directory / OUTPUTS, {n: o.level() for n, o in self._outputs.items()})
+        try:
+            _write(self.directory / OUTPUTS, {n: o.level() for n, o in self._outputs.items()})
+        except OSError as exc:
+            raise SharedGpioError(f"cannot write {self.directory / OUTPUTS}: {exc}") from exc
 
     def output(self, name: str, *, active_low: bool = False, safe_value: bool = False) -> _Output:
         self._claim(name)
@@ -123,9 +130,16 @@ class SharedGpio:
         return _Input(self, name, active_low)
 
     def release(self, name: str) -> None:
-        """Give a line back (a reload that rewired a pump)."""
+        """Give a line back (a reload that rewired a pump): an output goes safe first, then
+        leaves the file, so the peer sees its board's idle level."""
         self._claimed.discard(name)
-        if self._outputs.pop(name, None) is not None:
+        line = self._outputs.get(name)
+        if line is None:
+            return
+        try:
+            line.to_safe_state()
+        finally:
+            del self._outputs[name]
             self._publish()
 
     def all_safe(self) -> None:
@@ -134,9 +148,11 @@ class SharedGpio:
         self._publish()
 
     def close(self) -> None:
-        self.all_safe()
-        self._outputs.clear()
-        self._claimed.clear()
+        try:
+            self.all_safe()
+        finally:
+            self._outputs.clear()
+            self._claimed.clear()
 
 
 class SharedGpioPeer:

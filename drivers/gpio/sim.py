@@ -2,19 +2,35 @@
 
 It behaves like the real backends where it matters: it stores the *electrical* level
 of every line, handles ``active_low`` itself, claims outputs at their safe value before
-anything else can be written, and refuses to claim a line twice. The simulator reads
-relay levels with ``level`` and drives pump inputs with ``set_input_level``.
+anything else can be written, refuses to claim a line twice, and fails like them (a
+``GpioError``; ``break_line`` makes a line's writes fail as a dead driver would). The
+simulator reads relay levels with ``level`` and drives pump inputs with
+``set_input_level``. Every level driven on an output is kept in ``history`` with the
+time it was driven, for tests to assert on (``assert_levels``).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from controller.errors import BoosterError
+from drivers.gpio.errors import GpioError, all_safe_each
+
+__all__ = ["LineChange", "SimGpio", "SimGpioError", "SimInput", "SimOutput"]
 
 
-class SimGpioError(BoosterError):
-    """A line was claimed twice or used after close."""
+class SimGpioError(GpioError):
+    """A line was claimed twice, used after close, or broken on purpose."""
+
+
+class LineChange(NamedTuple):
+    """One level driven on an output: when (the backend's clock), which line, what level."""
+
+    t: float
+    line: str
+    level: bool
 
 
 @dataclass
@@ -31,8 +47,8 @@ class SimOutput:
 
     def set(self, value: bool) -> None:
         if value != self._value:
-            self._value = value
             self._gpio._drive(self.name, value != self.active_low)
+            self._value = value
 
     def to_safe_state(self) -> None:
         self.set(self.safe_value)
@@ -49,26 +65,34 @@ class SimInput:
 
 
 class SimGpio:
-    """In-process GPIO: a dict of electrical levels and a log of every output write."""
+    """In-process GPIO: a dict of electrical levels and a timestamped log of output writes.
 
-    def __init__(self) -> None:
+    ``clock`` stamps the history (the monotonic clock by default; the simulator passes
+    its own, so the history is in simulated seconds).
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self._levels: dict[str, bool] = {}
         self._outputs: dict[str, SimOutput] = {}
         self._claimed: set[str] = set()
-        #: (write number, line, electrical level) of every output change, for glitch checks.
-        self.history: list[tuple[int, str, bool]] = []
+        self._broken: set[str] = set()
+        #: Every level driven on an output, claims included, oldest first.
+        self.history: list[LineChange] = []
         self.closed = False
 
     def _claim(self, name: str) -> None:
         if self.closed:
-            raise SimGpioError("the GPIO backend is closed")
+            raise SimGpioError("the GPIO backend is closed", line=name)
         if name in self._claimed:
-            raise SimGpioError(f"line {name} is already claimed")
+            raise SimGpioError(f"line {name} is already claimed", line=name)
         self._claimed.add(name)
 
     def _drive(self, name: str, level: bool) -> None:
+        if name in self._broken:
+            raise SimGpioError(f"cannot drive {name}: line broken (simulated)", line=name)
         self._levels[name] = level
-        self.history.append((len(self.history), name, level))
+        self.history.append(LineChange(self.clock(), name, level))
 
     def output(self, name: str, *, active_low: bool = False, safe_value: bool = False) -> SimOutput:
         self._claim(name)
@@ -91,16 +115,17 @@ class SimGpio:
             line.to_safe_state()
 
     def all_safe(self) -> None:
-        for line in self._outputs.values():
-            line.to_safe_state()
+        all_safe_each(self._outputs.values())
 
     def close(self) -> None:
-        self.all_safe()
-        self._outputs.clear()
-        self._claimed.clear()
-        self.closed = True
+        try:
+            self.all_safe()
+        finally:
+            self._outputs.clear()
+            self._claimed.clear()
+            self.closed = True
 
-    # -- the simulator's side --------------------------------------------------------------
+    # -- the simulator's (and the tests') side -------------------------------------------
 
     def level(self, name: str) -> bool:
         """Electrical level of a line (False for a line nobody has touched)."""
@@ -111,3 +136,30 @@ class SimGpio:
 
     def outputs(self) -> dict[str, bool]:
         return {name: self._levels[name] for name in self._outputs}
+
+    def break_line(self, name: str, broken: bool = True) -> None:
+        """Make every write to ``name`` fail (a dead driver or a shorted pin), or heal it."""
+        if broken:
+            self._broken.add(name)
+        else:
+            self._broken.discard(name)
+
+    def levels(self, line: str, *, since: float | None = None) -> list[bool]:
+        """The levels driven on ``line``, oldest first (only those at ``since`` or later)."""
+        return [c.level for c in self.history if c.line == line and (since is None or c.t >= since)]
+
+    def assert_levels(
+        self, line: str, expected: Sequence[bool], *, since: float | None = None
+    ) -> None:
+        """Assert that exactly ``expected`` levels were driven on ``line`` (since ``since``).
+
+        The failure message lists the line's whole history with times, so a blip shows
+        where it happened.
+        """
+        got = self.levels(line, since=since)
+        if got != list(expected):
+            changes = [(round(c.t, 3), c.level) for c in self.history if c.line == line]
+            raise AssertionError(
+                f"{line}: levels {got} driven (since {since}), expected {list(expected)}; "
+                f"history (t, level): {changes}"
+            )

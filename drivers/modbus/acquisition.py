@@ -29,6 +29,7 @@ from controller.logs import get_logger
 from controller.values import BadReason, Reading
 from drivers.modbus.channels import Channel, open_channel
 from drivers.modbus.codec import from_engineering, to_engineering
+from drivers.modbus.faults import UNEXPECTED_QUALITY
 from drivers.modbus.plan import Block, build_plan
 from drivers.modbus.quality import STALE_PERIODS, PointGuard, point_guards
 from drivers.modbus.rtu import TransactionError
@@ -190,7 +191,7 @@ class BusPoller:
             self._failed(block, stats, exc.reason, exc.detail)
         except Exception as exc:  # a surprise must never reach the loop
             log.error("unexpected Modbus error", bus=self.name, error=repr(exc))
-            self._failed(block, stats, BadReason.FRAMING, repr(exc), internal=True)
+            self._failed(block, stats, UNEXPECTED_QUALITY, repr(exc), internal=True)
         else:
             self._answered(block, stats, words, started)
         self.progress += 1

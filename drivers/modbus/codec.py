@@ -18,7 +18,8 @@ import math
 import struct
 from collections.abc import Sequence
 
-from controller.config.schema import REGISTER_COUNT, PointConfig
+from controller.config.datatypes import DATA_TYPES, REGISTER_COUNT
+from controller.config.schema import PointConfig
 from controller.values import BadReason, Reading
 
 #: Loop current below this is an open loop (a cut cable or a dead transmitter).
@@ -26,7 +27,7 @@ WIRE_BREAK_MA = 3.8
 #: Loop current above this is a transmitter fault or a short, not a reading.
 OVER_RANGE_MA = 20.5
 
-_FORMAT = {"int16": ">h", "uint16": ">H", "int32": ">i", "uint32": ">I", "float32": ">f"}
+_FORMAT = {n: t.struct_format for n, t in DATA_TYPES.items() if t.struct_format is not None}
 
 
 def register_count(dtype: str) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 
 from controller.control.core import CommandRejected, ControlCore, ControlOutputs
 from controller.runtime.loop import make_sample
-from simulator.closed_loop import ClosedLoop, Trace
+from harness.closed_loop import ClosedLoop, Trace
 from simulator.scenarios.days import Command, Day, generate_day
 from simulator.scenarios.invariants import (
     AlarmChange,

@@ -20,7 +20,7 @@ from typing import Any
 from controller.config import load_config
 from controller.values import Reading
 from drivers.modbus.acquisition import Acquisition
-from simulator.closed_loop import ClosedLoop
+from harness.closed_loop import ClosedLoop
 from simulator.modbus_slave import RtuSlave
 from simulator.source import SimSource
 from tests.support.serial_relay import LineFaults, SerialRelay

@@ -1,10 +1,10 @@
 """The whole control stack against the simulated station, as fast as the CPU allows.
 
-One ``ClosedLoop`` wires what the daemon wires (control law, ``ControlLoop``, pump lines
-on the simulated GPIO backend, values through the register map and codec) around a
-``SimStation``, then alternates ``station.step(tick)`` and ``loop.tick(t)`` with no
-sleeping. The closed-loop tests and the control benchmark use it; a 24 h day runs in
-well under a minute.
+One ``ClosedLoop`` wires the station as the daemon does (``assemble``: control law,
+``ControlLoop``, pump lines on the simulated GPIO backend, values through the register
+map and codec) around the simulated plant (``build_plant``), then alternates
+``station.step(tick)`` and ``loop.tick(t)`` with no sleeping. The closed-loop tests and
+the control benchmark use it; a 24 h day runs in well under a minute.
 """
 
 from __future__ import annotations
@@ -16,14 +16,12 @@ from typing import Literal
 
 from controller.config.schema import StationConfig
 from controller.control.core import ControlCore, ControlOutputs, PumpInputs
-from controller.runtime.drives import SpeedWriter
-from controller.runtime.loop import ControlLaw, ControlLoop
+from controller.runtime.assembly import assemble
+from controller.runtime.loop import ControlLoop
 from controller.values import Reading
-from drivers.gpio.factory import PumpIO
 from drivers.gpio.sim import SimGpio
-from simulator.faults import Fault, FaultSchedule, parse_fault
-from simulator.source import SimSource
-from simulator.station import SimStation
+from simulator.faults import Fault
+from simulator.plant import build_plant
 
 Controller = Literal["boosterd", "pressure_switch"]
 
@@ -110,28 +108,21 @@ class ClosedLoop:
     ) -> None:
         self.cfg = cfg
         self.gpio = SimGpio()
-        parsed = [parse_fault(f) if isinstance(f, str) else f for f in faults]
-        self.station = SimStation(
-            cfg, gpio=self.gpio, seed=seed, faults=FaultSchedule(parsed), start_hour=start_hour
-        )
-        self.source = SimSource(cfg, self.station)
-        self.pump_io = PumpIO(self.gpio, cfg.pumps)
-        self.core: ControlCore | None = None
-        law: ControlLaw
-        if controller == "boosterd":
-            self.core = ControlCore(cfg, now=self.station.t)
-            self.core.local_time = self.station.local_time
-            law = self.core
-        else:
-            law = PressureSwitchController(cfg)
-        self.loop = ControlLoop(
-            core=law,
+        plant = build_plant(cfg, gpio=self.gpio, faults=faults, seed=seed, start_hour=start_hour)
+        self.gpio.clock = plant.now  # the relay history in simulated seconds
+        self.station = plant.station
+        self.source = plant.source
+        assembly = assemble(
+            cfg,
+            gpio=self.gpio,
             source=self.source,
-            pumps=self.pump_io,
-            pump_names=list(cfg.pumps),
-            tick_s=cfg.control.tick_s,
-            speeds=SpeedWriter(cfg, self.source.write),
+            clock=plant.now,
+            law=None if controller == "boosterd" else PressureSwitchController(cfg),
+            local_time=self.station.local_time,
         )
+        self.pump_io = assembly.pump_io
+        self.core: ControlCore | None = assembly.core
+        self.loop: ControlLoop = assembly.loop
         self.trace = Trace()
         self.outputs: list[ControlOutputs] = []
         #: Times the controller booted again after a power cut without a UPS.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from simulator.closed_loop import ClosedLoop
+from harness.closed_loop import ClosedLoop
 
 #: Ticks this long after a change in the number of running pumps count as a stage change.
 STAGE_SETTLE_S = 60.0

@@ -1,9 +1,9 @@
 """The simulator and the whole controller in one process (``boosterd demo``).
 
-``SimDaemon`` is the production ``Daemon`` with two parts swapped: values come from the
-simulated station (through the real register map and codec) instead of a serial line,
-and the control loop is driven in simulated time, so ``--speed 60`` runs an hour a
-minute with every tick still computed.
+``build_demo`` gives the production ``Daemon`` two parts of its own, passed in rather
+than overridden: values come from the simulated plant (through the real register map
+and codec) instead of a serial line, and the pacer is ``SimulatedTime``, so
+``--speed 60`` runs an hour a minute with every tick still computed.
 """
 
 from __future__ import annotations
@@ -14,21 +14,18 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from controller.aio import wait_event
 from controller.config.schema import HmiConfig, StationConfig
 from controller.dashboard import headline, render
-from controller.runtime.daemon import Daemon, Source
+from controller.runtime.assembly import Source
+from controller.runtime.daemon import Daemon
 from drivers.gpio.sim import SimGpio
-from simulator.faults import FaultSchedule, parse_fault
+from harness.pacing import FRAME_S, SimulatedTime
+from simulator.plant import Plant, build_plant
 from simulator.source import SimSource
-from simulator.station import SimStation
 
-if TYPE_CHECKING:
-    from controller.hmi.server import HmiServer
-
-FRAME_S = 0.1  # wall seconds between simulation frames and dashboard refreshes
 #: Longest ``--duration`` waits, after the simulated time is up, for the broker to have
 #: every buffered sample (wall seconds).
 DRAIN_LIMIT_S = 120.0
@@ -107,118 +104,103 @@ def demo_accounts(options: DemoOptions) -> dict[str, str]:
     return accounts
 
 
-class SimDaemon(Daemon):
-    """The daemon around a simulated station, in simulated time."""
+@dataclass
+class Demo:
+    """The demo's daemon, the plant it controls, and the simulated time both run in."""
 
-    hangup_stops = True  # run from a terminal: closing it ends the demo
+    plant: Plant
+    pacer: SimulatedTime
+    options: DemoOptions
+    daemon: Daemon = field(init=False)
 
-    def __init__(self, cfg: StationConfig, options: DemoOptions) -> None:
-        self.options = options
-        self.sim_gpio = SimGpio()
-        schedule = FaultSchedule([parse_fault(spec) for spec in options.faults])
-        start = options.start_at(cfg.site.timezone)
-        self.start_epoch = start.timestamp()
-        self.station = SimStation(
-            cfg,
-            gpio=self.sim_gpio,
-            seed=options.seed,
-            faults=schedule,
-            start_hour=start.hour + start.minute / 60 + start.second / 3600,
-            start_weekday=start.weekday(),
-        )
-        super().__init__(
-            cfg,
-            config_path=None,
-            gpio=self.sim_gpio,
-            clock=self._sim_now,
-            wall_clock=self._sim_wall,
-        )
-        self.core.local_time = self.station.local_time  # schedules follow simulated time
-        self.wall_started = time.monotonic()
-
-    def _make_hmi(self) -> HmiServer:
-        from controller.hmi import make_hmi
-
-        return make_hmi(self, demo=True)
-
-    def _sim_now(self) -> float:
-        return float(self.station.t)
-
-    def _sim_wall(self) -> float:
-        """The simulated wall clock (UTC epoch seconds): telemetry and alarms carry it."""
-        return self.start_epoch + float(self.station.t)
-
-    def _make_source(self, cfg: StationConfig) -> Source:
-        return SimSource(cfg, self.station)
-
-    async def _run_source(self, source: Source, stop: asyncio.Event) -> None:
-        await stop.wait()  # the control task steps the simulator
-
-    async def _run_control(self) -> None:
-        """Advance the station and tick the controller in simulated time."""
-        tick = self.cfg.control.tick_s
-        budget = 0.0
-        next_frame = time.monotonic()
-        while not self.stop.is_set():
-            budget += self.options.speed * FRAME_S
-            while budget >= tick:
-                self.station.step(tick)
-                self.loop.tick(self.station.t)
-                budget -= tick
-                duration = self.options.duration_s
-                if duration is not None and self.station.t >= duration:
-                    await self._drain()
-                    self.stop.set()
-                    return
-            next_frame += FRAME_S
-            delay = next_frame - time.monotonic()
-            if delay < 0:  # the machine cannot keep up with --speed: do not pile up
-                next_frame = time.monotonic()
-                delay = 0
-            await wait_event(self.stop, delay)
-
-    async def _drain(self) -> None:
-        """The simulated time is up: wait (bounded) until the broker has every sample, so
-        a measured run is whole. The station stands still meanwhile."""
-        if self.uplink is None:
-            return
-        deadline = time.monotonic() + DRAIN_LIMIT_S
-        await self.buffer.flush()
-        while time.monotonic() < deadline and not self.stop.is_set():
-            if self.uplink.connected and self.buffer.stats()["backlog"] == 0:
-                return
-            await wait_event(self.stop, FRAME_S)
-
-    def extra_snapshot(self) -> dict[str, Any]:
-        st = self.station.state
+    def sim_status(self) -> dict[str, Any]:
+        """The simulated clock and what the plant's customers draw, for the dashboard."""
         from zoneinfo import ZoneInfo
 
-        local = datetime.fromtimestamp(self._sim_wall(), ZoneInfo(self.cfg.site.timezone))
-        snap: dict[str, Any] = {
-            "sim": {
-                "time": local.strftime("%a %Y-%m-%d %H:%M"),
-                "speed": self.options.speed,
-                "demand_m3h": round(st.demand_m3h, 2),
-                "leakage_m3h": round(st.leakage_m3h, 2),
-            }
+        st = self.plant.station.state
+        local = datetime.fromtimestamp(self.pacer.wall(), ZoneInfo(self.daemon.cfg.site.timezone))
+        return {
+            "time": local.strftime("%a %Y-%m-%d %H:%M"),
+            "speed": self.options.speed,
+            "demand_m3h": round(st.demand_m3h, 2),
+            "leakage_m3h": round(st.leakage_m3h, 2),
         }
-        return snap
 
-    def status_snapshot(self) -> dict[str, Any]:
-        snap = super().status_snapshot()
+    def extend_status(self, snap: dict[str, Any]) -> None:
+        """The daemon's status plus the simulation's: its clock, and each pump's energy."""
+        snap["sim"] = self.sim_status()
         pumps = snap.get("pumps", {})
-        for name, pump in self.station.state.pumps.items():
+        for name, pump in self.plant.station.state.pumps.items():
             if name in pumps:
                 pumps[name]["energy_kwh"] = round(pump.energy_kwh, 2)
-        return snap
+
+    async def drain(self) -> None:
+        """The simulated time is up: wait (bounded) until the broker has every sample, so
+        a measured run is whole. The plant stands still meanwhile."""
+        daemon = self.daemon
+        if daemon.uplink is None:
+            return
+        deadline = time.monotonic() + DRAIN_LIMIT_S
+        await daemon.buffer.flush()
+        while time.monotonic() < deadline and not daemon.stop.is_set():
+            if daemon.uplink.connected and daemon.buffer.stats()["backlog"] == 0:
+                return
+            await wait_event(daemon.stop, FRAME_S)
+
+
+def build_demo(cfg: StationConfig, options: DemoOptions) -> Demo:
+    """The daemon around a simulated plant, in simulated time (``cfg``: see ``demo_config``)."""
+    gpio = SimGpio()
+    start = options.start_at(cfg.site.timezone)
+    plant = build_plant(
+        cfg,
+        gpio=gpio,
+        faults=options.faults,
+        seed=options.seed,
+        start_hour=start.hour + start.minute / 60 + start.second / 3600,
+        start_weekday=start.weekday(),
+    )
+    gpio.clock = plant.now  # the relay history in simulated seconds
+    pacer = SimulatedTime(
+        plant.station,
+        speed=options.speed,
+        start_epoch=start.timestamp(),
+        duration_s=options.duration_s,
+    )
+    demo = Demo(plant, pacer, options)
+
+    def make_source(station_cfg: StationConfig) -> Source:
+        if station_cfg is not cfg:  # a reload with new buses: a register image to match
+            plant.source = SimSource(station_cfg, plant.station)
+        return plant.source
+
+    demo.daemon = Daemon(
+        cfg,
+        config_path=None,
+        gpio=gpio,
+        pacer=pacer,
+        make_source=make_source,
+        local_time=plant.station.local_time,  # schedules follow simulated time
+        hangup_stops=True,  # run from a terminal: closing it ends the demo
+        hmi_demo=True,
+        extend_status=demo.extend_status,
+    )
+    pacer.finish = demo.drain
+    return demo
+
+
+def demo_daemon(cfg: StationConfig, options: DemoOptions) -> Daemon:
+    """Just the demo's daemon (what the daemon tests drive)."""
+    return build_demo(cfg, options).daemon
 
 
 async def run_demo(cfg: StationConfig, options: DemoOptions) -> int:
-    daemon = SimDaemon(demo_config(cfg, options), options)
+    demo = build_demo(demo_config(cfg, options), options)
+    daemon = demo.daemon
     # Before the daemon starts, so the HMI never serves a moment without its accounts.
     accounts = demo_accounts(options) if daemon.hmi is not None else {}
     announce = asyncio.create_task(_announce_hmi(daemon, accounts))
-    dashboard = asyncio.create_task(_dashboard(daemon, options))
+    dashboard = asyncio.create_task(_dashboard(demo))
     try:
         code = await daemon.run()
     finally:
@@ -230,7 +212,7 @@ async def run_demo(cfg: StationConfig, options: DemoOptions) -> int:
     return code
 
 
-async def _announce_hmi(daemon: SimDaemon, accounts: dict[str, str]) -> None:
+async def _announce_hmi(daemon: Daemon, accounts: dict[str, str]) -> None:
     """Print where the HMI is, and its demo accounts, once it listens."""
     if daemon.hmi is None:
         return
@@ -242,8 +224,9 @@ async def _announce_hmi(daemon: SimDaemon, accounts: dict[str, str]) -> None:
     )
 
 
-async def _dashboard(daemon: SimDaemon, options: DemoOptions) -> None:
-    if options.live:
+async def _dashboard(demo: Demo) -> None:
+    daemon = demo.daemon
+    if demo.options.live:
         from rich.live import Live
 
         with Live(render(daemon.status_snapshot()), refresh_per_second=4, screen=False) as live:
@@ -254,8 +237,8 @@ async def _dashboard(daemon: SimDaemon, options: DemoOptions) -> None:
         last_minute = -1
         while True:
             await asyncio.sleep(FRAME_S)
-            minute = int(daemon.station.t // 60)
+            minute = int(demo.plant.station.t // 60)
             if minute != last_minute and daemon.loop.stats.ticks:
                 last_minute = minute
-                sim = daemon.extra_snapshot()["sim"]
+                sim = demo.sim_status()
                 print(f"{sim['time']}  {headline(daemon.status_snapshot())}", flush=True)
