@@ -572,3 +572,16 @@ def test_an_exception_escaping_a_validator_is_still_a_config_error() -> None:
     text = EXAMPLE_TEXT.replace("  timezone: Asia/Jakarta", "  timezone: Asia")
     (issue,) = _issues(text)
     assert "time zone" in issue.message or "could not be checked" in issue.message
+
+
+def test_check_warns_about_a_multi_pump_station_without_a_deadband(tmp_path: Path) -> None:
+    # An outside tester's VFD station left at deadband 0 staged its fixed pumps on and
+    # off every ~90 s once the drive tripped, until every pump was out of starts.
+    station = tmp_path / "station.yaml"
+    vfd_text = (REPO / "config" / "station.vfd-example.yaml").read_text()
+    station.write_text(vfd_text.replace("deadband_bar: 0.4", "deadband_bar: 0.0"))
+    result = boosterd("check", str(station))
+    assert result.returncode == 0, result.stderr
+    assert "warning   control.pid.deadband_bar is 0: while the drive is out" in result.stdout
+    station.write_text(vfd_text)
+    assert "deadband_bar" not in boosterd("check", str(station)).stdout

@@ -64,8 +64,25 @@ def summary(cfg: StationConfig, path: str) -> str:
                 "    a round in which every slower block falls due as well runs past the "
                 "tick: spread the slow points over more poll classes or raise the baud rate"
             )
-    lines.extend(f"  warning   {w}" for w in file_warnings(cfg))
+    lines.extend(f"  warning   {w}" for w in file_warnings(cfg) + control_warnings(cfg))
     return "\n".join(lines)
+
+
+def control_warnings(cfg: StationConfig) -> list[str]:
+    """Settings that validate but that the field has shown to cost starts."""
+    out = []
+    if cfg.control.pid.deadband_bar == 0 and len(cfg.pumps) > 1:
+        when = (
+            "while the drive is out (tripped or silent) the station stages fixed-speed pumps"
+            if any(p.vfd is not None for p in cfg.pumps.values())
+            else "the station stages fixed-speed pumps"
+        )
+        out.append(
+            f"control.pid.deadband_bar is 0: {when}, each stage lands in a band around the "
+            "setpoint and the integral stages a pump on and off until the start limits "
+            "stop it; set about half that band (0.3-0.5 bar on most stations)"
+        )
+    return out
 
 
 def file_warnings(cfg: StationConfig) -> list[str]:
