@@ -216,6 +216,13 @@ def test_primary_host_state_follows_the_timestamp_rule_and_survives_garbage(
     node._on_state(b'{"online": false, "timestamp": 100}')  # as new: it counts
     assert node._host_down.is_set()
     assert not node.host_online
+    # An online older than the last STATE taken (a stale retained one) is no birth.
+    node._on_state(b'{"online": true, "timestamp": 99}')
+    assert not node._host_up.is_set()
+    assert not node.host_online
+    node._on_state(b'{"online": true, "timestamp": 100}')
+    assert node._host_up.is_set()
+    assert not node._host_down.is_set()
 
 
 @pytest.mark.parametrize(
