@@ -256,3 +256,16 @@ def test_edge_node_id_defaults_to_the_site_id(tmp_path: Path) -> None:
     assert node.topics["NBIRTH"] == "spBv1.0/zona3/NBIRTH/bs01-sukamaju"
     assert node.topics["NCMD"] == "spBv1.0/zona3/NCMD/bs01-sukamaju"
     assert node.state_topic is None
+
+
+def test_a_bad_reading_goes_out_null_with_the_sparkplug_quality_property_bad() -> None:
+    cat = Catalogue.for_station(station(), SparkplugConfig())
+    good_point = next(d.name for d in cat.defs if d.measured and "discharge" not in d.name)
+    raw = encode(cat, [("Values/discharge_pressure", None, 1000), (good_point, 2.5, 1000),
+                       ("Control/Mode", None, 1000)], seq=1, ts_ms=1000)  # fmt: skip
+    [out] = tahu_decode([("spBv1.0/g/NDATA/n", raw)])
+    bad, good, mode = out["decoded"]["metrics"]
+    assert bad["value"] is None
+    assert bad["properties"]["Quality"] == {"type": "Int32", "value": 0}  # BAD
+    assert "properties" not in good  # no Quality property: GOOD
+    assert "properties" not in mode  # unknown, not a measurement
