@@ -16,7 +16,9 @@ counters once a second. The main process checks what the broker delivers, per st
 
 Reported: time until every station is connected again and until every backlog is drained,
 reconnect counts, stations with gaps, broker CPU seconds and peak RSS, the workers' CPU
-seconds (the generator's cost, apart from the broker's) and the checker's. Prints JSON.
+seconds (the generator's cost, apart from the broker's) and the checker's. Prints JSON;
+``--check`` fails when a station has a gap or did not come back, ``--save`` writes
+bench/results/fleet-<scheme>.json.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any
 import aiomqtt
 import yaml
 
+from bench.common import Target, add_arguments, finish
 from controller.config import StationConfig
 from controller.logs import configure_logging
 from controller.telemetry.buffer import SampleBuffer
@@ -257,6 +260,7 @@ async def main() -> None:
     ap.add_argument("--warmup", type=float, default=30.0)
     ap.add_argument("--drain-limit", type=float, default=900.0)
     ap.add_argument("--worker", nargs=4, metavar=("FIRST", "COUNT", "PORT", "STATE"))
+    add_arguments(ap)
     args = ap.parse_args()
     if args.worker:
         first, count, port, state = args.worker
@@ -364,8 +368,18 @@ async def main() -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await check_task
         broker.close()
-    json.dump(result, sys.stdout, indent=2)
-    print()
+    check = result.pop("check", {})
+    examples = check.pop("examples", {})
+    figures = {**result, **{f"check.{k}": v for k, v in check.items()}}
+    gaps = ["check.stations_with_gaps"] if args.scheme == "json" else [
+        "check.stations_with_seq_gaps", "check.stations_with_history_holes"]  # fmt: skip
+    targets = [Target(g, "<=", 0, "every station's data delivered, nothing missing (by seq)")
+               for g in gaps]  # fmt: skip
+    targets.append(Target("reconnect_all_s", "<=", args.drain_limit, "every station back"))
+    table = [{"station": k, "detail": str(v)} for k, v in examples.items()]
+    command = " ".join(["python -m bench.fleet", *sys.argv[1:]]).replace(" --save", "")
+    finish(f"fleet-{args.scheme}", figures, targets, args, command=command,
+           tables={"stations with a problem": table} if table else None)  # fmt: skip
 
 
 if __name__ == "__main__":
