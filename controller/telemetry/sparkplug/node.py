@@ -158,6 +158,9 @@ class SparkplugNode:
         self._live = 0
         self._alarm_split = 0
         self._alarms_sent = 0
+        #: The buffer may hold alarm events not sent in this session (looked up only then:
+        #: a query per round per station adds up in a fleet).
+        self._alarms_due = True
 
     # -- API for the daemon (as the JSON Uplink's) -------------------------------------------
 
@@ -166,6 +169,7 @@ class SparkplugNode:
         ``Alarms/Last Event`` with its own time; one raised before this session's birth
         (host away, link down, the node restarted) goes out as historical data."""
         self.backlog.append_alarm(dict(event))
+        self._alarms_due = True
         self._wake.set()
 
     def notify_status_changed(self) -> None:
@@ -377,6 +381,7 @@ class SparkplugNode:
         # Alarm events raised before this birth are history (the host did not have them).
         self._alarm_split = self.backlog.last_alarm_seq()
         self._alarms_sent = 0  # the buffer skips those confirmed in earlier sessions
+        self._alarms_due = True
         await self._birth(client, bdseq)
         # Everything in the buffer now is history; what is appended from here on is live.
         self._split = self.backlog.last_seq()
@@ -446,9 +451,21 @@ class SparkplugNode:
     async def _send_alarms(self, client: aiomqtt.Client) -> int:
         """One batch of alarm events from the buffer, oldest first, each with its own time:
         historical if raised before this birth, live after. Confirmed, then dropped."""
-        rows = await self.backlog.alarms_after(self._alarms_sent, ALARM_BATCH)
-        if not rows:
+        if not self._alarms_due:
             return 0
+        self._alarms_due = False  # an event appended meanwhile sets it again
+        try:
+            rows = await self.backlog.alarms_after(self._alarms_sent, ALARM_BATCH)
+            if rows:
+                await self._publish_alarms(client, rows)
+        except BaseException:
+            self._alarms_due = True
+            raise
+        if len(rows) == ALARM_BATCH:
+            self._alarms_due = True  # more may wait
+        return len(rows)
+
+    async def _publish_alarms(self, client: aiomqtt.Client, rows: list[AlarmRow]) -> None:
         old = [r for r in rows if r[0] <= self._alarm_split]
         new = [r for r in rows if r[0] > self._alarm_split]
         for batch, historical in ((old, True), (new, False)):
@@ -462,7 +479,6 @@ class SparkplugNode:
         self._alarms_sent = rows[-1][0]
         await self._routed(client)
         await self.backlog.confirm_alarms_upto(self._alarms_sent)
-        return len(rows)
 
     async def _send_results(self, client: aiomqtt.Client) -> None:
         """Command results, each with its own time, in one NDATA."""
