@@ -70,6 +70,13 @@ def test_report_by_exception_sends_moves_beyond_the_deadband_and_at_the_max_inte
     assert rbe.changes({"Control/State": "filling"}, 5000) == {"Control/State": "filling"}
     assert rbe.changes({name: 3.3}, 62_000) == {name: 3.3}  # due: 60 s since 3.2 was sent
     assert rbe.changes({name: None}, 63_000) == {name: None}  # a value going bad is news
+    # The backlog counter: news past 100 rows or back to 0, not its tick-by-tick sawtooth.
+    backlog = "Buffer/Backlog"
+    rbe.reset({backlog: 0}, 0)
+    assert [rbe.changes({backlog: n}, 1000 + n) for n in (1, 15, 0, 12)] == [{}, {}, {}, {}]
+    assert rbe.changes({backlog: 150}, 2000) == {backlog: 150}
+    assert rbe.changes({backlog: 90}, 3000) == {}
+    assert rbe.changes({backlog: 0}, 4000) == {backlog: 0}
 
 
 def test_bdseq_rises_per_connect_wraps_at_255_and_survives_a_restart(tmp_path: Path) -> None:

@@ -34,6 +34,9 @@ ALARM_EVENT = "Alarms/Last Event"
 MANUAL_SUFFIX = "/Manual On"
 
 _U64 = (1 << 64) - 1
+#: ``Buffer/Backlog`` is news when it moved by more than this many rows, or fell to 0: its
+#: sawtooth between two live confirmations (0 to ~15 rows) would make every tick news.
+BACKLOG_DEADBAND = 100.0
 #: Sparkplug quality codes (the ``Quality`` property, Int32): 0 BAD, 192 GOOD, 500 STALE.
 #: Only BAD is ever sent: without the property a value is GOOD.
 QUALITY_BAD = 0
@@ -110,7 +113,7 @@ class Catalogue:
             ("Alarms/Count", pb.Int32, {}),
             (ACKNOWLEDGE, pb.String, {"writable": True}),
             (ALARM_EVENT, pb.String, {}),
-            ("Buffer/Backlog", pb.Int64, {}),
+            ("Buffer/Backlog", pb.Int64, {"deadband": BACKLOG_DEADBAND}),
         ]
         for name, (_, point) in cfg.points().items():
             low, high = _range(point)
@@ -252,6 +255,8 @@ class ReportByException:
 
     @staticmethod
     def _differs(d: MetricDef, old: Value, new: Value) -> bool:
+        if not d.analog and d.deadband > 0 and type(old) is int and type(new) is int:
+            return abs(new - old) > d.deadband or (new == 0 and old != 0)
         if not d.analog or not isinstance(old, float) or not isinstance(new, float):
             return old != new
         band = d.deadband if d.deadband >= 0 else abs(old) * 0.005

@@ -382,6 +382,7 @@ class SparkplugNode:
         self._alarm_split = self.backlog.last_alarm_seq()
         self._alarms_sent = 0  # the buffer skips those confirmed in earlier sessions
         self._alarms_due = True
+        self._rebirth.clear()  # this birth carries everything a rebirth asked before it
         await self._birth(client, bdseq)
         # Everything in the buffer now is history; what is appended from here on is live.
         self._split = self.backlog.last_seq()
