@@ -76,6 +76,9 @@ async def test_birth_data_alarm_event_and_death_on_either_mqtt_version(
                              what="the alarm event")  # fmt: skip
             assert json.loads(host.last("Alarms/Last Event"))["id"] == "dry_run"
             born = bdseq_of(host.of("NBIRTH")[0].payload)
+            # MQTT 5: NDATA under a topic alias after the first; the host sees the topic.
+            assert node._alias_sent is (protocol == "5")
+            assert {r.topic for r in host.of("NDATA")} == {node.topics["NDATA"]}
         # NDEATH, then DISCONNECT; MQTT 5's carries "with Will" (0x04), as Sparkplug 3.0
         # asks, so the broker sends the Will too: the same bdSeq twice.
         deaths = 2 if protocol == "5" else 1

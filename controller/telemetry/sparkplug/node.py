@@ -91,6 +91,7 @@ ALARM_BATCH = 50
 #: An orderly stop gives the samples already taken and the alarm events this long to go
 #: out (and be confirmed) before NDEATH.
 FINAL_FLUSH_S = 2.0
+NDATA_TOPIC_ALIAS = 1
 #: MQTT 5 DISCONNECT reason "Disconnect with Will Message".
 DISCONNECT_WITH_WILL = 0x04
 #: MQTT 5: the broker may not send us more than this (an NCMD, a STATE, with headers).
@@ -142,6 +143,10 @@ class SparkplugNode:
         self.births = 0
         self.replaying = False
         self.reconnects = 0
+        #: MQTT 5 topic alias for NDATA: the broker's maximum (0: none), and whether this
+        #: connection has sent the topic with its alias yet.
+        self._alias_max = 0
+        self._alias_sent = False
         self.last_error: str | None = None
         #: The newest STATE timestamp taken, and that of the last online one (-1: none yet).
         self._state_ts = -1
@@ -238,7 +243,24 @@ class SparkplugNode:
         )
         client.pending_calls_threshold = 50
         _limit_reads(client, READ_LIMIT_BYTES)
+        if v5:
+            self._learn_topic_alias_maximum(client)
         return client
+
+    def _learn_topic_alias_maximum(self, client: aiomqtt.Client) -> None:
+        """Read the broker's Topic Alias Maximum from its CONNACK (aiomqtt keeps no CONNACK
+        properties): above 0, NDATA is sent under a topic alias."""
+        paho = client._client
+        inner = paho.on_connect
+        self._alias_max = 0
+
+        def on_connect(*args: Any) -> None:
+            properties = args[4] if len(args) > 4 else None
+            self._alias_max = int(getattr(properties, "TopicAliasMaximum", 0) or 0)
+            if inner is not None:
+                inner(*args)
+
+        paho.on_connect = on_connect
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sessions until ``stop``: reconnect with back-off and jitter after a loss."""
@@ -280,6 +302,7 @@ class SparkplugNode:
 
     async def _session(self, client: aiomqtt.Client, bdseq: int, stop: asyncio.Event) -> None:
         self.ncmd.session = bdseq
+        self._alias_sent = False  # aliases live as long as the connection
         self._host_up.clear()
         self._host_down.clear()
         self.host_online = self.state_topic is None
@@ -374,7 +397,16 @@ class SparkplugNode:
             return {}
 
     async def _data(self, client: aiomqtt.Client, payload: bytes) -> None:
-        await client.publish(self.topics["NDATA"], payload, qos=0)
+        if self._alias_max < 1:
+            await client.publish(self.topics["NDATA"], payload, qos=0)
+        else:
+            # MQTT 5 topic alias: the 32-odd bytes of the NDATA topic once per connection,
+            # then two (a third of a typical NDATA on the wire). Subscribers see the topic.
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.TopicAlias = NDATA_TOPIC_ALIAS
+            topic = "" if self._alias_sent else self.topics["NDATA"]
+            await client.publish(topic, payload, qos=0, properties=properties)
+            self._alias_sent = True
         self.published += 1
 
     async def _work(self, client: aiomqtt.Client, bdseq: int, stop: asyncio.Event) -> None:
