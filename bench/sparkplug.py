@@ -91,7 +91,7 @@ def station_file(path: Path, uplink: dict[str, Any], *, tick_s: float) -> Path:
 def demo(config: Path, port: int, state: Path, *, speed: float = 1.0) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "controller.cli", "demo", "--config", str(config), "--mqtt",
-         f"127.0.0.1:{port}", "--plain", "--state-dir", str(state), "--start-hour", "7",
+         f"127.0.0.1:{port}", "--plain", "--no-hmi", "--state-dir", str(state), "--start-hour", "7",
          "--speed", str(speed)],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
