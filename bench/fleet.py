@@ -181,7 +181,9 @@ class Checker:
         raw = message.payload if isinstance(message.payload, bytes) else b""
         if self.scheme == "json":
             body = json.loads(raw)
-            self.json_seqs[str(body["site"])].add(int(body["seq"]))
+            # Format 2 samples leave the site out of the body: it is in the topic.
+            site = str(message.topic).split("/")[1]
+            self.json_seqs[site].add(int(body["seq"]))
         else:
             self._sparkplug(str(message.topic), raw)
 
