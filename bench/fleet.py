@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,6 +159,11 @@ class Checker:
     spb_expected: dict[str, int | None] = field(default_factory=dict)
     #: Historical sample numbers per node, one list per session (birth).
     spb_history: dict[str, list[list[int]]] = field(default_factory=lambda: defaultdict(list))
+    #: The last messages (kind, seq) per node, and a copy of them at its first seq gap.
+    spb_trace: dict[str, deque[tuple[str, int]]] = field(
+        default_factory=lambda: defaultdict(lambda: deque(maxlen=8))
+    )
+    spb_gap_trace: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     messages: int = 0
 
     async def run(self) -> None:
@@ -190,10 +195,11 @@ class Checker:
     def _sparkplug(self, topic: str, raw: bytes) -> None:
         parts = topic.split("/")
         kind, node = parts[2], parts[3]
+        p = pb.Payload.FromString(raw)
+        self.spb_trace[node].append((kind, p.seq if p.HasField("seq") else -1))
         if kind == "NDEATH":
             self.spb_expected[node] = None
             return
-        p = pb.Payload.FromString(raw)
         if kind == "NBIRTH":
             self.spb_expected[node] = 1
             self.spb_history[node].append([])
@@ -203,6 +209,7 @@ class Checker:
         expected = self.spb_expected.get(node)
         if expected is not None and p.seq != expected:
             self.spb_gaps[node] += 1
+            self.spb_gap_trace.setdefault(node, list(self.spb_trace[node]))
         self.spb_expected[node] = (p.seq + 1) % 256
         sample_alias = 4  # Telemetry/Sample: fourth in the catalogue (see metrics.py)
         if self.spb_history[node]:
@@ -233,7 +240,8 @@ class Checker:
                 bad = bad or (bool(h) and h != list(range(h[0], h[-1] + 1)))
             if bad:
                 holes[site_id(i)] = [len(h) for h in sessions]
-        examples = {**dict(list(gaps.items())[:3]), **dict(list(holes.items())[:3])}
+        examples: dict[str, Any] = {**dict(list(gaps.items())[:3]), **dict(list(holes.items())[:3])}
+        examples.update({f"{n} trace": t for n, t in list(self.spb_gap_trace.items())[:3]})
         return {
             "stations_with_seq_gaps": len(gaps),
             "stations_with_history_holes": len(holes),
