@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -379,6 +380,7 @@ async def main() -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await check_task
         broker.close()
+        shutil.rmtree(state, ignore_errors=True)  # 500 buffer files
     check = result.pop("check", {})
     examples = check.pop("examples", {})
     figures = {**result, **{f"check.{k}": v for k, v in check.items()}}
