@@ -16,7 +16,9 @@ counters once a second. The main process checks what the broker delivers, per st
 
 Reported: time until every station is connected again and until every backlog is drained,
 reconnect counts, stations with gaps, broker CPU seconds and peak RSS, the workers' CPU
-seconds (the generator's cost, apart from the broker's) and the checker's. Prints JSON.
+seconds (the generator's cost, apart from the broker's) and the checker's. Prints JSON;
+``--check`` fails when a station has a gap or did not come back, ``--save`` writes
+bench/results/fleet-<scheme>.json.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,7 @@ from typing import Any
 import aiomqtt
 import yaml
 
+from bench.common import Target, add_arguments, finish
 from controller.config import StationConfig
 from controller.logs import configure_logging
 from controller.telemetry.buffer import SampleBuffer
@@ -156,6 +160,11 @@ class Checker:
     spb_expected: dict[str, int | None] = field(default_factory=dict)
     #: Historical sample numbers per node, one list per session (birth).
     spb_history: dict[str, list[list[int]]] = field(default_factory=lambda: defaultdict(list))
+    #: The last messages (kind, seq) per node, and a copy of them at its first seq gap.
+    spb_trace: dict[str, deque[tuple[str, int]]] = field(
+        default_factory=lambda: defaultdict(lambda: deque(maxlen=8))
+    )
+    spb_gap_trace: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     messages: int = 0
 
     async def run(self) -> None:
@@ -178,17 +187,20 @@ class Checker:
         raw = message.payload if isinstance(message.payload, bytes) else b""
         if self.scheme == "json":
             body = json.loads(raw)
-            self.json_seqs[str(body["site"])].add(int(body["seq"]))
+            # Format 2 samples leave the site out of the body: it is in the topic.
+            site = str(message.topic).split("/")[1]
+            self.json_seqs[site].add(int(body["seq"]))
         else:
             self._sparkplug(str(message.topic), raw)
 
     def _sparkplug(self, topic: str, raw: bytes) -> None:
         parts = topic.split("/")
         kind, node = parts[2], parts[3]
+        p = pb.Payload.FromString(raw)
+        self.spb_trace[node].append((kind, p.seq if p.HasField("seq") else -1))
         if kind == "NDEATH":
             self.spb_expected[node] = None
             return
-        p = pb.Payload.FromString(raw)
         if kind == "NBIRTH":
             self.spb_expected[node] = 1
             self.spb_history[node].append([])
@@ -198,6 +210,7 @@ class Checker:
         expected = self.spb_expected.get(node)
         if expected is not None and p.seq != expected:
             self.spb_gaps[node] += 1
+            self.spb_gap_trace.setdefault(node, list(self.spb_trace[node]))
         self.spb_expected[node] = (p.seq + 1) % 256
         sample_alias = 4  # Telemetry/Sample: fourth in the catalogue (see metrics.py)
         if self.spb_history[node]:
@@ -228,7 +241,8 @@ class Checker:
                 bad = bad or (bool(h) and h != list(range(h[0], h[-1] + 1)))
             if bad:
                 holes[site_id(i)] = [len(h) for h in sessions]
-        examples = {**dict(list(gaps.items())[:3]), **dict(list(holes.items())[:3])}
+        examples: dict[str, Any] = {**dict(list(gaps.items())[:3]), **dict(list(holes.items())[:3])}
+        examples.update({f"{n} trace": t for n, t in list(self.spb_gap_trace.items())[:3]})
         return {
             "stations_with_seq_gaps": len(gaps),
             "stations_with_history_holes": len(holes),
@@ -257,6 +271,7 @@ async def main() -> None:
     ap.add_argument("--warmup", type=float, default=30.0)
     ap.add_argument("--drain-limit", type=float, default=900.0)
     ap.add_argument("--worker", nargs=4, metavar=("FIRST", "COUNT", "PORT", "STATE"))
+    add_arguments(ap)
     args = ap.parse_args()
     if args.worker:
         first, count, port, state = args.worker
@@ -334,7 +349,8 @@ async def main() -> None:
 
         await until(drained, args.drain_limit)
         result["drain_s"] = round(time.monotonic() - t_restart, 1)
-        await asyncio.sleep(3)  # the last messages on their way to the checker
+        # The last backlog rows on their way to the checker (live ones keep coming).
+        await asyncio.sleep(10)
         result["reconnects"] = total("reconnects") - reconnects0
         result["broker_cpu_s_after_restart"] = round(proc_cpu_s(broker_pid), 2)
         result["broker_cpu_s_before_outage_per_s"] = round(cpu0 / max(1.0, args.warmup), 3)
@@ -364,8 +380,19 @@ async def main() -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await check_task
         broker.close()
-    json.dump(result, sys.stdout, indent=2)
-    print()
+        shutil.rmtree(state, ignore_errors=True)  # 500 buffer files
+    check = result.pop("check", {})
+    examples = check.pop("examples", {})
+    figures = {**result, **{f"check.{k}": v for k, v in check.items()}}
+    gaps = ["check.stations_with_gaps"] if args.scheme == "json" else [
+        "check.stations_with_seq_gaps", "check.stations_with_history_holes"]  # fmt: skip
+    targets = [Target(g, "<=", 0, "every station's data delivered, nothing missing (by seq)")
+               for g in gaps]  # fmt: skip
+    targets.append(Target("reconnect_all_s", "<=", args.drain_limit, "every station back"))
+    table = [{"station": k, "detail": str(v)} for k, v in examples.items()]
+    command = " ".join(["python -m bench.fleet", *sys.argv[1:]]).replace(" --save", "")
+    finish(f"fleet-{args.scheme}", figures, targets, args, command=command,
+           tables={"stations with a problem": table} if table else None)  # fmt: skip
 
 
 if __name__ == "__main__":

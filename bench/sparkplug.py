@@ -1,7 +1,7 @@
 """Sparkplug benchmark: bytes per station-day on the wire, JSON scheme vs Sparkplug B; and
 the backlog replay (historical) rate beside the live rate after a host outage.
 
-    .venv/bin/python -m bench.sparkplug [--window 120] [--outage 30] [--rows 20000]
+    .venv/bin/python -m bench.sparkplug [--window 120] [--outage 30] [--rows 20000] [--check]
 
 * bytes: the example station (``boosterd demo``: the whole daemon on the simulator, in
   real time) with ``control.tick_s: 1``, once per scheme, each through a TCP relay in
@@ -16,7 +16,8 @@ the backlog replay (historical) rate beside the live rate after a host outage.
   seconds (at ``--speed`` simulated seconds per second, so the backlog holds outage *
   speed / tick samples); then how fast the backlog arrives as historical data, and how
   many live NDATA arrived meanwhile (live data is not starved).
-Prints JSON.
+Prints JSON; ``--check`` fails on a missed target (5x fewer bytes than JSON, nothing
+missing, live data never more than 1 s behind), ``--save`` writes bench/results/sparkplug.json.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import signal
 import subprocess
 import sys
@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from bench.common import Target, add_arguments, finish
 from tests.conftest import EXAMPLE_CONFIG, REPO
 from tests.support.broker import Broker, free_port
 from tests.support.sparkplug_host import Host, eventually
@@ -90,7 +91,7 @@ def station_file(path: Path, uplink: dict[str, Any], *, tick_s: float) -> Path:
 def demo(config: Path, port: int, state: Path, *, speed: float = 1.0) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "controller.cli", "demo", "--config", str(config), "--mqtt",
-         f"127.0.0.1:{port}", "--plain", "--state-dir", str(state), "--start-hour", "7",
+         f"127.0.0.1:{port}", "--plain", "--no-hmi", "--state-dir", str(state), "--start-hour", "7",
          "--speed", str(speed)],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -240,6 +241,29 @@ async def backlog(broker: Broker, tmp: Path, rows: int) -> Any:
     }
 
 
+def figures_of(result: dict[str, Any]) -> dict[str, Any]:
+    """The nested result as flat ``part.figure`` keys (lists as their length)."""
+    out: dict[str, Any] = {}
+    for part, row in result.items():
+        for key, value in row.items():
+            if isinstance(value, dict):
+                out.update({f"{part}.{key}.{k}": v for k, v in value.items()})
+            else:
+                out[f"{part}.{key}"] = len(value) if isinstance(value, list) else value
+    return out
+
+
+TARGETS = [
+    Target("bytes.ratio_json_to_sparkplug", ">=", 5.0,
+           "issue 16: at least 5x fewer bytes than JSON at 1 s ticks"),
+    Target("replay.contiguous", ">=", 1, "every sample of the outage, in order"),
+    Target("replay.violations", "<=", 0, "the host's session rules (seq, bdSeq, births)"),
+    Target("backlog.historical_complete_in_order", ">=", 1, "nothing missing, in order"),
+    Target("backlog.max_gap_between_live_ndata_s", "<=", 1.0,
+           "live data not starved by the backlog (a sample every 0.1 s)"),
+]  # fmt: skip
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--window", type=float, default=120.0)
@@ -248,6 +272,7 @@ async def main() -> None:
     parser.add_argument("--speed", type=float, default=20.0)
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--only", choices=["bytes", "backlog", "replay"])
+    add_arguments(parser)
     args = parser.parse_args()
     broker = Broker()
     broker.start()
@@ -262,8 +287,10 @@ async def main() -> None:
                 result["replay"] = await replay(broker, Path(tmp), args.outage, args.speed)
     finally:
         broker.close()
-    json.dump(result, sys.stdout, indent=2)
-    print()
+    figures = figures_of(result)
+    targets = [t for t in TARGETS if t.figure in figures]
+    command = " ".join(["python -m bench.sparkplug", *sys.argv[1:]])
+    finish("sparkplug", figures, targets, args, command=command.replace(" --save", ""))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ and Eclipse Tahu's JavaScript decoder reading what the station published."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -37,11 +39,11 @@ class Node:
     group: str
     proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, *extra: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "controller.cli", "demo", "--config", str(self.dir / "st.yaml"),
-             "--mqtt", f"127.0.0.1:{self.broker.port}", "--plain",
-             "--state-dir", str(self.dir / "state")],
+             "--mqtt", f"127.0.0.1:{self.broker.port}", "--plain", "--no-hmi",
+             "--state-dir", str(self.dir / "state"), *extra],
             cwd=REPO, stdout=(self.dir / "node.log").open("ab"), stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -53,13 +55,17 @@ class Node:
     def log(self) -> str:
         return (self.dir / "node.log").read_text(errors="replace")
 
-    async def uplink(self) -> dict[str, object]:
-        """The uplink's counters from the daemon's status socket ({} while it is not up)."""
+    async def status(self) -> dict[str, Any]:
+        """The daemon's status from its socket ({} while it is not up)."""
         try:
             reply = await query(str(self.dir / "state" / "status.sock"), wait_s=1.0)
         except BoosterError:
             return {}
-        return dict(reply["status"]["uplink"]) if reply.get("ok") else {}
+        return dict(reply["status"]) if reply.get("ok") else {}
+
+    async def uplink(self) -> dict[str, object]:
+        """The uplink's counters from the daemon's status socket ({} while it is not up)."""
+        return dict((await self.status()).get("uplink", {}))
 
     async def wait_connected(self, within: float = 30.0) -> dict[str, object]:
         deadline = asyncio.get_running_loop().time() + within
@@ -149,14 +155,13 @@ async def test_birth_waits_for_the_host_then_data_commands_and_rebirth_follow_th
         await eventually(lambda: len(host.of("NDATA")) > data_before + 6, within=10,
                          what="data after rebirth")  # fmt: skip
 
-        # Orderly stop: NDEATH with the session's bdSeq, then DISCONNECT (no second one
-        # from the Will).
+        # Orderly stop: NDEATH with the session's bdSeq, then DISCONNECT; under MQTT 5 with
+        # reason 0x04, so the broker sends the Will as well (Sparkplug 3.0): twice, same bdSeq.
         assert node.stop() == 0
-        await eventually(lambda: len(host.of("NDEATH")) == 1, within=5, what="NDEATH")
+        await eventually(lambda: len(host.of("NDEATH")) == 2, within=5, what="NDEATH")
         await asyncio.sleep(0.5)
-        [death] = host.of("NDEATH")
-        assert bdseq(death.payload) == bdseq(birth.payload)
-        assert host.received[-1].kind == "NDEATH"
+        assert [bdseq(d.payload) for d in host.of("NDEATH")] == [bdseq(birth.payload)] * 2
+        assert [r.kind for r in host.received[-2:]] == ["NDEATH", "NDEATH"]
         assert host.violations == []
 
         # An implementation we did not write reads every message.
@@ -179,8 +184,9 @@ async def test_a_30_s_host_outage_is_replayed_as_history_in_order_with_nothing_m
         await eventually(lambda: len(host.of("NDATA")) >= 2, within=30, what="first data")
         first_bd = bdseq(host.of("NBIRTH")[0].payload)
         await host.state(False, online)  # offline, as new as the online: it counts
-        await eventually(lambda: len(host.of("NDEATH")) == 1, within=10, what="NDEATH")
-        assert bdseq(host.of("NDEATH")[0].payload) == first_bd
+        # The node's NDEATH and (MQTT 5, DISCONNECT with Will) the broker's.
+        await eventually(lambda: len(host.of("NDEATH")) == 2, within=10, what="NDEATH")
+        assert {bdseq(r.payload) for r in host.of("NDEATH")} == {first_bd}
         outage_start = len(host.received)
         await asyncio.sleep(30)
         assert [r.kind for r in host.received[outage_start:]] == [], "data while host offline"
@@ -198,7 +204,8 @@ async def test_a_30_s_host_outage_is_replayed_as_history_in_order_with_nothing_m
         samples = replayed()
         assert samples == list(range(samples[0], samples[0] + len(samples))), "gap or reorder"
         stamps = [ts for ts, _ in host.values("Telemetry/Sample", historical=True)]
-        assert stamps == sorted(stamps)
+        # Each at its own millisecond: two ticks of one second never share a timestamp.
+        assert all(a < b for a, b in itertools.pairwise(stamps)), stamps[:6]
         live = [v for _, v in host.values("Telemetry/Sample", historical=False)]
         assert live[-1] > samples[-1]
         # Every historical row carries every value with its own original time.
@@ -233,5 +240,44 @@ async def test_bdseq_and_seq_across_a_broker_restart_and_a_sigkill(node: Node) -
         node.start()
         await eventually(lambda: len(host.of("NBIRTH")) == 2, within=20, what="birth after kill")
         assert bdseq(host.of("NBIRTH")[1].payload) == (bd1 + 1) % 256
+        assert host.violations == []
+        assert node.stop() == 0
+
+
+@pytest.mark.asyncio
+async def test_an_alarm_raised_while_the_host_is_away_survives_a_sigkill_as_history(
+    node: Node,
+) -> None:
+    async with Host(node.broker.port, node.group) as host:
+        await host.state(False, 1)  # away: the node connects but must not birth
+        node.start("--fault", "pump_trip:P1@1")
+
+        async def committed() -> dict[str, Any]:
+            while True:
+                status = await node.status()
+                buf = status.get("buffer", {})
+                if buf.get("last_alarm_seq", 0) >= 1 and buf.get("alarms_pending") == 0:
+                    return status
+                await asyncio.sleep(0.1)
+
+        async with asyncio.timeout(30):
+            status = await committed()
+        raised = {a["id"] for a in status["alarms"]}
+        assert raised, "the fault raised no alarm"
+        boot = status["buffer"]["boot"]
+        assert node.stop(signal.SIGKILL) == -signal.SIGKILL
+        assert host.of("NBIRTH") == []
+        node.start()  # no fault this time: the alarm exists only in the buffer on disk
+        await node.wait_connected()
+        await host.state(True)
+
+        def history() -> list[dict[str, Any]]:
+            return [json.loads(v) for _, v in host.values("Alarms/Last Event", historical=True)]
+
+        await eventually(lambda: any(e["boot"] == boot for e in history()), within=20,
+                         what="the alarm of the killed process, as history")  # fmt: skip
+        # Raised by the killed process (its boot), not restored by the new one.
+        assert {e["id"] for e in history() if e["event"] == "raise" and e["boot"] == boot} >= raised
+        assert [e["seq"] for e in history()] == sorted(e["seq"] for e in history())
         assert host.violations == []
         assert node.stop() == 0

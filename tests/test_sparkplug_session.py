@@ -15,6 +15,7 @@ import yaml
 
 from controller.config import StationConfig
 from controller.telemetry.buffer import SampleBuffer
+from controller.telemetry.sparkplug import sparkplug_b_pb2 as pb
 from controller.telemetry.sparkplug.node import SparkplugNode
 from tests.conftest import EXAMPLE_CONFIG
 from tests.support.broker import Broker
@@ -74,8 +75,113 @@ async def test_birth_data_alarm_event_and_death_on_either_mqtt_version(
             await eventually(lambda: bool(host.last("Alarms/Last Event")), within=10,
                              what="the alarm event")  # fmt: skip
             assert json.loads(host.last("Alarms/Last Event"))["id"] == "dry_run"
-        await eventually(lambda: len(host.of("NDEATH")) == 1, within=5, what="NDEATH")
+            born = bdseq_of(host.of("NBIRTH")[0].payload)
+            # MQTT 5: NDATA under a topic alias after the first; the host sees the topic.
+            assert node._alias_sent is (protocol == "5")
+            assert {r.topic for r in host.of("NDATA")} == {node.topics["NDATA"]}
+        # NDEATH, then DISCONNECT; MQTT 5's carries "with Will" (0x04), as Sparkplug 3.0
+        # asks, so the broker sends the Will too: the same bdSeq twice.
+        deaths = 2 if protocol == "5" else 1
+        await eventually(lambda: len(host.of("NDEATH")) == deaths, within=5, what="NDEATH")
+        await asyncio.sleep(0.3)
+        assert [bdseq_of(r.payload) for r in host.of("NDEATH")] == [born] * deaths
         assert host.violations == []
+
+
+def bdseq_of(payload: pb.Payload) -> int:
+    return int(next(m.long_value for m in payload.metrics if m.name == "bdSeq"))
+
+
+@pytest.mark.asyncio
+async def test_an_orderly_stop_sends_the_samples_taken_and_the_alarms_before_ndeath(
+    tmp_path: Path, broker: Broker, topic_root: str
+) -> None:
+    group = topic_root.replace("/", "-")[-60:]
+    cfg = config(tmp_path, broker.port, group, protocol="3.1.1")
+    async with Host(broker.port, group) as host:
+        async with running(cfg) as (node, buffer):
+            buffer.append(SAMPLE)
+            await eventually(lambda: len(host.of("NBIRTH")) == 1, within=10, what="NBIRTH")
+            # Taken just before the stop: still in memory, neither committed nor sent.
+            last = buffer.append(dict(SAMPLE, state="filling"))
+            node.publish_alarm({"event": "raise", "id": "dry_run", "message": "suction low"})
+            assert buffer.stats()["pending"] >= 1
+        await eventually(lambda: bool(host.of("NDEATH")), within=5, what="NDEATH")
+        kinds = [r.kind for r in host.received]
+        death = kinds.index("NDEATH")
+        assert kinds[death:] == ["NDEATH"]
+        before = host.received[:death]
+        seen = [(m.alias, m.is_historical) for r in before for m in r.payload.metrics]
+        cat = node.catalogue.by_name
+        assert (cat["Control/State"].alias, False) in seen
+        assert host.last("Control/State") == "filling"
+        assert host.last("Telemetry/Sample") == last
+        assert json.loads(host.last("Alarms/Last Event"))["id"] == "dry_run"
+        assert host.violations == []
+    # Confirmed before the NDEATH: a restart has nothing of them to send again.
+    reopened = SampleBuffer(cfg.buffer.path, site=cfg.site.id)
+    await reopened.open()
+    try:
+        assert await reopened.fetch(after_seq=0, limit=10) == []
+        assert await reopened.fetch_alarms(after_seq=0, limit=10) == []
+    finally:
+        await reopened.close()
+
+
+@pytest.mark.asyncio
+async def test_alarms_raised_while_the_link_is_down_arrive_as_history_in_order(
+    tmp_path: Path, broker: Broker, topic_root: str
+) -> None:
+    group = topic_root.replace("/", "-")[-60:]
+    cfg = config(tmp_path, broker.port, group, primary_host_id="scada")
+    broker.stop()
+    async with running(cfg) as (node, buffer):
+        ids = ["dry_run", "pump_fault_P1", "dry_run"]
+        for alarm_id, event in zip(ids, ["raise", "raise", "clear"], strict=True):
+            node.publish_alarm({"event": event, "id": alarm_id})
+        await eventually(lambda: buffer.stats()["alarms_pending"] == 0, within=5,
+                         what="the alarms on disk")  # fmt: skip
+        broker.start()
+        async with Host(broker.port, group) as host:
+            await host.state(True)
+            await eventually(lambda: len(host.values("Alarms/Last Event", historical=True)) >= 3,
+                             within=15, what="the alarms as history")  # fmt: skip
+            node.publish_alarm({"event": "ack", "id": "pump_fault_P1"})
+            await eventually(lambda: bool(host.last("Alarms/Last Event")), within=10,
+                             what="a live alarm after the birth")  # fmt: skip
+            old = host.values("Alarms/Last Event", historical=True)
+            events = [json.loads(v) for _, v in old]
+            assert [(e["id"], e["event"]) for e in events] == list(
+                zip(ids, ["raise", "raise", "clear"], strict=True)
+            )
+            assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+            # Each at its own time (ms), not at the time it was sent.
+            assert [ts for ts, _ in old] == sorted(ts for ts, _ in old)
+            birth_ts = host.of("NBIRTH")[0].payload.timestamp
+            assert all(ts < birth_ts for ts, _ in old)
+            assert json.loads(host.last("Alarms/Last Event"))["event"] == "ack"
+            assert host.violations == []
+
+
+@pytest.mark.asyncio
+async def test_seq_wraps_from_255_to_0_within_a_session(
+    tmp_path: Path, broker: Broker, topic_root: str
+) -> None:
+    group = topic_root.replace("/", "-")[-60:]
+    cfg = config(tmp_path, broker.port, group)
+    async with Host(broker.port, group) as host:
+        async with running(cfg) as (_, buffer):
+            buffer.append(SAMPLE)
+            await eventually(lambda: len(host.of("NBIRTH")) == 1, within=10, what="NBIRTH")
+            for k in range(300):  # each changes the state: one NDATA each
+                buffer.append(dict(SAMPLE, state=f"s{k}"))
+            await eventually(lambda: host.last("Control/State") == "s299", within=20,
+                             what="300 NDATA")  # fmt: skip
+        seqs = [r.payload.seq for r in host.of("NDATA")]
+        assert len(seqs) >= 300
+        wrap = seqs.index(255)
+        assert seqs[wrap + 1] == 0
+        assert host.violations == []  # every seq one above the one before, across the wrap
 
 
 @pytest.mark.asyncio

@@ -70,6 +70,13 @@ def test_report_by_exception_sends_moves_beyond_the_deadband_and_at_the_max_inte
     assert rbe.changes({"Control/State": "filling"}, 5000) == {"Control/State": "filling"}
     assert rbe.changes({name: 3.3}, 62_000) == {name: 3.3}  # due: 60 s since 3.2 was sent
     assert rbe.changes({name: None}, 63_000) == {name: None}  # a value going bad is news
+    # The backlog counter: news past 100 rows or back to 0, not its tick-by-tick sawtooth.
+    backlog = "Buffer/Backlog"
+    rbe.reset({backlog: 0}, 0)
+    assert [rbe.changes({backlog: n}, 1000 + n) for n in (1, 15, 0, 12)] == [{}, {}, {}, {}]
+    assert rbe.changes({backlog: 150}, 2000) == {backlog: 150}
+    assert rbe.changes({backlog: 90}, 3000) == {}
+    assert rbe.changes({backlog: 0}, 4000) == {backlog: 0}
 
 
 def test_bdseq_rises_per_connect_wraps_at_255_and_survives_a_restart(tmp_path: Path) -> None:
@@ -216,6 +223,13 @@ def test_primary_host_state_follows_the_timestamp_rule_and_survives_garbage(
     node._on_state(b'{"online": false, "timestamp": 100}')  # as new: it counts
     assert node._host_down.is_set()
     assert not node.host_online
+    # An online older than the last STATE taken (a stale retained one) is no birth.
+    node._on_state(b'{"online": true, "timestamp": 99}')
+    assert not node._host_up.is_set()
+    assert not node.host_online
+    node._on_state(b'{"online": true, "timestamp": 100}')
+    assert node._host_up.is_set()
+    assert not node._host_down.is_set()
 
 
 @pytest.mark.parametrize(
@@ -249,3 +263,16 @@ def test_edge_node_id_defaults_to_the_site_id(tmp_path: Path) -> None:
     assert node.topics["NBIRTH"] == "spBv1.0/zona3/NBIRTH/bs01-sukamaju"
     assert node.topics["NCMD"] == "spBv1.0/zona3/NCMD/bs01-sukamaju"
     assert node.state_topic is None
+
+
+def test_a_bad_reading_goes_out_null_with_the_sparkplug_quality_property_bad() -> None:
+    cat = Catalogue.for_station(station(), SparkplugConfig())
+    good_point = next(d.name for d in cat.defs if d.measured and "discharge" not in d.name)
+    raw = encode(cat, [("Values/discharge_pressure", None, 1000), (good_point, 2.5, 1000),
+                       ("Control/Mode", None, 1000)], seq=1, ts_ms=1000)  # fmt: skip
+    [out] = tahu_decode([("spBv1.0/g/NDATA/n", raw)])
+    bad, good, mode = out["decoded"]["metrics"]
+    assert bad["value"] is None
+    assert bad["properties"]["Quality"] == {"type": "Int32", "value": 0}  # BAD
+    assert "properties" not in good  # no Quality property: GOOD
+    assert "properties" not in mode  # unknown, not a measurement

@@ -649,6 +649,7 @@ class SampleBuffer:
             "boot": self.boot,
             "clock_synced": self.synced,
             "alarms_pending": len(self._alarms.pending) + len(self._alarms.inflight),
+            "last_alarm_seq": self._alarms.next_seq - 1,
             "alarms_dropped": self.alarms_dropped,
             "corrupt_recovered": self.corrupt_recovered,
             "commits": self.commits,

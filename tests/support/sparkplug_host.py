@@ -52,6 +52,7 @@ class Host:
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     _expected_seq: int | None = None
     _bdseq: int | None = None
+    _dead_bdseq: int | None = None
 
     async def __aenter__(self) -> Host:
         self._client = aiomqtt.Client(
@@ -120,12 +121,22 @@ class Host:
     def _check(self, rec: Received) -> None:
         """The session rules a host relies on: seq order, bdSeq, births before data."""
         p = rec.payload
+        if rec.retain and rec.kind not in ("STATE",):
+            self.violations.append(f"{rec.kind} retained")
+        if rec.kind in ("NBIRTH", "NDATA") and not p.HasField("timestamp"):
+            self.violations.append(f"{rec.kind} without a payload timestamp")
         if rec.kind == "NBIRTH":
             bd = [m for m in p.metrics if m.name == "bdSeq"]
             if len(bd) != 1 or bd[0].datatype != pb.Int64:
                 self.violations.append("NBIRTH without an Int64 bdSeq")
             else:
                 self._bdseq = bd[0].long_value
+                if self._dead_bdseq is not None and self._bdseq == self._dead_bdseq:
+                    self.violations.append(f"NBIRTH reuses the bdSeq {self._bdseq} of an NDEATH")
+            if rec.qos != 0:
+                self.violations.append(f"NBIRTH at QoS {rec.qos}")
+            if len({m.alias for m in p.metrics}) != len(p.metrics):
+                self.violations.append("NBIRTH aliases not unique")
             if p.seq != 0:
                 self.violations.append(f"NBIRTH seq {p.seq}, not 0")
             for m in p.metrics:
@@ -149,6 +160,12 @@ class Host:
             bd = [m for m in p.metrics if m.name == "bdSeq"]
             if not bd:
                 self.violations.append("NDEATH without bdSeq")
+            else:
+                self._dead_bdseq = bd[0].long_value
+            if p.HasField("seq"):
+                self.violations.append("NDEATH with a seq")
+            if rec.qos != 1:
+                self.violations.append(f"NDEATH at QoS {rec.qos}")
             self._expected_seq = None
 
     # -- queries ----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The one place the Sparkplug node touches the SQLite buffer (re-point it here if its API moves).
 
 Rows come back oldest first as ``(seq, ts_ms, sample)``; a row is dropped from the buffer
-only once the broker is known to have it (``confirm_upto``).
+only once the broker is known to have it (``confirm_upto``). Alarm events have their own
+numbered stream, durable like samples: ``(seq, ts_ms, event JSON text)``.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.telemetry.buffer import SampleBuffer
-from controller.telemetry.encoding import TELEMETRY_VERSION, decode_sample, loads
+from controller.telemetry.encoding import TELEMETRY_VERSION, decode_sample, dumps, loads
 from controller.telemetry.sparkplug.metrics import iso_to_ms
 
 Row = tuple[int, int, dict[str, Any]]
+AlarmRow = tuple[int, int, str]
 
 
 @dataclass
@@ -23,7 +25,10 @@ class Backlog:
     async def rows_after(self, seq: int, limit: int, *, upto: int | None = None) -> list[Row]:
         """Up to ``limit`` rows with ``seq < row <= upto``, oldest first."""
         rows = await self.buffer.fetch(after_seq=seq, limit=limit)
-        out = [(s, iso_to_ms(ts), self._sample(payload)) for s, ts, payload in rows]
+        out = []
+        for s, ts, payload in rows:
+            sample = self._sample(payload)
+            out.append((s, _stamp_ms(sample.get("ts"), ts), sample))
         return [r for r in out if upto is None or r[0] <= upto]
 
     def _sample(self, payload: bytes) -> dict[str, Any]:
@@ -55,3 +60,45 @@ class Backlog:
 
     def backlog(self) -> int:
         return int(self.buffer.stats()["backlog"])
+
+    async def flush(self) -> None:
+        """Commit what waits in memory now (or keep it there while the disk refuses)."""
+        await self.buffer.flush_or_keep()
+
+    # -- alarm events -------------------------------------------------------------------------
+
+    def append_alarm(self, event: dict[str, Any]) -> int:
+        return self.buffer.append_alarm(event)
+
+    def last_alarm_seq(self) -> int:
+        """The seq of the newest alarm event appended (committed or not)."""
+        return int(self.buffer.stats()["last_alarm_seq"])
+
+    async def alarms_after(self, seq: int, limit: int) -> list[AlarmRow]:
+        """Up to ``limit`` alarm events after ``seq`` (and after those confirmed), oldest
+        first; events still in memory are committed first, so none leaves undurable."""
+        if self.buffer.alarms_waiting():
+            await self.buffer.flush_or_keep()
+        rows = await self.buffer.fetch_alarms(after_seq=seq, limit=limit)
+        out = []
+        for s, ts, data in rows:
+            event = loads(data)
+            out.append((s, _stamp_ms(event.get("ts"), ts), dumps(event)))
+        return out
+
+    async def confirm_alarms_upto(self, seq: int) -> None:
+        await self.buffer.delete_alarms_upto(seq)
+
+
+def _stamp_ms(own: Any, row_ts: str) -> int:
+    """The time a row was taken, in ms: its own stamp (format 2: ms; alarms and format 1:
+    ISO with ms), else the row's, which the buffer keeps to the second only (two samples
+    of one second would share a historical timestamp, and a historian keeps one)."""
+    if isinstance(own, int) and not isinstance(own, bool):
+        return own
+    if isinstance(own, str):
+        try:
+            return iso_to_ms(own)
+        except ValueError:
+            pass
+    return iso_to_ms(row_ts)

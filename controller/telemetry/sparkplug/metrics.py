@@ -34,6 +34,12 @@ ALARM_EVENT = "Alarms/Last Event"
 MANUAL_SUFFIX = "/Manual On"
 
 _U64 = (1 << 64) - 1
+#: ``Buffer/Backlog`` is news when it moved by more than this many rows, or fell to 0: its
+#: sawtooth between two live confirmations (0 to ~15 rows) would make every tick news.
+BACKLOG_DEADBAND = 100.0
+#: Sparkplug quality codes (the ``Quality`` property, Int32): 0 BAD, 192 GOOD, 500 STALE.
+#: Only BAD is ever sent: without the property a value is GOOD.
+QUALITY_BAD = 0
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,9 @@ class MetricDef:
     high: float | None = None
     writable: bool = False
     deadband: float = 0.0  # analog only: smaller moves are not reported
+    #: A measured value: sent null with the Sparkplug ``Quality`` property BAD (0) when the
+    #: reading is bad (the spec's property, which hosts such as Ignition read).
+    measured: bool = False
 
     @property
     def analog(self) -> bool:
@@ -104,12 +113,16 @@ class Catalogue:
             ("Alarms/Count", pb.Int32, {}),
             (ACKNOWLEDGE, pb.String, {"writable": True}),
             (ALARM_EVENT, pb.String, {}),
-            ("Buffer/Backlog", pb.Int64, {}),
+            ("Buffer/Backlog", pb.Int64, {"deadband": BACKLOG_DEADBAND}),
         ]
         for name, (_, point) in cfg.points().items():
             low, high = _range(point)
             rows.append(
-                (f"Values/{name}", pb.Float, {"unit": point.unit, "low": low, "high": high})
+                (
+                    f"Values/{name}",
+                    pb.Float,
+                    {"unit": point.unit, "low": low, "high": high, "measured": True},
+                )
             )
             rows.append((f"Values/{name}/Quality", pb.String, {}))
         for name, pump in cfg.pumps.items():
@@ -242,6 +255,8 @@ class ReportByException:
 
     @staticmethod
     def _differs(d: MetricDef, old: Value, new: Value) -> bool:
+        if not d.analog and d.deadband > 0 and type(old) is int and type(new) is int:
+            return abs(new - old) > d.deadband or (new == 0 and old != 0)
         if not d.analog or not isinstance(old, float) or not isinstance(new, float):
             return old != new
         band = d.deadband if d.deadband >= 0 else abs(old) * 0.005
@@ -283,15 +298,29 @@ def add_metric(
     if birth:
         m.name = d.name
         m.datatype = d.datatype
-        _properties(m, d)
     m.alias = d.alias
     m.timestamp = ts_ms
     if historical:
         m.is_historical = True
     set_value(m, d.datatype, value)
+    props = _properties(d) if birth else []
+    if value is None and d.measured:
+        props.append(("Quality", pb.Int32, QUALITY_BAD))
+    for key, datatype, pvalue in props:
+        m.properties.keys.append(key)
+        pv = m.properties.values.add(type=datatype)
+        if isinstance(pvalue, bool):
+            pv.boolean_value = pvalue
+        elif isinstance(pvalue, str):
+            pv.string_value = pvalue
+        elif isinstance(pvalue, int):
+            pv.int_value = pvalue
+        elif pvalue is not None:
+            pv.double_value = float(pvalue)
 
 
-def _properties(m: pb.Payload.Metric, d: MetricDef) -> None:
+def _properties(d: MetricDef) -> list[tuple[str, int, Value]]:
+    """A birth's properties of ``d``: engineering unit and range, read-only."""
     props: list[tuple[str, int, Value]] = []
     if d.unit:
         props.append(("engUnit", pb.String, d.unit))
@@ -300,15 +329,7 @@ def _properties(m: pb.Payload.Metric, d: MetricDef) -> None:
     if d.high is not None:
         props.append(("engHigh", pb.Double, d.high))
     props.append(("readOnly", pb.Boolean, not d.writable))
-    for key, datatype, value in props:
-        m.properties.keys.append(key)
-        pv = m.properties.values.add(type=datatype)
-        if isinstance(value, bool):
-            pv.boolean_value = value
-        elif isinstance(value, str):
-            pv.string_value = value
-        elif value is not None:
-            pv.double_value = float(value)
+    return props
 
 
 def encode(

@@ -7,14 +7,18 @@ One session per MQTT connection:
 3. NBIRTH (seq 0, QoS 0): every metric with name, alias, datatype, properties, value;
 4. NDATA (QoS 0, seq +1): live samples by exception, interleaved with the buffer's
    backlog as historical metrics (``is_historical``, original timestamps, oldest first);
+   alarm events from the buffer's alarm stream, historical if raised before this birth;
 5. an offline STATE of the host (not older than its online one): NDEATH, disconnect, and
-   a new session; an orderly stop: NDEATH, then DISCONNECT.
+   a new session; an orderly stop: the samples already taken and the alarm events go out,
+   then NDEATH, then DISCONNECT (MQTT 5: with reason 0x04, so the broker sends the Will too,
+   as Sparkplug 3.0 asks).
 
-The SQLite buffer stays the only queue. NDATA is QoS 0 as the spec requires, so a row is
-dropped from the buffer only after an UNSUBSCRIBE round trip on the same connection: the
-broker answers it after it has routed every PUBLISH sent before (MQTT keeps order on a
-connection). A session that ends first leaves its unconfirmed rows in the buffer; the next
-session sends them as historical data (a host may see a value twice, never miss one).
+The SQLite buffer stays the only queue, for samples and alarm events alike. NDATA is QoS 0
+as the spec requires, so a row is dropped from the buffer only after an UNSUBSCRIBE round
+trip on the same connection: the broker answers it after it has routed every PUBLISH sent
+before (MQTT keeps order on a connection). A session that ends first leaves its
+unconfirmed rows in the buffer; the next session sends them as historical data (a host may
+see a value twice, never miss one; alarm events carry their own ``seq`` to tell).
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho_mqtt
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from controller import __version__
@@ -42,7 +48,7 @@ from controller.logs import get_logger
 from controller.telemetry.buffer import SampleBuffer
 from controller.telemetry.commands import CommandProcessor, Invalid, loads_bounded
 from controller.telemetry.encoding import dumps
-from controller.telemetry.sparkplug.backlog import Backlog, Row
+from controller.telemetry.sparkplug.backlog import AlarmRow, Backlog, Row
 from controller.telemetry.sparkplug.metrics import (
     ALARM_EVENT,
     BDSEQ,
@@ -78,7 +84,16 @@ LIVE_ROWS = 200
 #: bytes each way) and dropped from the buffer. Longer saves bytes; shorter resends less
 #: as historical data after a link loss.
 CONFIRM_LIVE_S = 15.0
-ALARM_QUEUE = 1000
+#: Command results waiting for the next NDATA (replies of this session, not stored).
+RESULT_QUEUE = 1000
+#: Alarm events per NDATA; each batch is confirmed (one round trip) and dropped.
+ALARM_BATCH = 50
+#: An orderly stop gives the samples already taken and the alarm events this long to go
+#: out (and be confirmed) before NDEATH.
+FINAL_FLUSH_S = 2.0
+NDATA_TOPIC_ALIAS = 1
+#: MQTT 5 DISCONNECT reason "Disconnect with Will Message".
+DISCONNECT_WITH_WILL = 0x04
 #: MQTT 5: the broker may not send us more than this (an NCMD, a STATE, with headers).
 MAX_PACKET_BYTES = MAX_NCMD_BYTES + 1024
 
@@ -128,21 +143,38 @@ class SparkplugNode:
         self.births = 0
         self.replaying = False
         self.reconnects = 0
+        #: MQTT 5 topic alias for NDATA: the broker's maximum (0: none), and whether this
+        #: connection has sent the topic with its alias yet.
+        self._alias_max = 0
+        self._alias_sent = False
         self.last_error: str | None = None
-        self._host_ts = -1
+        #: The newest STATE timestamp taken, and that of the last online one (-1: none yet).
+        self._state_ts = -1
+        self._online_ts = -1
         self._host_up = asyncio.Event()
         self._host_down = asyncio.Event()
         self._rebirth = asyncio.Event()
         self._wake = asyncio.Event()
-        self._results: deque[tuple[int, str]] = deque(maxlen=ALARM_QUEUE)
-        self._alarms: deque[tuple[int, str]] = deque(maxlen=ALARM_QUEUE)
+        self._results: deque[tuple[int, str]] = deque(maxlen=RESULT_QUEUE)
         self._current: dict[str, Value] = {}
+        # Where this session's birth split the streams, and how far each has been sent.
+        self._split = 0
+        self._history = 0
+        self._live = 0
+        self._alarm_split = 0
+        self._alarms_sent = 0
+        #: The buffer may hold alarm events not sent in this session (looked up only then:
+        #: a query per round per station adds up in a fleet).
+        self._alarms_due = True
 
     # -- API for the daemon (as the JSON Uplink's) -------------------------------------------
 
     def publish_alarm(self, event: dict[str, Any]) -> None:
-        """An alarm event: sent as ``Alarms/Last Event`` with its own time, kept while down."""
-        self._alarms.append((self._now_ms(), dumps(event)))
+        """An alarm event: stored in the buffer (durable, numbered, in order) and sent as
+        ``Alarms/Last Event`` with its own time; one raised before this session's birth
+        (host away, link down, the node restarted) goes out as historical data."""
+        self.backlog.append_alarm(dict(event))
+        self._alarms_due = True
         self._wake.set()
 
     def notify_status_changed(self) -> None:
@@ -211,7 +243,24 @@ class SparkplugNode:
         )
         client.pending_calls_threshold = 50
         _limit_reads(client, READ_LIMIT_BYTES)
+        if v5:
+            self._learn_topic_alias_maximum(client)
         return client
+
+    def _learn_topic_alias_maximum(self, client: aiomqtt.Client) -> None:
+        """Read the broker's Topic Alias Maximum from its CONNACK (aiomqtt keeps no CONNACK
+        properties): above 0, NDATA is sent under a topic alias."""
+        paho = client._client
+        inner = paho.on_connect
+        self._alias_max = 0
+
+        def on_connect(*args: Any) -> None:
+            properties = args[4] if len(args) > 4 else None
+            self._alias_max = int(getattr(properties, "TopicAliasMaximum", 0) or 0)
+            if inner is not None:
+                inner(*args)
+
+        paho.on_connect = on_connect
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sessions until ``stop``: reconnect with back-off and jitter after a loss."""
@@ -253,6 +302,7 @@ class SparkplugNode:
 
     async def _session(self, client: aiomqtt.Client, bdseq: int, stop: asyncio.Event) -> None:
         self.ncmd.session = bdseq
+        self._alias_sent = False  # aliases live as long as the connection
         self._host_up.clear()
         self._host_down.clear()
         self.host_online = self.state_topic is None
@@ -262,26 +312,38 @@ class SparkplugNode:
         try:
             if self.state_topic is not None:
                 await self._wait_for_host(listener, stop)
-            if stop.is_set():
-                return
-            worker = asyncio.create_task(self._work(client, bdseq), name="sparkplug-data")
-            ender = asyncio.create_task(wait_any((stop, self._host_down), None))
-            try:
-                await asyncio.wait([listener, worker, ender], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                await cancel_and_wait([ender])
-            for task in (listener, worker):
-                if task.done() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+            if not stop.is_set():
+                worker = asyncio.create_task(self._work(client, bdseq, stop), name="sparkplug-data")
+                await self._until_ended(listener, worker, stop)
         finally:
             await cancel_and_wait([t for t in (listener, worker) if t is not None])
-        # Orderly stop, or the host went away: say so ourselves, then DISCONNECT (which
-        # suppresses the Will, so the host sees exactly one NDEATH).
+        # Orderly stop, or the host went away: say so ourselves, then DISCONNECT.
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
             async with asyncio.timeout(3.0):
                 await client.publish(self.topics["NDEATH"], self._death(bdseq), qos=1)
+        if self.cfg.protocol == "5":
+            _disconnect_with_will(client)
         why = "stopping" if stop.is_set() else "primary host offline"
         log.info("sparkplug NDEATH sent", reason=why, bdseq=bdseq)
+
+    async def _until_ended(
+        self, listener: asyncio.Task[None], worker: asyncio.Task[None], stop: asyncio.Event
+    ) -> None:
+        """Until the link fails (raised here), the host goes offline, or we stop; on a
+        stop, the worker first sends what is pending (it watches ``stop`` too)."""
+        ender = asyncio.create_task(self._host_down.wait())
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait([listener, worker, ender, stopper],
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            if stop.is_set() and not worker.done() and not self._host_down.is_set():
+                await asyncio.wait([listener, worker], timeout=FINAL_FLUSH_S,
+                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        finally:
+            await cancel_and_wait([ender, stopper])
+        for task in (listener, worker):
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
 
     async def _wait_for_host(self, listener: asyncio.Task[None], stop: asyncio.Event) -> None:
         """Until the primary host is online or we stop; a link lost meanwhile raises."""
@@ -335,35 +397,71 @@ class SparkplugNode:
             return {}
 
     async def _data(self, client: aiomqtt.Client, payload: bytes) -> None:
-        await client.publish(self.topics["NDATA"], payload, qos=0)
+        if self._alias_max < 1:
+            await client.publish(self.topics["NDATA"], payload, qos=0)
+        else:
+            # MQTT 5 topic alias: the 32-odd bytes of the NDATA topic once per connection,
+            # then two (a third of a typical NDATA on the wire). Subscribers see the topic.
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.TopicAlias = NDATA_TOPIC_ALIAS
+            topic = "" if self._alias_sent else self.topics["NDATA"]
+            await client.publish(topic, payload, qos=0, properties=properties)
+            self._alias_sent = True
         self.published += 1
 
-    async def _work(self, client: aiomqtt.Client, bdseq: int) -> None:
+    async def _work(self, client: aiomqtt.Client, bdseq: int, stop: asyncio.Event) -> None:
+        # Alarm events raised before this birth are history (the host did not have them).
+        self._alarm_split = self.backlog.last_alarm_seq()
+        self._alarms_sent = 0  # the buffer skips those confirmed in earlier sessions
+        self._alarms_due = True
+        self._rebirth.clear()  # this birth carries everything a rebirth asked before it
         await self._birth(client, bdseq)
         # Everything in the buffer now is history; what is appended from here on is live.
-        split = self.backlog.last_seq()
-        history, live = 0, split
+        self._split = self.backlog.last_seq()
+        self._history, self._live = 0, self._split
         confirmed_at = time.monotonic()
         while True:
             raise_if_cancelling()
+            if stop.is_set():
+                await self._final(client)
+                return
             if self._rebirth.is_set():
                 self._rebirth.clear()
                 await self._birth(client, bdseq)
             self._wake.clear()
-            live, sent_live = await self._send_live(client, live)
-            await self._send_events(client)
-            sent_history = 0
-            self.replaying = history < split
-            if history < split:
-                history, sent_history = await self._send_history(client, history, split)
-            elif live > history and time.monotonic() - confirmed_at >= CONFIRM_LIVE_S:
-                await self._confirm(client, live)
-                history = live
+            sent = await self._send_live(client)
+            sent += await self._send_alarms(client)
+            await self._send_results(client)
+            self.replaying = self._history < self._split
+            if self._history < self._split:
+                sent += await self._send_history(client)
+            elif self._live > self._history and time.monotonic() - confirmed_at >= CONFIRM_LIVE_S:
+                await self._confirm(client, self._live)
+                self._history = self._live
                 confirmed_at = time.monotonic()
-            if not sent_live and not sent_history:
-                await wait_event(self._wake, IDLE_POLL_S)
+            if not sent:
+                await wait_any((self._wake, stop), IDLE_POLL_S)
 
-    async def _send_live(self, client: aiomqtt.Client, after: int) -> tuple[int, int]:
+    async def _final(self, client: aiomqtt.Client) -> None:
+        """Orderly stop: the alarm events, the samples already taken (live, by exception)
+        and, as time allows, the rest of the backlog go out and are confirmed, so the next
+        start does not send them again (what the stop's time cuts off stays buffered)."""
+        await self.backlog.flush()  # what waits in memory, fetchable now
+        while await self._send_alarms(client):
+            pass
+        while await self._send_live(client, drain=True):
+            pass
+        await self._send_results(client)
+        while self._history < self._split and await self._send_history(client):
+            pass
+        if self._history >= self._split and self._live > self._history:
+            await self._confirm(client, self._live)  # (else the backlog holds them anyway)
+            self._history = self._live
+
+    async def _send_live(self, client: aiomqtt.Client, *, drain: bool = False) -> int:
+        """The live rows after ``_live`` (up to LIVE_ROWS) by exception; returns the NDATA
+        count (with ``drain``: the rows looked at, so a caller loops until none are left)."""
+        after = self._live
         rows = await self.backlog.rows_after(after, LIVE_ROWS)
         sent = 0
         for seq, ts_ms, sample in rows:
@@ -380,51 +478,83 @@ class SparkplugNode:
                                  seq=self.seq.next(), ts_ms=ts_ms)  # fmt: skip
                 await self._data(client, payload)
                 sent += 1
-            after = seq
-        return after, sent
+            self._live = seq
+        return len(rows) if drain else sent
 
-    async def _send_events(self, client: aiomqtt.Client) -> None:
-        """Command results and alarm events, each with its own time, in one NDATA."""
-        taken = [(COMMAND_RESULT, ts, text) for ts, text in self._results]
-        taken += [(ALARM_EVENT, ts, text) for ts, text in self._alarms]
+    async def _send_alarms(self, client: aiomqtt.Client) -> int:
+        """One batch of alarm events from the buffer, oldest first, each with its own time:
+        historical if raised before this birth, live after. Confirmed, then dropped."""
+        if not self._alarms_due:
+            return 0
+        self._alarms_due = False  # an event appended meanwhile sets it again
+        try:
+            rows = await self.backlog.alarms_after(self._alarms_sent, ALARM_BATCH)
+            if rows:
+                await self._publish_alarms(client, rows)
+        except BaseException:
+            self._alarms_due = True
+            raise
+        if len(rows) == ALARM_BATCH:
+            self._alarms_due = True  # more may wait
+        return len(rows)
+
+    async def _publish_alarms(self, client: aiomqtt.Client, rows: list[AlarmRow]) -> None:
+        old = [r for r in rows if r[0] <= self._alarm_split]
+        new = [r for r in rows if r[0] > self._alarm_split]
+        for batch, historical in ((old, True), (new, False)):
+            if batch:
+                payload = encode(self.catalogue, _alarm_items(batch), seq=self.seq.next(),
+                                 ts_ms=self._now_ms(), historical=historical)  # fmt: skip
+                await self._data(client, payload)
+        for _, ts, text in new:
+            self._current[ALARM_EVENT] = text
+            self.rbe.changes({ALARM_EVENT: text}, ts)
+        self._alarms_sent = rows[-1][0]
+        await self._routed(client)
+        await self.backlog.confirm_alarms_upto(self._alarms_sent)
+
+    async def _send_results(self, client: aiomqtt.Client) -> None:
+        """Command results, each with its own time, in one NDATA."""
+        taken = list(self._results)
         if not taken:
             return
         # Taken before the publish: what arrives while it is awaited waits for the next round.
         self._results.clear()
-        self._alarms.clear()
-        items = [(name, text, ts) for name, ts, text in taken]
+        items = [(COMMAND_RESULT, text, ts) for ts, text in taken]
         payload = encode(self.catalogue, items, seq=self.seq.next(), ts_ms=self._now_ms())
         try:
             await self._data(client, payload)
         except BaseException:
-            # Not sent: put them back, in order, for the next session.
-            self._results.extendleft(
-                reversed([(ts, t) for n, ts, t in taken if n == COMMAND_RESULT])
-            )
-            self._alarms.extendleft(reversed([(ts, t) for n, ts, t in taken if n == ALARM_EVENT]))
+            self._results.extendleft(reversed(taken))  # not sent: first in the next session
             raise
-        for name, text, ts in items:
-            self._current[name] = text
-            self.rbe.changes({name: text}, ts)
+        for _, text, ts in items:
+            self._current[COMMAND_RESULT] = text
+            self.rbe.changes({COMMAND_RESULT: text}, ts)
 
-    async def _send_history(self, client: aiomqtt.Client, after: int, upto: int) -> tuple[int, int]:
+    async def _send_history(self, client: aiomqtt.Client) -> int:
         """One batch of backlog rows as historical metrics (every value of every row)."""
-        rows = await self.backlog.rows_after(after, self.spb.history_batch, upto=upto)
+        upto = self._split
+        rows = await self.backlog.rows_after(self._history, self.spb.history_batch, upto=upto)
         if not rows:
-            if self.backlog.committed_upto() < upto:
-                return after, 0  # still in memory: fetchable after the next commit
-            return upto, 0  # evicted by the buffer's caps meanwhile: nothing left below upto
+            if self.backlog.committed_upto() >= upto:
+                self._history = upto  # evicted by the buffer's caps: nothing left below
+            return 0  # (else still in memory: fetchable after the next commit)
         payload = encode(self.catalogue, _history_items(rows), seq=self.seq.next(),
                          ts_ms=self._now_ms(), historical=True)  # fmt: skip
         await self._data(client, payload)
         last = rows[-1][0]
         await self._confirm(client, last)
+        self._history = last
         self.historical_sent += len(rows)
-        return last, len(rows)
+        return len(rows)
+
+    async def _routed(self, client: aiomqtt.Client) -> None:
+        """Return once the broker has routed every PUBLISH sent before (module docstring)."""
+        await client.unsubscribe(f"{self.topics['NCMD']}/confirm", timeout=self.cfg.timeout_s)
 
     async def _confirm(self, client: aiomqtt.Client, upto: int) -> None:
         """Wait until the broker has routed what we sent, then drop those rows."""
-        await client.unsubscribe(f"{self.topics['NCMD']}/confirm", timeout=self.cfg.timeout_s)
+        await self._routed(client)
         await self.backlog.confirm_upto(upto)
 
     # -- the host's messages ------------------------------------------------------------------
@@ -454,18 +584,24 @@ class SparkplugNode:
                         topic=self.state_topic, error=str(exc))  # fmt: skip
             return
         if online:
-            self._host_ts = max(self._host_ts, ts)
+            # Sparkplug 3.0: online only if not older than the last STATE taken (a stale
+            # retained online must not bring a birth after a newer offline).
+            if ts < self._state_ts:
+                log.info("stale online STATE ignored", state_ts=ts, newest_ts=self._state_ts)
+                return
+            self._state_ts = self._online_ts = ts
             self.host_online = True
             self._host_down.clear()
             self._host_up.set()
             log.info("primary host online", host=self.spb.primary_host_id, state_ts=ts)
-        elif ts >= self._host_ts:
+        elif ts >= self._online_ts:
+            self._state_ts = max(self._state_ts, ts)
             self.host_online = False
             self._host_up.clear()
             self._host_down.set()
             log.warning("primary host offline", host=self.spb.primary_host_id, state_ts=ts)
         else:
-            log.info("stale offline STATE ignored", state_ts=ts, online_ts=self._host_ts)
+            log.info("stale offline STATE ignored", state_ts=ts, online_ts=self._online_ts)
 
     def _on_ncmd(self, raw: bytes, topic: str, *, retained: bool) -> None:
         if not raw:
@@ -484,6 +620,26 @@ class SparkplugNode:
             log.info("sparkplug rebirth requested", topic=topic)
             self._rebirth.set()
         self._wake.set()
+
+
+def _disconnect_with_will(client: aiomqtt.Client) -> None:
+    """MQTT 5: the DISCONNECT that ends this session carries reason 0x04 (Disconnect with
+    Will Message), so the broker publishes the NDEATH Will too (Sparkplug 3.0,
+    tck-id-payloads-ndeath-will-message-publisher-disconnect-mqtt50)."""
+    paho = client._client
+    plain = paho.disconnect
+    reason = ReasonCode(PacketTypes.DISCONNECT, identifier=DISCONNECT_WITH_WILL)
+
+    def disconnect(
+        reasoncode: ReasonCode | None = None, properties: Properties | None = None
+    ) -> MQTTErrorCode:
+        return plain(reasoncode=reason, properties=properties)
+
+    paho.disconnect = disconnect  # type: ignore[method-assign]
+
+
+def _alarm_items(rows: list[AlarmRow]) -> list[tuple[str, Value, int]]:
+    return [(ALARM_EVENT, text, ts_ms) for _, ts_ms, text in rows]
 
 
 def _history_items(rows: list[Row]) -> list[tuple[str, Value, int]]:
