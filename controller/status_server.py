@@ -1,6 +1,7 @@
 """The local status socket: ``boosterd status`` asks the running daemon what it is doing.
 
-One JSON request line in, one JSON reply line out, then the connection closes. The
+One JSON request line in, one JSON reply line out, then the connection closes. A status
+request is answered ``{"ok": true, "status": <LocalStatus>}`` (controller/state/models.py). The
 socket is read-only unless the station file allows commands: a technician's terminal
 is not an authenticated SCADA link.
 """
@@ -11,19 +12,23 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from controller.errors import BoosterError
 from controller.logs import get_logger
+from controller.state.dump import to_json
+from controller.state.models import LocalStatus
 from controller.telemetry.commands import MAX_DEPTH, Invalid, loads_bounded
 from controller.telemetry.encoding import dumps
 
 log = get_logger(__name__)
 
-Snapshot = dict[str, Any]
+#: What the socket answers a status request with: the model, or its JSON (the daemon's
+#: ``status_snapshot``, which the demo extends).
+Snapshot = LocalStatus | Mapping[str, Any]
 CommandHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 MAX_REQUEST_BYTES = 64 * 1024
 
@@ -114,7 +119,8 @@ class StatusServer:
         kind = request.get("request", "status")
         if kind == "status":
             self.served += 1
-            return {"ok": True, "status": self._snapshot()}
+            snap = self._snapshot()
+            return {"ok": True, "status": to_json(snap) if isinstance(snap, LocalStatus) else snap}
         if kind == "command":
             if self._commands is None:
                 return {

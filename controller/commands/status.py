@@ -13,6 +13,8 @@ from rich.console import Console
 from controller.config import ConfigError, load_config
 from controller.config.schema import StatusConfig
 from controller.dashboard import render
+from controller.state.dump import read
+from controller.state.models import LocalStatus
 from controller.status_server import StatusUnavailable, query
 
 
@@ -49,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(snapshot, indent=2, sort_keys=True))
     else:
+        # Read leniently: a daemon not yet restarted after an upgrade may send an older
+        # shape; what is missing shows as "-" rather than a traceback.
+        status = read(LocalStatus, snapshot if isinstance(snapshot, dict) else {})
         # Piped into a file or a ticket, keep whole rows rather than 80 columns.
-        Console(width=None if sys.stdout.isatty() else 120).print(render(snapshot, args.lang))
+        Console(width=None if sys.stdout.isatty() else 120).print(render(status, args.lang))
     return 0

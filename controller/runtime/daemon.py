@@ -39,6 +39,16 @@ from controller.runtime.drives import SpeedWriter
 from controller.runtime.loop import ControlLoop
 from controller.runtime.watchdog import WatchdogGate
 from controller.sdnotify import Notifier, watchdog_interval_s
+from controller.state.build import alarm_event, point_value, station_status
+from controller.state.dump import fields_of, to_json
+from controller.state.models import (
+    BriefStatus,
+    LocalStatus,
+    LoopView,
+    SimInfo,
+    SiteInfo,
+    StationStatus,
+)
 from controller.status_server import StatusServer
 from controller.telemetry.buffer import SampleBuffer
 from controller.telemetry.commands import CommandProcessor
@@ -181,7 +191,7 @@ class Daemon:
                 cfg.uplink,
                 site=cfg.site.id,
                 buffer=self.buffer,
-                status=self.status_payload,
+                status=self.station_status,
                 commands=self.commands,
             )
         self.source: Source = self._make_source(cfg)
@@ -253,30 +263,42 @@ class Daemon:
 
     # -- status -------------------------------------------------------------------------
 
-    def brief_snapshot(self) -> dict[str, Any]:
+    def station_status(self) -> StationStatus:
+        """The body of the retained MQTT status (the uplink adds online/site/version/ts)."""
+        return station_status(self.core.snapshot())
+
+    def brief_status(self) -> BriefStatus:
         """What the one-line headline needs (systemd's STATUS=), cheap enough to build often."""
-        snap: dict[str, Any] = dict(self.core.snapshot())
-        snap["pressure_point"] = self.cfg.control.pressure_point
-        snap["values"] = {name: r.as_dict() for name, r in self.loop.readings.items()}
-        return snap
+        return BriefStatus(
+            **fields_of(self.station_status()),
+            pressure_point=self.cfg.control.pressure_point,
+            values={name: point_value(r) for name, r in self.loop.readings.items()},
+        )
+
+    def local_status(self) -> LocalStatus:
+        """Everything ``boosterd status`` and the dashboard show."""
+        site = self.cfg.site
+        sim = self.extra_snapshot().get("sim")
+        return LocalStatus(
+            **fields_of(self.brief_status()),
+            site=SiteInfo(id=site.id, name=site.name, language=site.language),
+            version=__version__,
+            loop=LoopView(**self.loop.stats.as_dict()),
+            acquisition=self.source.stats(),
+            buffer=self.buffer.stats(),
+            uplink=self.uplink.stats() if self.uplink else {"connected": False},
+            ready=self.ready,
+            sim=SimInfo(**sim) if sim is not None else None,
+        )
 
     def status_snapshot(self) -> dict[str, Any]:
-        """Everything ``boosterd status`` and the dashboard show."""
-        snap = self.brief_snapshot()
-        site = self.cfg.site
-        snap["site"] = {"id": site.id, "name": site.name, "language": site.language}
-        snap["version"] = __version__
-        snap["loop"] = self.loop.stats.as_dict()
-        snap["acquisition"] = self.source.stats()
-        snap["buffer"] = self.buffer.stats()
-        snap["uplink"] = self.uplink.stats() if self.uplink else {"connected": False}
-        snap["ready"] = self.ready
-        snap.update(self.extra_snapshot())
+        """``local_status`` as the status socket sends it (and the HMI reads it)."""
+        snap: dict[str, Any] = to_json(self.local_status())
         return snap
 
     def status_payload(self) -> dict[str, Any]:
-        """The retained MQTT status (the uplink adds online/version/ts)."""
-        snap = dict(self.core.snapshot())
+        """The MQTT status body as a dict, with the site (the Sparkplug node reads it)."""
+        snap: dict[str, Any] = to_json(self.station_status())
         snap["site"] = self.cfg.site.id
         return snap
 
@@ -315,8 +337,8 @@ class Daemon:
         )
 
     def _on_events(self, out: ControlOutputs) -> None:
-        for event in out.events:
-            payload = event.as_dict()
+        for raw in out.events:
+            event = alarm_event(raw)
             log.warning(
                 f"alarm {event.event}",
                 alarm=event.id,
@@ -325,7 +347,7 @@ class Daemon:
             )
             if self.uplink is not None:
                 # Stored in the buffer (durable, in order), forwarded by the uplink.
-                self.uplink.publish_alarm(payload)
+                self.uplink.publish_alarm(to_json(event))
         if self.uplink is not None:
             self.uplink.notify_status_changed()
 
@@ -461,7 +483,7 @@ class Daemon:
             ticks = self.loop.stats.ticks
             if not self.ready and ticks > 0 and self.source.progress > 0:
                 self.ready = True
-                self.notifier.ready(headline(self.brief_snapshot()))
+                self.notifier.ready(headline(self.brief_status()))
                 log.info("ready", ticks=ticks)
                 # What start-up built (modules, config, drivers) lives as long as the
                 # process: out of the collector's sight, a full collection during a
@@ -477,7 +499,7 @@ class Daemon:
                 self.notifier.watchdog()
             else:
                 log.warning("withholding watchdog ping", reason=gate.reason)
-            status = headline(self.brief_snapshot())
+            status = headline(self.brief_status())
             if status != self._last_status:
                 self._last_status = status
                 self.notifier.status(status)

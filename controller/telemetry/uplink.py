@@ -32,7 +32,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,15 @@ from controller.config.checks import unreadable
 from controller.config.schema import TlsConfig, UplinkConfig
 from controller.errors import BoosterError
 from controller.logs import get_logger
+from controller.state.build import station_status
+from controller.state.dump import fields_of, to_json
+from controller.state.models import (
+    AlarmEvent,
+    LastWill,
+    OfflineStatus,
+    OnlineStatus,
+    StationStatus,
+)
 from controller.telemetry.buffer import Fetched, SampleBuffer, utc_now_iso
 from controller.telemetry.commands import MAX_PAYLOAD_BYTES, CommandProcessor
 from controller.telemetry.encoding import dumpb, dumps
@@ -200,7 +209,7 @@ class Uplink:
         *,
         site: str,
         buffer: SampleBuffer,
-        status: Callable[[], dict[str, Any]],
+        status: Callable[[], StationStatus | Mapping[str, Any]],
         commands: CommandProcessor | None,
     ) -> None:
         self.cfg = cfg
@@ -224,10 +233,12 @@ class Uplink:
 
     # -- API for the daemon -----------------------------------------------------------------
 
-    def publish_alarm(self, event: dict[str, Any]) -> None:
+    def publish_alarm(self, event: AlarmEvent | Mapping[str, Any]) -> None:
         """Store an alarm event in the buffer (durable, numbered like samples); it is
-        forwarded in order when connected, after an outage and after a restart."""
-        self.buffer.append_alarm(dict(event, site=self.site))
+        forwarded in order when connected, after an outage and after a restart. The
+        buffer adds the stamp: what SCADA receives is an ``AlarmMessage``."""
+        body = to_json(event) if isinstance(event, AlarmEvent) else dict(event)
+        self.buffer.append_alarm({**body, "site": self.site})
 
     def notify_status_changed(self) -> None:
         """Republish the retained status soon."""
@@ -247,11 +258,23 @@ class Uplink:
     # -- connection -------------------------------------------------------------------------
 
     def _status_payload(self, online: bool) -> bytes:
-        body: dict[str, Any] = {"online": online, "site": self.site, "version": __version__}
-        body["ts"] = utc_now_iso()
+        message: OnlineStatus | OfflineStatus
         if online:
-            body.update(self.status())
-        return dumps(body).encode()
+            status = self.status()
+            if not isinstance(status, StationStatus):
+                status = station_status(status)  # the control core's dict (tests, tools)
+            message = OnlineStatus(
+                online=True,
+                site=self.site,
+                version=__version__,
+                ts=utc_now_iso(),
+                **fields_of(status),
+            )
+        else:
+            message = OfflineStatus(
+                online=False, site=self.site, version=__version__, ts=utc_now_iso()
+            )
+        return dumps(to_json(message)).encode()
 
     def _client(self) -> aiomqtt.Client:
         username, password = read_credentials(self.cfg.credentials_file)
@@ -397,8 +420,8 @@ class Uplink:
         """The Last Will: offline, without ``ts``. The broker sends it when it notices
         the silence, possibly days after this was composed at connect; SCADA stamps it
         on arrival (docs/mqtt.md)."""
-        body = {"online": False, "site": self.site, "version": __version__, "will": True}
-        return dumps(body).encode()
+        will = LastWill(online=False, site=self.site, version=__version__, will=True)
+        return dumps(to_json(will)).encode()
 
     # -- the work ---------------------------------------------------------------------------
 
@@ -410,7 +433,7 @@ class Uplink:
         sample that needs it (a reload may add one while connected)."""
         for sid, schema in list(self.buffer.schemas.items()):
             if sid not in self._schemas_sent:
-                payload = dumpb(schema.as_dict())
+                payload = dumpb(to_json(schema.message()))
                 await client.publish(f"{self.base}/schema/{sid}", payload, qos=1, retain=True)
                 self._schemas_sent.add(sid)
 
@@ -548,6 +571,7 @@ class Uplink:
         self._status_dirty.set()
 
     async def _reply(self, client: aiomqtt.Client, name: str, reply: dict[str, Any]) -> None:
+        """Publish a command's reply (``CommandProcessor`` renders a ``CommandReply``)."""
         try:
             await client.publish(f"{self.base}/cmd/{name}/result", dumps(reply), qos=1)
         except aiomqtt.MqttError:
