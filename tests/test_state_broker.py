@@ -62,15 +62,15 @@ class Collected:
     def on(self, topic: str) -> list[Any]:
         return [body for t, _, body in self.messages if t == topic]
 
-    async def until(self, what: str, condition: Any, timeout: float = 15.0) -> None:
+    async def until(self, what: str, condition: Any, within: float = 15.0) -> None:
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(within):
                 while not condition():
                     self.changed.clear()
                     await self.changed.wait()
         except TimeoutError:
             seen = sorted({t for t, _, _ in self.messages})
-            raise AssertionError(f"no {what} within {timeout} s; topics seen: {seen}") from None
+            raise AssertionError(f"no {what} within {within} s; topics seen: {seen}") from None
 
 
 async def _collect(client: aiomqtt.Client, into: Collected) -> None:
@@ -113,9 +113,11 @@ async def test_every_message_published_to_a_real_broker_matches_its_schema(
             await got.until("telemetry", lambda: len(got.on(f"{base}/telemetry")) >= 20)
             await got.until(
                 "dry-run raise and clear",
-                lambda: {(a["id"], a["event"]) for a in got.on(alarms)}
-                >= {("dry_run", "raise"), ("dry_run", "clear")},
-                timeout=20,
+                lambda: (
+                    {(a["id"], a["event"]) for a in got.on(alarms)}
+                    >= {("dry_run", "raise"), ("dry_run", "clear")}
+                ),
+                within=20,
             )
             now = time.time()
             commands = [
@@ -131,9 +133,11 @@ async def test_every_message_published_to_a_real_broker_matches_its_schema(
             replies = f"{base}/cmd/setpoint/result", f"{base}/cmd/ack/result"
             await got.until(
                 "command replies",
-                lambda: len(got.on(f"{base}/cmd/mode/result")) == 2
-                and len(got.on(replies[0])) == 3
-                and len(got.on(replies[1])) == 1,
+                lambda: (
+                    len(got.on(f"{base}/cmd/mode/result")) == 2
+                    and len(got.on(replies[0])) == 3
+                    and len(got.on(replies[1])) == 1
+                ),
             )
             # The status socket answers with the model the dashboard reads.
             reply = await query(str(tmp_path / "state" / "status.sock"))
@@ -155,7 +159,7 @@ async def test_every_message_published_to_a_real_broker_matches_its_schema(
 
     checked: dict[str, int] = {}
     for topic, _, body in got.messages:
-        if body is None or topic.startswith(f"{base}/cmd/") and not topic.endswith("/result"):
+        if body is None or (topic.startswith(f"{base}/cmd/") and not topic.endswith("/result")):
             continue  # our own commands
         name = schema_for(topic, base)
         try:

@@ -39,6 +39,14 @@ PAYLOADS: dict[str, tuple[Any, str, str]] = {
 }
 
 
+#: What a payload that is one of several models is (a union has no docstring).
+UNION_NOTES = {
+    "<prefix>/<site>/status": "One of: the station online (OnlineStatus: the status "
+    "body under a head), its orderly stop (OfflineStatus), or the Last Will the broker "
+    "publishes when the station falls silent (LastWill: no ts, will: true).",
+}
+
+
 def schema_of(kind: Any, topic: str, direction: str) -> dict[str, Any]:
     """The JSON Schema of one payload, tidied for readers (see ``_tidy``)."""
     mode: Literal["validation", "serialization"] = (
@@ -56,7 +64,8 @@ def schema_of(kind: Any, topic: str, direction: str) -> dict[str, Any]:
     head = {
         "$schema": DIALECT,
         "title": body.pop("title", topic.rsplit("/", 1)[-1]),
-        "description": f"What {who} on {topic} (docs/mqtt.md). " + body.pop("description", ""),
+        "description": f"What {who} on {topic} (docs/mqtt.md). "
+        + (body.pop("description", None) or UNION_NOTES.get(topic, "")),
     }
     return {**head, **body}
 

@@ -257,7 +257,8 @@ class Uplink:
 
     # -- connection -------------------------------------------------------------------------
 
-    def _status_payload(self, online: bool) -> bytes:
+    def status_payload(self, online: bool) -> bytes:
+        """The retained status: an ``OnlineStatus`` or, at an orderly stop, ``OfflineStatus``."""
         message: OnlineStatus | OfflineStatus
         if online:
             status = self.status()
@@ -307,7 +308,7 @@ class Uplink:
             properties=properties,
             max_queued_incoming_messages=MAX_QUEUED_COMMANDS,
             logger=mqtt_log,
-            will=aiomqtt.Will(f"{self.base}/status", self._will_payload(), qos=1, retain=True),
+            will=aiomqtt.Will(f"{self.base}/status", self.will_payload(), qos=1, retain=True),
         )
         # A whole window in flight is the design, not a concern: without this aiomqtt logs
         # a warning per publish beyond 10 pending, flooding the journal on every replay.
@@ -359,7 +360,7 @@ class Uplink:
     async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         if self.commands is not None:
             await self._subscribe_commands(client)
-        await client.publish(f"{self.base}/status", self._status_payload(True), qos=1, retain=True)
+        await client.publish(f"{self.base}/status", self.status_payload(True), qos=1, retain=True)
         tasks = [
             asyncio.create_task(self._replay(client)),
             asyncio.create_task(self._send_alarms(client)),
@@ -401,7 +402,7 @@ class Uplink:
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
             async with asyncio.timeout(3.0):
                 await client.publish(
-                    f"{self.base}/status", self._status_payload(False), qos=1, retain=True
+                    f"{self.base}/status", self.status_payload(False), qos=1, retain=True
                 )
 
     async def _final_flush(self, client: aiomqtt.Client) -> None:
@@ -414,9 +415,9 @@ class Uplink:
             async with asyncio.timeout(FINAL_TELEMETRY_S):
                 while await self._replay_once(client):
                     pass
-        await client.publish(f"{self.base}/status", self._status_payload(False), qos=1, retain=True)
+        await client.publish(f"{self.base}/status", self.status_payload(False), qos=1, retain=True)
 
-    def _will_payload(self) -> bytes:
+    def will_payload(self) -> bytes:
         """The Last Will: offline, without ``ts``. The broker sends it when it notices
         the silence, possibly days after this was composed at connect; SCADA stamps it
         on arrival (docs/mqtt.md)."""
@@ -525,7 +526,7 @@ class Uplink:
             await wait_event(self._status_dirty, STATUS_REFRESH_S)
             self._status_dirty.clear()
             await client.publish(
-                f"{self.base}/status", self._status_payload(True), qos=1, retain=True
+                f"{self.base}/status", self.status_payload(True), qos=1, retain=True
             )
 
     async def _listen(self, client: aiomqtt.Client) -> None:
