@@ -28,7 +28,7 @@ log = get_logger(__name__)
 
 #: What the socket answers a status request with: the model, or its JSON (the daemon's
 #: ``status_snapshot``, which the demo extends).
-Snapshot = LocalStatus | Mapping[str, Any]
+StatusView = LocalStatus | Mapping[str, Any]
 CommandHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 MAX_REQUEST_BYTES = 64 * 1024
 
@@ -43,17 +43,17 @@ class StatusUnavailable(BoosterError):
 
 
 class StatusServer:
-    """``async with StatusServer(path=..., snapshot=...)``: serves until the block exits."""
+    """``async with StatusServer(path=..., status=...)``: serves until the block exits."""
 
     def __init__(
         self,
         *,
         path: str,
-        snapshot: Callable[[], Snapshot],
+        status: Callable[[], StatusView],
         commands: CommandHandler | None = None,
     ) -> None:
         self.path = path
-        self._snapshot = snapshot
+        self._status = status
         self._commands = commands
         self._server: asyncio.Server | None = None
         self.served = 0
@@ -85,7 +85,7 @@ class StatusServer:
                     reply: dict[str, Any] = {"ok": False, "error": "request too long"}
                 else:
                     reply = await self._answer_safely(line)
-                # Strict JSON: a NaN in the snapshot must not make the reply unreadable.
+                # Strict JSON: a NaN in the status must not make the reply unreadable.
                 writer.write(dumps(reply).encode() + b"\n")
                 await writer.drain()
         except (TimeoutError, ConnectionError):
@@ -119,8 +119,8 @@ class StatusServer:
         kind = request.get("request", "status")
         if kind == "status":
             self.served += 1
-            snap = self._snapshot()
-            return {"ok": True, "status": to_json(snap) if isinstance(snap, LocalStatus) else snap}
+            view = self._status()
+            return {"ok": True, "status": to_json(view) if isinstance(view, LocalStatus) else view}
         if kind == "command":
             if self._commands is None:
                 return {

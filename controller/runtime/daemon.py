@@ -463,7 +463,7 @@ class Daemon:
     async def _status_task(self, stop: asyncio.Event) -> None:
         handler = self._status_command if self.cfg.status.allow_commands else None
         async with StatusServer(
-            path=self.cfg.status.socket, snapshot=self.status_snapshot, commands=handler
+            path=self.cfg.status.socket, status=self.status_snapshot, commands=handler
         ):
             await stop.wait()
 
