@@ -28,8 +28,8 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 
 def _status(snap: LocalStatus | Mapping[str, Any]) -> LocalStatus:
-    """A dict (the demo's ``status_snapshot``, or a status from another release) read into the model:
-    what it lacks shows as "-"."""
+    """A dict (the demo's ``status_snapshot``, or a status from another release) read
+    into the model: what it lacks shows as "-"."""
     return snap if isinstance(snap, LocalStatus) else read(LocalStatus, snap)
 
 

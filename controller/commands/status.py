@@ -24,7 +24,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--config", help="station file (to find the socket)")
     p.add_argument("--socket", help=f"status socket (default {StatusConfig().socket})")
-    p.add_argument("--json", action="store_true", help="print the status as the socket sent it, JSON")
+    p.add_argument(
+        "--json", action="store_true", help="print the status as the socket sent it, as JSON"
+    )
     p.add_argument(
         "--lang", choices=("id", "en"), help="language of state names (default: site.language)"
     )

@@ -40,7 +40,7 @@ from controller.runtime.loop import ControlLoop
 from controller.runtime.watchdog import WatchdogGate
 from controller.sdnotify import Notifier, watchdog_interval_s
 from controller.state.build import alarm_event, point_value, station_status
-from controller.state.dump import fields_of, to_json
+from controller.state.dump import fields_of, read, to_json
 from controller.state.models import (
     BriefStatus,
     LocalStatus,
@@ -283,12 +283,14 @@ class Daemon:
             **fields_of(self.brief_status()),
             site=SiteInfo(id=site.id, name=site.name, language=site.language),
             version=__version__,
-            loop=LoopView(**self.loop.stats.as_dict()),
+            # Counters the loop and the demo report as dicts of their own: read leniently,
+            # so a counter added there never breaks the status.
+            loop=read(LoopView, self.loop.stats.as_dict()),
             acquisition=self.source.stats(),
             buffer=self.buffer.stats(),
             uplink=self.uplink.stats() if self.uplink else {"connected": False},
             ready=self.ready,
-            sim=SimInfo(**sim) if sim is not None else None,
+            sim=read(SimInfo, sim) if sim is not None else None,
         )
 
     def status_snapshot(self) -> dict[str, Any]:

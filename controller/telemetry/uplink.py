@@ -47,7 +47,6 @@ from controller.config.checks import unreadable
 from controller.config.schema import TlsConfig, UplinkConfig
 from controller.errors import BoosterError
 from controller.logs import get_logger
-from controller.state.build import station_status
 from controller.state.dump import fields_of, to_json
 from controller.state.models import (
     AlarmEvent,
@@ -212,6 +211,8 @@ class Uplink:
         status: Callable[[], StationStatus | Mapping[str, Any]],
         commands: CommandProcessor | None,
     ) -> None:
+        """``status`` gives the body of the retained status: the daemon's typed
+        ``StationStatus``; a plain mapping (tools, tests) is sent as it is."""
         self.cfg = cfg
         self.site = site
         self.buffer = buffer
@@ -263,7 +264,9 @@ class Uplink:
         if online:
             status = self.status()
             if not isinstance(status, StationStatus):
-                status = station_status(status)  # the control core's dict (tests, tools)
+                # Tools and tests without a control core: their dict under the head.
+                head = {"online": True, "site": self.site, "version": __version__}
+                return dumps({**head, "ts": utc_now_iso(), **status}).encode()
             message = OnlineStatus(
                 online=True,
                 site=self.site,
