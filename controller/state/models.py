@@ -6,9 +6,12 @@ Each model is a frozen stdlib dataclass. The JSON a model stands for is ``to_jso
 ``null``). pydantic reads the same classes (``TypeAdapter``) for the JSON Schema files
 in docs/schema/ (``python -m controller.state.schema``) and for validation in the
 tests; nothing validates at run time. That is deliberate: the telemetry sample is built
-on every control tick, and a stdlib dataclass costs a third of a validated pydantic
-model (bench/state.py); what the station builds is checked against the schemas in the
-tests instead (tests/test_state_*.py), down to messages taken from a real broker.
+on every control tick, and constructing its dataclass took 2.5 us where a validated
+pydantic model took 6 us and ``model_construct`` 11.5 us (same fields, this machine);
+``bench.state`` measures the whole typed sample at about 5 us more than the plain dict
+it replaced, under 3 % of a bare control tick. What the station builds is checked
+against the schemas in the tests instead (tests/test_state_*.py), down to messages
+taken from a real broker.
 
 What is here, by topic (docs/mqtt.md):
 
