@@ -27,15 +27,15 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def _status(snap: LocalStatus | Mapping[str, Any]) -> LocalStatus:
+def _status(given: LocalStatus | Mapping[str, Any]) -> LocalStatus:
     """A dict (the demo's ``status_snapshot``, or a status from another release) read
     into the model: what it lacks shows as "-"."""
-    return snap if isinstance(snap, LocalStatus) else read(LocalStatus, snap)
+    return given if isinstance(given, LocalStatus) else read(LocalStatus, given)
 
 
-def headline(snap: BriefStatus | Mapping[str, Any]) -> str:
+def headline(given: BriefStatus | Mapping[str, Any]) -> str:
     """One line: what systemd's STATUS= and a glance at the screen should say."""
-    status = snap if isinstance(snap, BriefStatus) else _status(snap)
+    status = given if isinstance(given, BriefStatus) else _status(given)
     values = status.values or {}
     p = values.get(status.pressure_point) if status.pressure_point else None
     running = [n for n, pump in (status.pumps or {}).items() if pump.running]
@@ -58,10 +58,10 @@ def _alarm_line(lang: str, alarm: ActiveAlarm) -> str:
     return text if not message or message == text else f"{text} ({message})"
 
 
-def render(snap: LocalStatus | Mapping[str, Any], lang: str | None = None) -> Group:
+def render(given: LocalStatus | Mapping[str, Any], lang: str | None = None) -> Group:
     """The whole station on one screen; state names and alarm texts in ``lang`` (default:
     the station's ``site.language``)."""
-    status = _status(snap)
+    status = _status(given)
     site = status.site
     lang = normalise(lang or (site.language if site else None))
     title = Text.assemble(

@@ -140,6 +140,8 @@ class Daemon:
     #: SIGHUP re-reads the station file (systemd's reload). A program run from a terminal
     #: (the demo) stops on it instead: the terminal was closed.
     hangup_stops = False
+    #: The last failure to build the headline (logged once until it changes or recovers).
+    _headline_failed: str | None = None
 
     def __init__(
         self,
@@ -485,7 +487,7 @@ class Daemon:
             ticks = self.loop.stats.ticks
             if not self.ready and ticks > 0 and self.source.progress > 0:
                 self.ready = True
-                self.notifier.ready(headline(self.brief_status()))
+                self.notifier.ready(self._headline())
                 log.info("ready", ticks=ticks)
                 # What start-up built (modules, config, drivers) lives as long as the
                 # process: out of the collector's sight, a full collection during a
@@ -501,10 +503,23 @@ class Daemon:
                 self.notifier.watchdog()
             else:
                 log.warning("withholding watchdog ping", reason=gate.reason)
-            status = headline(self.brief_status())
+            status = self._headline()
             if status != self._last_status:
                 self._last_status = status
                 self.notifier.status(status)
+
+    def _headline(self) -> str:
+        """systemd's STATUS= line; a status that cannot be built must not stop the
+        watchdog task (and with it the daemon): it is logged and the line says so."""
+        try:
+            line = headline(self.brief_status())
+        except Exception as exc:
+            if repr(exc) != self._headline_failed:  # once per distinct failure, not per check
+                self._headline_failed = repr(exc)
+                log.error("status not available", error=repr(exc), exc_info=exc)
+            return "status not available (see the log)"
+        self._headline_failed = None
+        return line
 
     def _acquisition_silence_s(self) -> float:
         worst = max(
