@@ -59,6 +59,10 @@ Why = tuple[BadReason] | tuple[BadReason, str]
 #: A pump flag word (bits 1, 2, 4, 8, 16, 32: see ``PumpFlag`` in docs/mqtt.md).
 FlagWord = Annotated[int, Field(ge=0, le=63)]
 CommandId = Annotated[str, Field(min_length=1, max_length=128)]
+#: A telemetry schema's id: 6 hex digits of a hash of its content.
+SchemaId = Annotated[str, Field(pattern=r"^[0-9a-f]{6}$")]
+#: UTC, ISO 8601 with milliseconds and a Z, e.g. 2026-11-24T06:07:12.120Z.
+IsoTime = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 
 # -- telemetry ------------------------------------------------------------------------------
@@ -84,7 +88,7 @@ class SchemaMessage:
 
     v: Literal[2] = 2
     """The telemetry format."""
-    id: str
+    id: SchemaId
     """A short hash of the content (6 hex digits): the samples' ``sch``."""
     points: list[SchemaPoint]
     """The points, in the order of a sample's ``val``."""
@@ -115,7 +119,7 @@ class TelemetrySample:
 
     v: Literal[2] = 2
     """The format: 2. A message without v is format 1 (releases before format 2)."""
-    sch: str
+    sch: SchemaId
     """The id of the schema that names this sample's values and pumps."""
     m: Mode
     """The mode."""
@@ -180,7 +184,7 @@ class EventStamp:
     """The alarm events' own number (not the telemetry's), same promises."""
     boot: int
     """The start counter of the controller run the event happened in."""
-    ts: str
+    ts: IsoTime
     """When it happened: UTC, ISO 8601 with milliseconds and a Z."""
     ts_unsynced: Literal[True] | Absent = None
     """Present when the station's clock was not synchronised."""
@@ -296,7 +300,7 @@ class OnlineHead:
     """The station's site id."""
     version: str
     """The controller's version."""
-    ts: str
+    ts: IsoTime
     """When this status was published: UTC, ISO 8601."""
 
 
@@ -318,7 +322,7 @@ class OfflineStatus:
     """The station's site id."""
     version: str
     """The controller's version."""
-    ts: str
+    ts: IsoTime
     """When it stopped: UTC, ISO 8601."""
 
 
