@@ -1,6 +1,7 @@
 """The local status socket: ``boosterd status`` asks the running daemon what it is doing.
 
-One JSON request line in, one JSON reply line out, then the connection closes. The
+One JSON request line in, one JSON reply line out, then the connection closes. A status
+request is answered ``{"ok": true, "status": <LocalStatus>}`` (controller/state/models.py). The
 socket is read-only unless the station file allows commands: a technician's terminal
 is not an authenticated SCADA link.
 """
@@ -11,19 +12,23 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from controller.errors import BoosterError
 from controller.logs import get_logger
+from controller.state.dump import to_json
+from controller.state.models import LocalStatus
 from controller.telemetry.commands import MAX_DEPTH, Invalid, loads_bounded
 from controller.telemetry.encoding import dumps
 
 log = get_logger(__name__)
 
-Snapshot = dict[str, Any]
+#: What the socket answers a status request with: the model, or its JSON (the daemon's
+#: ``status_snapshot``, which the demo extends).
+StatusView = LocalStatus | Mapping[str, Any]
 CommandHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 MAX_REQUEST_BYTES = 64 * 1024
 
@@ -38,17 +43,17 @@ class StatusUnavailable(BoosterError):
 
 
 class StatusServer:
-    """``async with StatusServer(path=..., snapshot=...)``: serves until the block exits."""
+    """``async with StatusServer(path=..., status=...)``: serves until the block exits."""
 
     def __init__(
         self,
         *,
         path: str,
-        snapshot: Callable[[], Snapshot],
+        status: Callable[[], StatusView],
         commands: CommandHandler | None = None,
     ) -> None:
         self.path = path
-        self._snapshot = snapshot
+        self._status = status
         self._commands = commands
         self._server: asyncio.Server | None = None
         self.served = 0
@@ -80,7 +85,7 @@ class StatusServer:
                     reply: dict[str, Any] = {"ok": False, "error": "request too long"}
                 else:
                     reply = await self._answer_safely(line)
-                # Strict JSON: a NaN in the snapshot must not make the reply unreadable.
+                # Strict JSON: a NaN in the status must not make the reply unreadable.
                 writer.write(dumps(reply).encode() + b"\n")
                 await writer.drain()
         except (TimeoutError, ConnectionError):
@@ -114,7 +119,8 @@ class StatusServer:
         kind = request.get("request", "status")
         if kind == "status":
             self.served += 1
-            return {"ok": True, "status": self._snapshot()}
+            view = self._status()
+            return {"ok": True, "status": to_json(view) if isinstance(view, LocalStatus) else view}
         if kind == "command":
             if self._commands is None:
                 return {

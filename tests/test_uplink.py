@@ -21,6 +21,7 @@ import pytest
 from controller.config import load_config
 from controller.config.schema import TlsConfig, UplinkConfig
 from controller.control.core import ControlCore
+from controller.state.build import station_status
 from controller.telemetry.buffer import SampleBuffer
 from controller.telemetry.commands import CommandProcessor
 from controller.telemetry.uplink import Uplink
@@ -309,7 +310,8 @@ async def test_commands_are_answered_and_alarms_sent_also_after_a_reconnect(
     await buf.open()
     cfg = UplinkConfig(host="127.0.0.1", port=broker.port, topic_prefix=topic_root,
                        protocol=protocol, reconnect_max_s=0.5)  # type: ignore[arg-type]  # fmt: skip
-    uplink = Uplink(cfg, site=SITE, buffer=buf, status=core.snapshot, commands=commands)
+    uplink = Uplink(cfg, site=SITE, buffer=buf, commands=commands,
+                    status=lambda: station_status(core.snapshot()))  # fmt: skip
     base = f"{topic_root}/{SITE}"
     results = Subscriber(broker.port, f"{base}/cmd/+/result", tmp_path / "res.txt")
     alarms = Subscriber(broker.port, f"{base}/alarm", tmp_path / "alarm.txt")

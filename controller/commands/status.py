@@ -13,6 +13,8 @@ from rich.console import Console
 from controller.config import ConfigError, load_config
 from controller.config.schema import StatusConfig
 from controller.dashboard import render
+from controller.state.dump import read
+from controller.state.models import LocalStatus
 from controller.status_server import StatusUnavailable, query
 
 
@@ -22,7 +24,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--config", help="station file (to find the socket)")
     p.add_argument("--socket", help=f"status socket (default {StatusConfig().socket})")
-    p.add_argument("--json", action="store_true", help="print the raw snapshot as JSON")
+    p.add_argument(
+        "--json", action="store_true", help="print the status as the socket sent it, as JSON"
+    )
     p.add_argument(
         "--lang", choices=("id", "en"), help="language of state names (default: site.language)"
     )
@@ -45,10 +49,13 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(reply, dict) or not reply.get("ok"):
         print(f"boosterd status: daemon refused: {reply}", file=sys.stderr)
         return 3
-    snapshot = reply["status"]
+    sent = reply["status"]
     if args.json:
-        print(json.dumps(snapshot, indent=2, sort_keys=True))
+        print(json.dumps(sent, indent=2, sort_keys=True))
     else:
+        # Read leniently: a daemon not yet restarted after an upgrade may send an older
+        # shape; what is missing shows as "-" rather than a traceback.
+        status = read(LocalStatus, sent if isinstance(sent, dict) else {})
         # Piped into a file or a ticket, keep whole rows rather than 80 columns.
-        Console(width=None if sys.stdout.isatty() else 120).print(render(snapshot, args.lang))
+        Console(width=None if sys.stdout.isatty() else 120).print(render(status, args.lang))
     return 0

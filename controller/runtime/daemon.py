@@ -38,6 +38,15 @@ from controller.runtime import last_good
 from controller.runtime.assembly import Assembly, Pacer, RealTime, Source, assemble
 from controller.runtime.watchdog import WatchdogGate
 from controller.sdnotify import Notifier, watchdog_interval_s
+from controller.state.build import alarm_event, point_value, station_status
+from controller.state.dump import fields_of, read, to_json
+from controller.state.models import (
+    BriefStatus,
+    LocalStatus,
+    LoopView,
+    SiteInfo,
+    StationStatus,
+)
 from controller.status_server import StatusServer
 from controller.telemetry.buffer import SampleBuffer
 from controller.telemetry.commands import CommandProcessor
@@ -124,6 +133,9 @@ class Daemon:
     snapshot (the demo's simulated time and energy).
     """
 
+    #: The last failure to build the headline (logged once until it changes or recovers).
+    _headline_failed: str | None = None
+
     def __init__(
         self,
         cfg: StationConfig,
@@ -195,7 +207,7 @@ class Daemon:
                 cfg.uplink,
                 site=cfg.site.id,
                 buffer=self.buffer,
-                status=self.status_payload,
+                status=self.station_status,
                 commands=self.commands,
             )
         self.exit_code = EXIT_OK
@@ -236,30 +248,44 @@ class Daemon:
 
     # -- status -------------------------------------------------------------------------
 
-    def brief_snapshot(self) -> dict[str, Any]:
+    def station_status(self) -> StationStatus:
+        """The body of the retained MQTT status (the uplink adds online/site/version/ts)."""
+        return station_status(self.core.snapshot())
+
+    def brief_status(self) -> BriefStatus:
         """What the one-line headline needs (systemd's STATUS=), cheap enough to build often."""
-        snap: dict[str, Any] = dict(self.core.snapshot())
-        snap["pressure_point"] = self.cfg.control.pressure_point
-        snap["values"] = {name: r.as_dict() for name, r in self.loop.readings.items()}
-        return snap
+        return BriefStatus(
+            **fields_of(self.station_status()),
+            pressure_point=self.cfg.control.pressure_point,
+            values={name: point_value(r) for name, r in self.loop.readings.items()},
+        )
+
+    def local_status(self) -> LocalStatus:
+        """Everything ``boosterd status`` and the dashboard show."""
+        site = self.cfg.site
+        return LocalStatus(
+            **fields_of(self.brief_status()),
+            site=SiteInfo(id=site.id, name=site.name, language=site.language),
+            version=__version__,
+            # Counters the loop and the demo report as dicts of their own: read leniently,
+            # so a counter added there never breaks the status.
+            loop=read(LoopView, self.loop.stats.as_dict()),
+            acquisition=self.source.stats(),
+            buffer=self.buffer.stats(),
+            uplink=self.uplink.stats() if self.uplink else {"connected": False},
+            ready=self.ready,
+        )
 
     def status_snapshot(self) -> dict[str, Any]:
-        """Everything ``boosterd status`` and the dashboard show."""
-        snap = self.brief_snapshot()
-        site = self.cfg.site
-        snap["site"] = {"id": site.id, "name": site.name, "language": site.language}
-        snap["version"] = __version__
-        snap["loop"] = self.loop.stats.as_dict()
-        snap["acquisition"] = self.source.stats()
-        snap["buffer"] = self.buffer.stats()
-        snap["uplink"] = self.uplink.stats() if self.uplink else {"connected": False}
-        snap["ready"] = self.ready
+        """``local_status`` as the status socket sends it (and the HMI reads it), with
+        what the demo adds (its simulated clock, each pump's energy)."""
+        snap: dict[str, Any] = to_json(self.local_status())
         self.extend_status(snap)
         return snap
 
     def status_payload(self) -> dict[str, Any]:
-        """The retained MQTT status (the uplink adds online/version/ts)."""
-        snap = dict(self.core.snapshot())
+        """The MQTT status body as a dict, with the site (the Sparkplug node reads it)."""
+        snap: dict[str, Any] = to_json(self.station_status())
         snap["site"] = self.cfg.site.id
         return snap
 
@@ -298,8 +324,8 @@ class Daemon:
         )
 
     def _on_events(self, out: ControlOutputs) -> None:
-        for event in out.events:
-            payload = event.as_dict()
+        for raw in out.events:
+            event = alarm_event(raw)
             log.warning(
                 f"alarm {event.event}",
                 alarm=event.id,
@@ -308,7 +334,7 @@ class Daemon:
             )
             if self.uplink is not None:
                 # Stored in the buffer (durable, in order), forwarded by the uplink.
-                self.uplink.publish_alarm(payload)
+                self.uplink.publish_alarm(to_json(event))
         if self.uplink is not None:
             self.uplink.notify_status_changed()
 
@@ -431,7 +457,7 @@ class Daemon:
     async def _status_task(self, stop: asyncio.Event) -> None:
         handler = self._status_command if self.cfg.status.allow_commands else None
         async with StatusServer(
-            path=self.cfg.status.socket, snapshot=self.status_snapshot, commands=handler
+            path=self.cfg.status.socket, status=self.status_snapshot, commands=handler
         ):
             await stop.wait()
 
@@ -451,7 +477,7 @@ class Daemon:
             ticks = self.loop.stats.ticks
             if not self.ready and ticks > 0 and self.source.progress > 0:
                 self.ready = True
-                self.notifier.ready(headline(self.brief_snapshot()))
+                self.notifier.ready(self._headline())
                 log.info("ready", ticks=ticks)
                 # What start-up built (modules, config, drivers) lives as long as the
                 # process: out of the collector's sight, a full collection during a
@@ -467,10 +493,23 @@ class Daemon:
                 self.notifier.watchdog()
             else:
                 log.warning("withholding watchdog ping", reason=gate.reason)
-            status = headline(self.brief_snapshot())
+            status = self._headline()
             if status != self._last_status:
                 self._last_status = status
                 self.notifier.status(status)
+
+    def _headline(self) -> str:
+        """systemd's STATUS= line; a status that cannot be built must not stop the
+        watchdog task (and with it the daemon): it is logged and the line says so."""
+        try:
+            line = headline(self.brief_status())
+        except Exception as exc:
+            if repr(exc) != self._headline_failed:  # once per distinct failure, not per check
+                self._headline_failed = repr(exc)
+                log.error("status not available", error=repr(exc), exc_info=exc)
+            return "status not available (see the log)"
+        self._headline_failed = None
+        return line
 
     def _acquisition_silence_s(self) -> float:
         worst = max(

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 from controller.aio import wait_event
 from controller.control.core import ControlOutputs, PumpInputs
 from controller.logs import get_logger
+from controller.state.enums import ControlState, Mode, coerce
+from controller.state.models import TelemetrySample, Why
 from controller.telemetry.encoding import (
     PUMP_EXERCISING,
     PUMP_FAULT,
@@ -27,7 +29,6 @@ from controller.telemetry.encoding import (
     PUMP_LOCKED_OUT,
     PUMP_NO_FEEDBACK,
     PUMP_ON,
-    TELEMETRY_VERSION,
     TelemetrySchema,
 )
 from controller.ticker import FixedRateTicker, Tick
@@ -89,7 +90,55 @@ class LoopStats:
         }
 
 
+#: A tick's sample as the buffer takes it: ``TelemetrySample.body()``, with the
+#: ``TelemetrySchema`` itself under ``sch`` (the buffer stores it once, sends its id).
 Sample = dict[str, Any]
+
+
+def telemetry_sample(
+    readings: Mapping[str, Reading],
+    out: ControlOutputs,
+    pumps: Mapping[str, PumpInputs],
+) -> tuple[TelemetrySample, TelemetrySchema]:
+    """One tick in telemetry format 2 (docs/mqtt.md), and the schema it refers to.
+
+    Names and units live in the schema (``sch``, sent once, retained), so a sample is
+    a few numbers: values in the schema's point order, pumps as flag words. Built on
+    every tick, so without validation (controller/state/models.py says why)."""
+    schema = _schema(
+        tuple((name, r.unit) for name, r in readings.items()),
+        tuple(pumps),
+    )
+    values: list[float | None] = []
+    bad: dict[str, Why] = {}
+    held: dict[str, Why] = {}
+    for name, r in readings.items():
+        values.append(r.as_dict()["v"])  # type: ignore[arg-type]  # a float or None
+        if r.reason is not None:
+            why: Why = (r.reason, r.detail) if r.detail else (r.reason,)
+            # A held value is good (the last good one, kept through a failed poll): its
+            # reason says why the fresh read failed, and it is not a bad value.
+            (held if r.good else bad)[name] = why
+    lockouts = {name: out.lockouts[name] for name in pumps if name in out.lockouts}
+    speeds = None
+    if any(name in out.speeds for name in pumps):
+        speeds = [
+            round(100.0 * out.speeds[name], 2) if name in out.speeds else None for name in pumps
+        ]
+    sample = TelemetrySample(
+        sch=schema.id,
+        m=coerce(Mode, out.mode),
+        st=coerce(ControlState, out.state),
+        sp=round(out.setpoint_bar, 4),
+        dem=round(out.demand, 4),
+        val=values,
+        pmp=[_pump_flags(name, inputs, out) for name, inputs in pumps.items()],
+        bad=bad or None,
+        held=held or None,
+        lock=lockouts or None,
+        spd=speeds,
+    )
+    return sample, schema
 
 
 def make_sample(
@@ -97,48 +146,12 @@ def make_sample(
     out: ControlOutputs,
     pumps: Mapping[str, PumpInputs],
 ) -> Sample:
-    """The telemetry body for one tick in format 2 (docs/mqtt.md); the buffer adds
-    ``seq``, ``boot`` and ``ts`` and encodes it once, to the bytes SCADA receives.
-
-    Names and units live in the schema (``sch``, sent once, retained), so a sample is
-    a few numbers: values in the schema's point order, pumps as flag words."""
-    schema = _schema(
-        tuple((name, r.unit) for name, r in readings.items()),
-        tuple(pumps),
-    )
-    values: list[object] = []
-    bad: dict[str, list[object]] = {}
-    held: dict[str, list[object]] = {}
-    for name, r in readings.items():
-        d = r.as_dict()
-        values.append(d["v"])
-        if r.reason is not None:
-            why = [d["reason"], d["detail"]] if "detail" in d else [d["reason"]]
-            # A held value is good (the last good one, kept through a failed poll): its
-            # reason says why the fresh read failed, and it is not a bad value.
-            (held if r.good else bad)[name] = why
-    sample: Sample = {
-        "v": TELEMETRY_VERSION,
-        "sch": schema,
-        "m": out.mode,
-        "st": out.state,
-        "sp": round(out.setpoint_bar, 4),
-        "dem": round(out.demand, 4),
-        "val": values,
-        "pmp": [_pump_flags(name, inputs, out) for name, inputs in pumps.items()],
-    }
-    if bad:
-        sample["bad"] = bad
-    if held:
-        sample["held"] = held
-    lockouts = {name: out.lockouts[name] for name in pumps if name in out.lockouts}
-    if lockouts:
-        sample["lock"] = lockouts
-    if any(name in out.speeds for name in pumps):
-        sample["spd"] = [
-            round(100.0 * out.speeds[name], 2) if name in out.speeds else None for name in pumps
-        ]
-    return sample
+    """The telemetry body for one tick, as the buffer takes it: the buffer adds
+    ``seq``, ``boot`` and ``ts`` and encodes it once, to the bytes SCADA receives."""
+    sample, schema = telemetry_sample(readings, out, pumps)
+    body = sample.body()
+    body["sch"] = schema
+    return body
 
 
 @functools.lru_cache(maxsize=16)

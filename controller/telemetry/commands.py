@@ -8,7 +8,8 @@ A command is a JSON object on ``<prefix>/<site>/cmd/<name>``::
     {"id": "c-126", "ts": "...", "alarm": "high_pressure"}              ack (alarm optional)
     {"id": "c-127", "ts": "...", "pressure_management": {...} | null}   pressure_management
 
-The reply on ``.../cmd/<name>/result`` is ``{"id", "ok", "error"}``. A command carried
+The reply on ``.../cmd/<name>/result`` is ``{"id", "ok", "error"}`` (a ``CommandReply``,
+controller/state/models.py). A command carried
 out is remembered by (name, id): sent again, it is answered with the stored reply and
 not executed twice. A rejection is not remembered, so it never shadows a later valid
 command with the same id. A command older than ``max_age_s`` (or from too far in the
@@ -29,11 +30,14 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
 
 from controller.errors import BoosterError
 from controller.logs import get_logger
+from controller.state.dump import to_json
+from controller.state.models import CommandReply
 from controller.telemetry.clock import PLAUSIBLE_EPOCH
 
 log = get_logger(__name__)
@@ -237,7 +241,7 @@ class CommandProcessor:
         self.clock = clock
         # Only commands carried out: a rejection stored here would shadow the later,
         # valid command that reuses its id (a stale retry, a typo'd topic).
-        self._done: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self._done: OrderedDict[tuple[str, str], CommandReply] = OrderedDict()
         self.executed = 0
         self.rejected = 0
         self.failed = 0
@@ -259,20 +263,23 @@ class CommandProcessor:
             # A bug, not the sender's fault: say so, keep the link, keep the traceback.
             self.failed += 1
             log.error("command failed", topic=where, id=cid, error=repr(exc), exc_info=exc)
-            reply = {
-                "id": cid,
-                "ok": False,
-                "error": _clean_error(
-                    f"the station failed to handle this command ({type(exc).__name__}); "
-                    "it may not have been carried out: check the status, see the station log"
-                ),
-            }
-            self._audit(name, payload, reply, topic)
-            return reply
-        log.info("command", topic=where, name=_short(name), id=reply["id"], ok=reply["ok"],
-                 error=reply["error"], repeated=reply.get("repeated", False))  # fmt: skip
-        self._audit(name, payload, reply, topic)
-        return reply
+            failed: dict[str, Any] = to_json(
+                CommandReply(
+                    id=cid,
+                    ok=False,
+                    error=_clean_error(
+                        f"the station failed to handle this command ({type(exc).__name__}); "
+                        "it may not have been carried out: check the status, see the station log"
+                    ),
+                )
+            )
+            self._audit(name, payload, failed, topic)
+            return failed
+        log.info("command", topic=where, name=_short(name), id=reply.id, ok=reply.ok,
+                 error=reply.error, repeated=bool(reply.repeated))  # fmt: skip
+        body: dict[str, Any] = to_json(reply)
+        self._audit(name, payload, body, topic)
+        return body
 
     def _audit(self, name: str, payload: bytes, reply: dict[str, Any], topic: str | None) -> None:
         """Tell the audit log; its failure is logged, never the command's."""
@@ -297,13 +304,14 @@ class CommandProcessor:
             log.error("command id unreadable", topic=topic, error=repr(exc), exc_info=exc)
         reply = self._rejection(cid, reason)
         log.info("command refused", topic=topic or f"cmd/{_short(name)}", id=cid,
-                 error=reply["error"])  # fmt: skip
-        self._audit(name, payload, reply, topic)
-        return reply
+                 error=reply.error)  # fmt: skip
+        body: dict[str, Any] = to_json(reply)
+        self._audit(name, payload, body, topic)
+        return body
 
-    def _rejection(self, cid: str | None, error: str) -> dict[str, Any]:
+    def _rejection(self, cid: str | None, error: str) -> CommandReply:
         self.rejected += 1
-        return {"id": cid, "ok": False, "error": _clean_error(error)}
+        return CommandReply(id=cid, ok=False, error=_clean_error(error))
 
     def _parse(self, payload: bytes) -> dict[str, Any]:
         if len(payload) > MAX_PAYLOAD_BYTES:
@@ -313,15 +321,15 @@ class CommandProcessor:
             raise Invalid("payload must be a JSON object")
         return data
 
-    def _carry_out(self, name: str, cid: str, data: dict[str, Any]) -> dict[str, Any]:
+    def _carry_out(self, name: str, cid: str, data: dict[str, Any]) -> CommandReply:
         key = (name, cid)
         done = self._done.get(key)
         if done is not None:
             self._done.move_to_end(key)
-            return dict(done, repeated=True)
-        result = self._execute(name, data)
+            return replace(done, repeated=True)
+        acknowledged = self._execute(name, data)
         self.executed += 1
-        reply = {"id": cid, "ok": True, "error": None, **result}
+        reply = CommandReply(id=cid, ok=True, error=None, acknowledged=acknowledged)
         self._done[key] = reply
         while len(self._done) > REMEMBERED_COMMANDS:
             self._done.popitem(last=False)
@@ -342,9 +350,10 @@ class CommandProcessor:
         if age < -FUTURE_SKEW_S:
             raise Invalid(f"command is from the future ({_seconds(-age)} s ahead)")
 
-    def _execute(self, name: str, data: dict[str, Any]) -> dict[str, Any]:
+    def _execute(self, name: str, data: dict[str, Any]) -> list[str] | None:
         """Run one valid-looking command; ``Invalid`` (or a BoosterError, turned into
-        ``Invalid``) when it is refused. Returns the reply's extra fields."""
+        ``Invalid``) when it is refused. Returns what an ack acknowledged (None for the
+        other commands)."""
         if name not in COMMANDS:
             raise Invalid(f"unknown command {_short(name)!r}; commands: {', '.join(COMMANDS)}")
         self._check_age(data)
@@ -353,7 +362,7 @@ class CommandProcessor:
         except BoosterError as exc:
             raise Invalid(str(exc)) from exc
 
-    def _dispatch(self, name: str, data: dict[str, Any]) -> dict[str, Any]:
+    def _dispatch(self, name: str, data: dict[str, Any]) -> list[str] | None:
         if name == "setpoint":
             # The range check is the target's: it follows the station file on reload.
             self.target.set_setpoint(_number(data, "value"))
@@ -369,7 +378,7 @@ class CommandProcessor:
             assert pump is not None
             self.target.pump(pump, on)
         elif name == "ack":
-            return {"acknowledged": self.target.ack(_text(data, "alarm", required=False))}
+            return self.target.ack(_text(data, "alarm", required=False))
         else:
             if "pressure_management" not in data:
                 raise Invalid(
@@ -379,4 +388,4 @@ class CommandProcessor:
             if pm is not None and not isinstance(pm, dict):
                 raise Invalid("'pressure_management' must be an object or null")
             self.target.set_pressure_management(pm)
-        return {}
+        return None

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from controller.state.dump import to_json
+from controller.state.models import SchemaMessage, SchemaPoint
+
 
 def finite(obj: Any) -> Any:
     """``obj`` with every non-finite float replaced by None (containers copied)."""
@@ -83,13 +86,24 @@ class TelemetrySchema:
         """A short content hash: the same station file gives the same id after a restart."""
         return hashlib.sha256(dumpb(self.as_dict(with_id=False))).hexdigest()[:6]
 
+    def message(self) -> SchemaMessage:
+        """The retained ``schema/<id>`` message that describes this schema."""
+        return SchemaMessage(
+            id=self.id,
+            points=[SchemaPoint(name=n, unit=u) for n, u in self.points],
+            pumps=list(self.pumps),
+        )
+
     def as_dict(self, *, with_id: bool = True) -> dict[str, Any]:
-        body: dict[str, Any] = {"v": TELEMETRY_VERSION}
+        """The schema message as a dict; without ``id``, what the id is a hash of."""
         if with_id:
-            body["id"] = self.id
-        body["points"] = [{"name": n, "unit": u} for n, u in self.points]
-        body["pumps"] = list(self.pumps)
-        return body
+            body: dict[str, Any] = to_json(self.message())
+            return body
+        return {
+            "v": TELEMETRY_VERSION,
+            "points": [{"name": n, "unit": u} for n, u in self.points],
+            "pumps": list(self.pumps),
+        }
 
     @classmethod
     def from_dict(cls, body: dict[str, Any]) -> TelemetrySchema:

@@ -32,7 +32,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,14 @@ from controller.config.checks import unreadable
 from controller.config.schema import TlsConfig, UplinkConfig
 from controller.errors import BoosterError
 from controller.logs import get_logger
+from controller.state.dump import fields_of, to_json
+from controller.state.models import (
+    AlarmEvent,
+    LastWill,
+    OfflineStatus,
+    OnlineStatus,
+    StationStatus,
+)
 from controller.telemetry.buffer import Fetched, SampleBuffer, utc_now_iso
 from controller.telemetry.commands import MAX_PAYLOAD_BYTES, CommandProcessor
 from controller.telemetry.encoding import dumpb, dumps
@@ -200,9 +208,11 @@ class Uplink:
         *,
         site: str,
         buffer: SampleBuffer,
-        status: Callable[[], dict[str, Any]],
+        status: Callable[[], StationStatus | Mapping[str, Any]],
         commands: CommandProcessor | None,
     ) -> None:
+        """``status`` gives the body of the retained status: the daemon's typed
+        ``StationStatus``; a plain mapping (tools, tests) is sent as it is."""
         self.cfg = cfg
         self.site = site
         self.buffer = buffer
@@ -224,10 +234,12 @@ class Uplink:
 
     # -- API for the daemon -----------------------------------------------------------------
 
-    def publish_alarm(self, event: dict[str, Any]) -> None:
+    def publish_alarm(self, event: AlarmEvent | Mapping[str, Any]) -> None:
         """Store an alarm event in the buffer (durable, numbered like samples); it is
-        forwarded in order when connected, after an outage and after a restart."""
-        self.buffer.append_alarm(dict(event, site=self.site))
+        forwarded in order when connected, after an outage and after a restart. The
+        buffer adds the stamp: what SCADA receives is an ``AlarmMessage``."""
+        body = to_json(event) if isinstance(event, AlarmEvent) else dict(event)
+        self.buffer.append_alarm({**body, "site": self.site})
 
     def notify_status_changed(self) -> None:
         """Republish the retained status soon."""
@@ -246,12 +258,27 @@ class Uplink:
 
     # -- connection -------------------------------------------------------------------------
 
-    def _status_payload(self, online: bool) -> bytes:
-        body: dict[str, Any] = {"online": online, "site": self.site, "version": __version__}
-        body["ts"] = utc_now_iso()
+    def status_payload(self, online: bool) -> bytes:
+        """The retained status: an ``OnlineStatus`` or, at an orderly stop, ``OfflineStatus``."""
+        message: OnlineStatus | OfflineStatus
         if online:
-            body.update(self.status())
-        return dumps(body).encode()
+            status = self.status()
+            if not isinstance(status, StationStatus):
+                # Tools and tests without a control core: their dict under the head.
+                head = {"online": True, "site": self.site, "version": __version__}
+                return dumps({**head, "ts": utc_now_iso(), **status}).encode()
+            message = OnlineStatus(
+                online=True,
+                site=self.site,
+                version=__version__,
+                ts=utc_now_iso(),
+                **fields_of(status),
+            )
+        else:
+            message = OfflineStatus(
+                online=False, site=self.site, version=__version__, ts=utc_now_iso()
+            )
+        return dumps(to_json(message)).encode()
 
     def _client(self) -> aiomqtt.Client:
         username, password = read_credentials(self.cfg.credentials_file)
@@ -284,7 +311,7 @@ class Uplink:
             properties=properties,
             max_queued_incoming_messages=MAX_QUEUED_COMMANDS,
             logger=mqtt_log,
-            will=aiomqtt.Will(f"{self.base}/status", self._will_payload(), qos=1, retain=True),
+            will=aiomqtt.Will(f"{self.base}/status", self.will_payload(), qos=1, retain=True),
         )
         # A whole window in flight is the design, not a concern: without this aiomqtt logs
         # a warning per publish beyond 10 pending, flooding the journal on every replay.
@@ -336,7 +363,7 @@ class Uplink:
     async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         if self.commands is not None:
             await self._subscribe_commands(client)
-        await client.publish(f"{self.base}/status", self._status_payload(True), qos=1, retain=True)
+        await client.publish(f"{self.base}/status", self.status_payload(True), qos=1, retain=True)
         tasks = [
             asyncio.create_task(self._replay(client)),
             asyncio.create_task(self._send_alarms(client)),
@@ -378,7 +405,7 @@ class Uplink:
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
             async with asyncio.timeout(3.0):
                 await client.publish(
-                    f"{self.base}/status", self._status_payload(False), qos=1, retain=True
+                    f"{self.base}/status", self.status_payload(False), qos=1, retain=True
                 )
 
     async def _final_flush(self, client: aiomqtt.Client) -> None:
@@ -391,14 +418,14 @@ class Uplink:
             async with asyncio.timeout(FINAL_TELEMETRY_S):
                 while await self._replay_once(client):
                     pass
-        await client.publish(f"{self.base}/status", self._status_payload(False), qos=1, retain=True)
+        await client.publish(f"{self.base}/status", self.status_payload(False), qos=1, retain=True)
 
-    def _will_payload(self) -> bytes:
+    def will_payload(self) -> bytes:
         """The Last Will: offline, without ``ts``. The broker sends it when it notices
         the silence, possibly days after this was composed at connect; SCADA stamps it
         on arrival (docs/mqtt.md)."""
-        body = {"online": False, "site": self.site, "version": __version__, "will": True}
-        return dumps(body).encode()
+        will = LastWill(online=False, site=self.site, version=__version__, will=True)
+        return dumps(to_json(will)).encode()
 
     # -- the work ---------------------------------------------------------------------------
 
@@ -410,7 +437,7 @@ class Uplink:
         sample that needs it (a reload may add one while connected)."""
         for sid, schema in list(self.buffer.schemas.items()):
             if sid not in self._schemas_sent:
-                payload = dumpb(schema.as_dict())
+                payload = dumpb(to_json(schema.message()))
                 await client.publish(f"{self.base}/schema/{sid}", payload, qos=1, retain=True)
                 self._schemas_sent.add(sid)
 
@@ -502,7 +529,7 @@ class Uplink:
             await wait_event(self._status_dirty, STATUS_REFRESH_S)
             self._status_dirty.clear()
             await client.publish(
-                f"{self.base}/status", self._status_payload(True), qos=1, retain=True
+                f"{self.base}/status", self.status_payload(True), qos=1, retain=True
             )
 
     async def _listen(self, client: aiomqtt.Client) -> None:
@@ -548,6 +575,7 @@ class Uplink:
         self._status_dirty.set()
 
     async def _reply(self, client: aiomqtt.Client, name: str, reply: dict[str, Any]) -> None:
+        """Publish a command's reply (``CommandProcessor`` renders a ``CommandReply``)."""
         try:
             await client.publish(f"{self.base}/cmd/{name}/result", dumps(reply), qos=1)
         except aiomqtt.MqttError:
