@@ -72,6 +72,28 @@ def commit() -> str:
     return head + ("-dirty" if changed else "")
 
 
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pid: int) -> float:
+    """CPU time (user + system, all threads) another process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def proc_rss_mb(pid: int) -> float:
+    """Another process's resident memory (VmRSS) in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+#: The code a run measures is the code it imported: its commit is taken when the run
+#: starts, so editing files while a long benchmark runs does not relabel its result.
+STARTED_AT_COMMIT = commit()
+
+
 class Clock:
     """Wall and CPU time (this process, all threads) of a measured stretch."""
 
@@ -101,7 +123,7 @@ def finish(
         "bench": name,
         "command": command,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": commit(),
+        "commit": STARTED_AT_COMMIT,
         "machine": machine(),
         "figures": figures,
         "tables": tables or {},

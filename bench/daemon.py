@@ -29,26 +29,15 @@ from typing import Any
 import yaml
 
 from bench.buffer import samples, station
-from bench.common import Target, add_arguments, finish, start_sim
+from bench.common import Target, add_arguments, finish, proc_cpu_s, proc_rss_mb, start_sim
 from controller.logs import configure_logging
 from controller.status_server import query
 from controller.telemetry.buffer import SampleBuffer
 from tests.support.broker import Broker
 
 REPO = Path(__file__).resolve().parent.parent
-TICK_HZ = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK_HZ
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+cpu_s = proc_cpu_s
+rss_mb = proc_rss_mb
 
 
 def prefill(path: Path, rows: int) -> None:
