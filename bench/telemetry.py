@@ -140,6 +140,8 @@ async def run(rows: int, inflight: int) -> dict[str, Any]:
         "buffer_append_commit_samples_per_s": round(write["per_s"]),
         "buffer_cpu_us_per_sample": round(write["cpu_us_per_sample"], 1),
         "replay_msgs_per_s": round(rep["per_s"]),
+        "replay_wall_s": round(rep["catch_up_s"], 2),
+        "replay_cpu_s": round(rep["cpu_s"], 2),
         "replay_cpu_ms_per_1000_msgs": round(1e6 * rep["cpu_s"] / rows, 1),
         "replay_inflight": inflight,
         "ceiling_msgs_per_s": round(ceiling),
