@@ -67,8 +67,10 @@ def commit() -> str:
         return out.stdout.strip()
 
     head = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    # The results this run (and the ones before it) write do not make the code dirty.
-    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
+    # What runs write or render (results, plots, RESULTS.md and its renderer) does not
+    # make the measured code dirty.
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results",
+                  ":!bench/*.png", ":!bench/RESULTS.md", ":!bench/report.py")  # fmt: skip
     return head + ("-dirty" if changed else "")
 
 
