@@ -103,8 +103,9 @@ def run_scenario(
     return loop, figures
 
 
-#: Figures that measure the machine, not the control (left out when runs are compared).
-TIMINGS = ("wall_s", "cpu_s", "sink")
+#: Figures that measure the machine, not the control, and the labels of a run (left out
+#: when runs are compared).
+TIMINGS = ("wall_s", "cpu_s", "sink", "scenario", "controller")
 
 
 def control_figures(figures: dict[str, Any]) -> dict[str, Any]:
