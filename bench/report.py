@@ -172,7 +172,8 @@ def load() -> dict[str, Any]:
 def generate(text: str, docs: dict[str, Any]) -> str:
     placed = set()
     for name, doc in docs.items():
-        pattern = re.compile(rf"(<!-- bench:{name} -->\n).*?(<!-- /bench:{name} -->)", re.S)
+        tag = re.escape(name)
+        pattern = re.compile(rf"(<!-- bench:{tag} -->\n).*?(<!-- /bench:{tag} -->)", re.S)
         if pattern.search(text):
             body = "\n".join(render(name, doc))
 
