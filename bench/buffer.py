@@ -36,6 +36,7 @@ from controller.logs import configure_logging
 from controller.runtime.loop import make_sample
 from controller.telemetry.buffer import SampleBuffer
 from controller.values import BadReason, Reading
+from drivers.modbus.codec import float32_digits
 
 T0 = 1_800_000_000.0  # a synchronised-looking wall clock (2027)
 POOL = 512  # distinct samples cycled through while filling
@@ -60,7 +61,13 @@ def samples(points: list[tuple[str, str]], pumps: list[str], drives: int) -> lis
     rng = random.Random(14)
     out = []
     for i in range(POOL):
-        readings = {name: Reading.ok(name, rng.uniform(0.5, 1500.0), unit) for name, unit in points}
+        # As the codec reads them: a float32's significant digits (drivers/modbus/codec.py,
+        # float32_digits), not a float64's 17 that no register carries.
+        readings = {
+            name: Reading.ok(name, v, unit, digits=float32_digits(v))
+            for name, unit in points
+            for v in [rng.uniform(0.5, 1500.0)]
+        }
         if i % 50 == 0:  # now and then a bad value, as in the field
             name, unit = points[1]
             readings[name] = Reading.bad(name, unit, BadReason.TIMEOUT, "no answer from slave 2")

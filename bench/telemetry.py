@@ -37,13 +37,22 @@ from controller.telemetry.uplink import Uplink
 from tests.support.broker import Broker
 
 WINDOWS = (20, 100, 500, 1000, 2000)
+
+
+def synced() -> bool:
+    """A station's clock once NTP has set it: samples then carry no ``ts_unsynced``
+    flag (19 bytes, only while the clock is not synchronised after a boot offline),
+    whatever this machine's own clock state."""
+    return True
+
+
 POOL = samples(*station(5, 3, 0))
 #: One example-station sample body (bench/sd_writes.py commits it per tick).
 SAMPLE: dict[str, Any] = POOL[0]
 
 
 async def buffer_rate(path: Path, rows: int) -> dict[str, float]:
-    buf = SampleBuffer(path, site="bench", max_pending=rows + 1)
+    buf = SampleBuffer(path, site="bench", max_pending=rows + 1, clock_synced=synced)
     await buf.open()
     clock = Clock()
     for i in range(rows):
@@ -57,7 +66,7 @@ async def buffer_rate(path: Path, rows: int) -> dict[str, float]:
 
 
 async def filled(path: Path, rows: int) -> SampleBuffer:
-    buf = SampleBuffer(path, site="bench", max_pending=rows + 1)
+    buf = SampleBuffer(path, site="bench", max_pending=rows + 1, clock_synced=synced)
     await buf.open()
     for i in range(rows):
         buf.append(POOL[i % len(POOL)])
