@@ -57,8 +57,10 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    # The 1-minute load average when the run ended: wall times and jitter depend on it.
     return {"host": platform.node(), "cpu": model or platform.machine(),
-            "cores": os.cpu_count(), "python": platform.python_version()}  # fmt: skip
+            "cores": os.cpu_count(), "python": platform.python_version(),
+            "load_avg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
 
 
 def commit() -> str:

@@ -80,8 +80,9 @@ def render(name: str, doc: Any) -> list[str]:
     lines: list[str] = []
     if isinstance(doc, dict) and "figures" in doc and "targets" in doc:
         m = doc["machine"]
+        load = f", load average {fmt(m['load_avg_1m'])}" if "load_avg_1m" in m else ""
         lines.append(f"`{doc['command']}`: {doc['date']}, commit {doc['commit']}, "
-                     f"{m['cpu']} ({m['cores']} cores), Python {m['python']}. "
+                     f"{m['cpu']} ({m['cores']} cores{load}), Python {m['python']}. "
                      f"Targets: **{'all met' if doc['pass'] else 'MISSED'}**.")  # fmt: skip
         lines.append("")
         verdicts = {v["figure"]: v for v in doc["targets"]}
