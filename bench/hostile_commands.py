@@ -175,6 +175,8 @@ def run(protocol: str, big_mb: int, settle_s: float) -> dict[str, Any]:
             "overruns_during": snap["loop"]["overruns"] - snap0["loop"]["overruns"],
             "telemetry_gaps": len(gaps),
             "status_always_online": int(all(status) and bool(status)),
+            # Each offline is the broker publishing the Will: the link dropped uncleanly.
+            "status_offline_messages": sum(1 for online in status if not online),
             "daemon_alive": int(daemon.poll() is None),
         }
     finally:
