@@ -24,6 +24,7 @@ import random
 import shutil
 import sqlite3
 import statistics
+import struct
 import sys
 import tempfile
 import time
@@ -36,6 +37,7 @@ from controller.logs import configure_logging
 from controller.runtime.loop import make_sample
 from controller.telemetry.buffer import SampleBuffer
 from controller.values import BadReason, Reading
+from drivers.modbus.codec import INTEGER_DIGITS, float32_digits
 
 T0 = 1_800_000_000.0  # a synchronised-looking wall clock (2027)
 POOL = 512  # distinct samples cycled through while filling
@@ -56,11 +58,37 @@ def station(points: int, pumps: int, drives: int) -> tuple[list[tuple[str, str]]
     return names, [f"P{i + 1}" for i in range(pumps)], drives
 
 
+def _float32(value: float) -> tuple[float, int]:
+    v = struct.unpack(">f", struct.pack(">f", value))[0]
+    return v, float32_digits(v)
+
+
+def register_values(rng: random.Random, n: int) -> list[tuple[float, int]]:
+    """``n`` values and their digits as the codec decodes them: for the example station
+    (5 points) its own registers (config/station.example.yaml: two 4-20 mA inputs of
+    4000-20000 counts, an int16 in tenths, a float32 CDAB, a uint32 in litres); for the
+    others float32 values from 0.5 to 1500."""
+    if n != 5:
+        return [_float32(rng.uniform(0.5, 1500.0)) for _ in range(n)]
+    return [
+        ((rng.randint(4000, 20000) - 4000) / 16000 * 10.0, INTEGER_DIGITS),
+        ((rng.randint(4000, 20000) - 4000) / 16000 * 16.0, INTEGER_DIGITS),
+        (rng.randint(150, 450) * 0.1, INTEGER_DIGITS),
+        _float32(rng.uniform(0.0, 60.0)),
+        (rng.randint(0, 2**32 - 1) * 0.001, INTEGER_DIGITS),
+    ]
+
+
 def samples(points: list[tuple[str, str]], pumps: list[str], drives: int) -> list[Any]:
     rng = random.Random(14)
     out = []
     for i in range(POOL):
-        readings = {name: Reading.ok(name, rng.uniform(0.5, 1500.0), unit) for name, unit in points}
+        # As the codec reads them (drivers/modbus/codec.py): the digits the register
+        # carries, never a float64's 17 that no register has.
+        readings = {
+            name: Reading.ok(name, v, unit, digits=d)
+            for (name, unit), (v, d) in zip(points, register_values(rng, len(points)), strict=True)
+        }
         if i % 50 == 0:  # now and then a bad value, as in the field
             name, unit = points[1]
             readings[name] = Reading.bad(name, unit, BadReason.TIMEOUT, "no answer from slave 2")

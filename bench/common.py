@@ -57,8 +57,10 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    # The 1-minute load average when the run ended: wall times and jitter depend on it.
     return {"host": platform.node(), "cpu": model or platform.machine(),
-            "cores": os.cpu_count(), "python": platform.python_version()}  # fmt: skip
+            "cores": os.cpu_count(), "python": platform.python_version(),
+            "load_avg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
 
 
 def commit() -> str:
@@ -67,9 +69,33 @@ def commit() -> str:
         return out.stdout.strip()
 
     head = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    # The results this run (and the ones before it) write do not make the code dirty.
-    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
+    # What runs write or render (results, plots, RESULTS.md and its renderer) does not
+    # make the measured code dirty.
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results",
+                  ":!bench/*.png", ":!bench/RESULTS.md", ":!bench/report.py")  # fmt: skip
     return head + ("-dirty" if changed else "")
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pid: int) -> float:
+    """CPU time (user + system, all threads) another process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def proc_rss_mb(pid: int) -> float:
+    """Another process's resident memory (VmRSS) in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+#: The code a run measures is the code it imported: its commit is taken when the run
+#: starts, so editing files while a long benchmark runs does not relabel its result.
+STARTED_AT_COMMIT = commit()
 
 
 class Clock:
@@ -101,7 +127,7 @@ def finish(
         "bench": name,
         "command": command,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": commit(),
+        "commit": STARTED_AT_COMMIT,
         "machine": machine(),
         "figures": figures,
         "tables": tables or {},

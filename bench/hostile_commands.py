@@ -1,6 +1,7 @@
 """Hostile-command benchmark: a real 'boosterd run' under a burst of bad SCADA messages.
 
     .venv/bin/python -m bench.hostile_commands [--protocol 5|3.1.1] [--big-mb 50]
+                                               [--check] [--save]
 
 The example station on 'boosterd sim' over a pty, its uplink to a local Mosquitto (as
 bench/daemon.py sets it up). After a settle, the daemon's resident memory is read, then
@@ -8,7 +9,11 @@ a burst is published on its cmd/ topics: 2000 messages of 4 KB (deep nesting, 32
 integers, NaN, junk), 50 retained poison commands, 20 messages of 1 MB and 3 of
 ``--big-mb`` MB. Out (JSON): RSS before, peak (VmHWM) and after, replies received,
 reconnects, control ticks missed, and whether telemetry stayed gap-free and the status
-online. Sizes the unit's MemoryMax= (systemd/boosterd.service).
+online; the daemon's CPU time over the burst beside its wall time. Sizes the unit's
+MemoryMax= (systemd/boosterd.service). Saved as ``hostile_commands-mqtt<protocol>``.
+
+Targets (issue 11): the daemon alive, telemetry without a gap, the status online all
+along, no control tick overrun, and its peak RSS under the unit's ``MemoryHigh=160M``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.common import start_sim
+from bench.common import Target, add_arguments, finish, proc_cpu_s, start_sim
 from bench.daemon import rss_mb
 from controller.logs import configure_logging
 from controller.status_server import query
@@ -143,9 +148,9 @@ def run(protocol: str, big_mb: int, settle_s: float) -> dict[str, Any]:
         before = rss_mb(daemon.pid)
         hwm_before = peak_mb(daemon.pid)
         snap0 = asyncio.run(query(data["status"]["socket"]))["status"]
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), proc_cpu_s(daemon.pid)
         sent = burst(broker.port, base, big_mb)
-        burst_s = time.monotonic() - t0
+        burst_s, burst_cpu_s = time.monotonic() - t0, proc_cpu_s(daemon.pid) - cpu0
         time.sleep(3.0)  # the last replies and samples out
         snap = asyncio.run(query(data["status"]["socket"]))["status"]
         with observer.lock:
@@ -163,13 +168,16 @@ def run(protocol: str, big_mb: int, settle_s: float) -> dict[str, Any]:
             "sent": sent,
             "big_mb": big_mb,
             "burst_s": round(burst_s, 1),
+            "burst_daemon_cpu_s": round(burst_cpu_s, 2),
             "replies": replies,
             "reconnects": snap["uplink"]["reconnects"],
             "ticks_during": snap["loop"]["ticks"] - snap0["loop"]["ticks"],
             "overruns_during": snap["loop"]["overruns"] - snap0["loop"]["overruns"],
             "telemetry_gaps": len(gaps),
-            "status_always_online": all(status) and bool(status),
-            "daemon_alive": daemon.poll() is None,
+            "status_always_online": int(all(status) and bool(status)),
+            # Each offline is the broker publishing the Will: the link dropped uncleanly.
+            "status_offline_messages": sum(1 for online in status if not online),
+            "daemon_alive": int(daemon.poll() is None),
         }
     finally:
         observer.close()
@@ -183,13 +191,24 @@ def run(protocol: str, big_mb: int, settle_s: float) -> dict[str, Any]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
     ap.add_argument("--big-mb", type=int, default=50)
     ap.add_argument("--settle-s", type=float, default=10.0)
+    add_arguments(ap)
     args = ap.parse_args()
     configure_logging(level="error", fmt="console", stream=sys.stderr)
-    print(json.dumps(run(args.protocol, args.big_mb, args.settle_s), indent=2))
+    figures = run(args.protocol, args.big_mb, args.settle_s)
+    targets = [
+        Target("daemon_alive", ">=", 1, "issue 11: no message takes the daemon down"),
+        Target("telemetry_gaps", "<=", 0, "issue 11: telemetry flows without a gap"),
+        Target("status_always_online", ">=", 1, "issue 11: the status stays online"),
+        Target("overruns_during", "<=", 0, "control never misses a tick"),
+        Target("rss_mb_peak", "<=", 160.0, "systemd/boosterd.service MemoryHigh=160M"),
+    ]
+    command = "python -m bench.hostile_commands " + " ".join(sys.argv[1:])
+    finish(f"hostile_commands-mqtt{args.protocol}", figures, targets, args,
+           command=command.strip())  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Pressure management benchmark: leakage with a fixed setpoint against a managed one.
 
     .venv/bin/python -m bench.pressure_management [--plot bench/pressure_management.png]
+                                                  [--check] [--save]
 
 The VFD example station over the 24 h diurnal day: the example's fixed 3.0 bar
 setpoint; flow compensation (setpoint = 2.1 + 0.9 (Q / 60 m3/h)^2 bar); flow
@@ -10,18 +11,26 @@ service minimum: the lowest fixed setpoint (2.2 bar) and the lowest compensation
 (1.5 bar) that keep the far end at or above FAR_END_MIN_BAR all day. The zone's far
 end (the critical point) loses 0.8 bar of friction at the 60 m3/h peak. Reported:
 leakage (m3/day) and its change against the fixed setpoint it is compared with, the
-lowest far-end pressure, energy and starts. JSON out.
+lowest far-end pressure, energy and starts, with the CPU time beside the wall time.
+
+Targets (issue 7): leakage at least 15 % lower than the fixed setpoint it is compared
+with, for flow compensation at 2.1 bar and at the service minimum, while the far end
+never falls below FAR_END_MIN_BAR in any variant; no pump above the station file's
+``max_starts_per_hour``. And issue 4's energy target, met here: flow compensation's
+kWh/m3 no worse than the pressure-switch panel's on the same day (the panel as
+``bench.control_scenarios`` runs it, on the relay-only example station).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.common import Target, add_arguments, finish
 from controller.config import load_config
 from controller.config.schema import (
     FlowCompensationConfig,
@@ -29,7 +38,7 @@ from controller.config.schema import (
     ScheduleEntry,
     StationConfig,
 )
-from harness.closed_loop import ClosedLoop
+from harness.closed_loop import ClosedLoop, Controller
 from harness.metrics import summarise
 
 REPO = Path(__file__).resolve().parent.parent
@@ -104,18 +113,29 @@ def plot(runs: dict[str, ClosedLoop], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def run_day(
+    cfg: StationConfig, controller: Controller = "boosterd"
+) -> tuple[ClosedLoop, dict[str, Any]]:
+    loop = ClosedLoop(cfg, controller=controller, start_hour=0.0, seed=7)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    loop.run(24 * 3600)
+    cpu_s = time.process_time() - cpu0
+    m = summarise(loop)
+    m["wall_s"] = round(time.perf_counter() - wall0, 2)
+    m["cpu_s"] = round(cpu_s, 2)
+    return loop, m
+
+
 def main(plot_path: Path | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     runs: dict[str, ClosedLoop] = {}
     for name, variant in VARIANTS.items():
-        loop = ClosedLoop(station(variant), start_hour=0.0, seed=7)
-        loop.run(24 * 3600)
+        loop, m = run_day(station(variant))
         runs[name] = loop
-        m = summarise(loop)
         out[name] = {k: m[k] for k in (
             "leakage_m3", "far_end_min_bar", "mean_pressure_bar", "min_pressure_bar",
             "energy_kwh_per_m3", "energy_kwh", "supplied_m3", "starts_total",
-            "max_starts_per_pump_per_hour", "wall_s")}  # fmt: skip
+            "max_starts_per_pump_per_hour", "wall_s", "cpu_s")}  # fmt: skip
         print(f"{name}: {out[name]}", file=sys.stderr)
     for name, figures in out.items():
         against = VARIANTS[name].against
@@ -128,7 +148,62 @@ def main(plot_path: Path | None = None) -> dict[str, Any]:
     return out
 
 
+def panel_day() -> dict[str, Any]:
+    """The pressure-switch panel's diurnal day on the relay-only example station."""
+    _, m = run_day(load_config(REPO / "config" / "station.example.yaml"), "pressure_switch")
+    print(f"pressure_switch panel: {m}", file=sys.stderr)
+    return m
+
+
+def summary(out: dict[str, Any], panel: dict[str, Any]) -> tuple[dict[str, Any], list[Target]]:
+    cfg = load_config(REPO / "config" / "station.vfd-example.yaml")
+    limit = min(p.max_starts_per_hour for p in cfg.pumps.values())
+    fc, fc_min = out["flow_compensation"], out["compensation_at_service_minimum"]
+    figures = {
+        "flow_compensation_leakage_vs_fixed_pct": fc["leakage_vs_fixed_pct"],
+        "night_schedule_leakage_vs_fixed_pct":
+            out["compensation_and_night_schedule"]["leakage_vs_fixed_pct"],
+        "service_minimum_leakage_vs_fixed_pct": fc_min["leakage_vs_fixed_pct"],
+        "far_end_min_bar": min(v["far_end_min_bar"] for v in out.values()),
+        "far_end_service_min_bar": FAR_END_MIN_BAR,
+        "max_starts_per_pump_per_hour": max(
+            v["max_starts_per_pump_per_hour"] for v in out.values()),
+        "flow_compensation_kwh_per_m3": fc["energy_kwh_per_m3"],
+        "panel_kwh_per_m3": panel["energy_kwh_per_m3"],
+        "flow_compensation_kwh_per_m3_vs_panel": round(
+            fc["energy_kwh_per_m3"] / panel["energy_kwh_per_m3"], 3),
+        "cpu_s_per_day_max": max(v["cpu_s"] for v in out.values()),
+        "wall_s_per_day_max": max(v["wall_s"] for v in out.values()),
+    }  # fmt: skip
+    targets = [
+        Target("flow_compensation_leakage_vs_fixed_pct", "<=", -15.0,
+               "issue 7: leakage >= 15 % lower than the fixed 3.0 bar setpoint"),
+        Target("service_minimum_leakage_vs_fixed_pct", "<=", -15.0,
+               "issue 7: the same at equal far-end service (both at the minimum)"),
+        Target("far_end_min_bar", ">=", FAR_END_MIN_BAR,
+               "issue 7: the far end never below the service minimum (every variant)"),
+        Target("max_starts_per_pump_per_hour", "<=", limit,
+               "issue 4: no pump above its max_starts_per_hour"),
+        Target("flow_compensation_kwh_per_m3_vs_panel", "<=", 1.0,
+               "issue 4: energy per m3 no worse than the pressure-switch panel"),
+    ]  # fmt: skip
+    return figures, targets
+
+
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--plot", type=Path, help="write the day's pressures (PNG) here")
-    print(json.dumps(main(ap.parse_args().plot), indent=2))
+    add_arguments(ap)
+    args = ap.parse_args()
+    variants = main(args.plot)
+    panel = panel_day()
+    figures, targets = summary(variants, panel)
+    rows = [{"variant": k, **v} for k, v in variants.items()]
+    rows.append({"variant": "pressure_switch_panel (relay station, 3.0 bar)", **{
+        k: panel[k] for k in ("leakage_m3", "far_end_min_bar", "mean_pressure_bar",
+                              "min_pressure_bar", "energy_kwh_per_m3", "energy_kwh",
+                              "supplied_m3", "starts_total", "max_starts_per_pump_per_hour",
+                              "wall_s", "cpu_s")}})  # fmt: skip
+    command = "python -m bench.pressure_management " + " ".join(sys.argv[1:])
+    finish("pressure_management", figures, targets, args, command=command.strip(),
+           tables={"variants": rows})  # fmt: skip

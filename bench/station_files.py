@@ -4,15 +4,20 @@ For every hostile file of tests/support/hostile.py: wall time, peak RSS and exit
 ``boosterd check`` and of ``boosterd outputs-off`` (falling back to a good copy on
 simulated relays). Then ``--fuzz N`` mutations of the example station (fixed seed)
 through ``parse_config``: how many loaded, how many were refused with located issues,
-how many ended any other way (must be 0), and the slowest.
+how many ended any other way (must be 0), and the slowest. CPU time (user + system of
+each process; this process for the fuzz) beside the wall time.
 
-Run: .venv/bin/python -m bench.station_files [--fuzz 20000] [--seed 1]
+Targets (issue 11): ``boosterd check`` exits 2 on every hostile file, ``outputs-off``
+exits 0 on every one (it falls back to the good copy) well inside the unit's 10 s stop
+timeout (5 s at most), neither peaks above the unit's ``MemoryHigh=160M``; the fuzz ends
+no mutation any way other than loaded or refused with located issues.
+
+Run: .venv/bin/python -m bench.station_files [--fuzz 20000] [--seed 1] [--check] [--save]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -25,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from bench.common import Clock, Target, add_arguments, finish
 from controller.config import ConfigError, parse_config
 from tests.support.hostile import EXAMPLE_TEXT, HOSTILE
 from tests.test_station_fuzz import TOKENS, mutate
@@ -38,7 +44,7 @@ def run_measured(args: list[str]) -> dict[str, Any]:
     Through /usr/bin/time: a child forked straight from this process would inherit its
     peak RSS as a floor. As root, without the capabilities that read any file.
     """
-    prefix = ["/usr/bin/time", "-f", "%M"]
+    prefix = ["/usr/bin/time", "-f", "%M %U %S"]
     if os.geteuid() == 0 and shutil.which("setpriv"):
         prefix += ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
     started = time.monotonic()
@@ -46,10 +52,11 @@ def run_measured(args: list[str]) -> dict[str, Any]:
         [*prefix, sys.executable, "-m", "controller.cli", *args],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False,
     )  # fmt: skip
-    peak_kb = int(proc.stderr.strip().splitlines()[-1])
+    peak_kb, user_s, sys_s = proc.stderr.strip().splitlines()[-1].split()
     return {
         "s": round(time.monotonic() - started, 3),
-        "rss_mb": round(peak_kb / 1024, 1),
+        "cpu_s": round(float(user_s) + float(sys_s), 2),
+        "rss_mb": round(int(peak_kb) / 1024, 1),
         "exit": proc.returncode,
     }
 
@@ -79,6 +86,7 @@ def hostile_table() -> list[dict[str, Any]]:
 
 
 def fuzz(n: int, seed: int) -> dict[str, Any]:
+    clock = Clock()
     rng = random.Random(seed)
     loaded = refused = other = 0
     slowest = 0.0
@@ -115,6 +123,8 @@ def fuzz(n: int, seed: int) -> dict[str, Any]:
         "refused_located": refused,
         "other": other,
         "slowest_s": round(slowest, 4),
+        "wall_s": round(clock.wall_s(), 1),
+        "cpu_s": round(clock.cpu_s(), 1),
         "failures": failures[:10],
     }
 
@@ -124,11 +134,43 @@ def _junk(rng: random.Random) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--fuzz", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=1)
+    add_arguments(ap)
     args = ap.parse_args()
-    print(json.dumps({"hostile": hostile_table(), "fuzz": fuzz(args.fuzz, args.seed)}, indent=2))
+    hostile = hostile_table()
+    fuzzed = fuzz(args.fuzz, args.seed)
+    runs = [r[k] for r in hostile for k in ("check", "outputs_off")]
+    figures = {
+        "hostile_files": len(hostile),
+        "check_not_exit_2": sum(1 for r in hostile if r["check"]["exit"] != 2),
+        "outputs_off_not_exit_0": sum(1 for r in hostile if r["outputs_off"]["exit"] != 0),
+        "slowest_check_s": max(r["check"]["s"] for r in hostile),
+        "slowest_outputs_off_s": max(r["outputs_off"]["s"] for r in hostile),
+        "slowest_outputs_off_cpu_s": max(r["outputs_off"]["cpu_s"] for r in hostile),
+        "most_cpu_s": max(r["cpu_s"] for r in runs),
+        "peak_rss_mb": max(r["rss_mb"] for r in runs),
+        **{f"fuzz_{k}": v for k, v in fuzzed.items() if k != "failures"},
+    }
+    targets = [
+        Target("check_not_exit_2", "<=", 0, "issue 11: check refuses every hostile file (exit 2)"),
+        Target("outputs_off_not_exit_0", "<=", 0, "issue 11: outputs-off falls back, exit 0"),
+        Target(
+            "slowest_outputs_off_cpu_s",
+            "<=",
+            5.0,
+            "issue 11: well inside the 10 s stop timeout (CPU time: the wall time "
+            "beside it grows with the machine's load)",
+        ),
+        Target("peak_rss_mb", "<=", 160.0, "systemd/boosterd.service MemoryHigh=160M"),
+        Target("fuzz_other", "<=", 0, "issue 11: every mutation loads or is refused, located"),
+    ]
+    command = "python -m bench.station_files " + " ".join(sys.argv[1:])
+    rows = [{"file": r["file"], **{f"{k}.{f}": v for k in ("check", "outputs_off")
+                                   for f, v in r[k].items()}} for r in hostile]  # fmt: skip
+    finish("station_files", figures, targets, args, command=command.strip(),
+           tables={"hostile files": rows})  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,0 +1,101 @@
+"""The daemon's telemetry sink for the closed loop: every tick's sample made, encoded and
+committed as ``boosterd run`` does, in simulated time.
+
+``ControlLoop.tick`` calls ``make_sample`` (controller/runtime/loop.py) once a sink is
+set; the sink appends it to a real ``SampleBuffer`` (controller/telemetry/buffer.py),
+which encodes it once, to the bytes SCADA receives; every ``buffer.commit_interval_s``
+of simulated time the queued samples are committed in one transaction on the buffer's
+worker thread, as the daemon's flusher does once per second of its clock. Nothing is
+delivered (the link is down all day: the backlog grows, the buffer's worst case short
+of its caps). The file sits on tmpfs when there is one, so an fsync costs no time here:
+the CPU of a commit is measured, the card's write cost is ``bench.sd_writes``'s subject.
+
+The sink never feeds anything back to the control law, so a run with it gives the same
+control figures as one without (``bench.control_scenarios`` checks that on every run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from controller.config.schema import StationConfig
+from controller.telemetry.buffer import SampleBuffer
+from harness.closed_loop import ClosedLoop
+
+#: The simulated day's wall clock starts here (a plausible, synchronised clock for the
+#: buffer's stamps and its age cap): 2026-01-01T00:00:00Z.
+EPOCH_S = 1_767_225_600.0
+
+
+def scratch_dir() -> Path:
+    """A fresh directory for the buffer, on tmpfs where the machine has one."""
+    shm = Path("/dev/shm")
+    return Path(tempfile.mkdtemp(prefix="bench-sink-", dir=shm if shm.is_dir() else None))
+
+
+class TelemetrySink:
+    """A ``SampleBuffer`` fed by ``loop``'s ticks; ``run`` advances the loop and commits."""
+
+    def __init__(self, cfg: StationConfig, loop: ClosedLoop, directory: Path) -> None:
+        self.loop = loop
+        self.interval_s = cfg.buffer.commit_interval_s
+        station = loop.station
+        self.buffer = SampleBuffer(
+            directory / "buffer.sqlite3",
+            site=cfg.site.id,
+            max_mb=cfg.buffer.max_mb,
+            max_age_days=cfg.buffer.max_age_days,
+            commit_interval_s=cfg.buffer.commit_interval_s,
+            max_pending=cfg.buffer.max_pending,
+            clock=lambda: EPOCH_S + station.t,
+        )
+        self.append_cpu_s = 0.0
+        self.commit_cpu_s: list[float] = []
+        self.appended = 0
+        loop.loop.sink = self._record
+
+    def _record(self, sample: dict[str, Any]) -> None:
+        c0 = time.process_time()
+        self.buffer.append(sample)
+        self.append_cpu_s += time.process_time() - c0
+        self.appended += 1
+
+    async def _run(self, duration_s: float) -> None:
+        tick = self.loop.cfg.control.tick_s
+        chunk = max(1, round(self.interval_s / tick)) * tick
+        await self.buffer.open()
+        try:
+            done = 0.0
+            while done < duration_s - tick / 2:
+                step = min(chunk, duration_s - done)
+                self.loop.run(step)
+                done += step
+                c0 = time.process_time()  # this process, the buffer's worker thread too
+                await self.buffer.flush()
+                self.commit_cpu_s.append(time.process_time() - c0)
+        finally:
+            await self.buffer.close()
+
+    def run(self, duration_s: float) -> None:
+        asyncio.run(self._run(duration_s))
+
+    def figures(self) -> dict[str, Any]:
+        commits = sorted(self.commit_cpu_s)
+        path = self.buffer.path
+        size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
+        return {
+            "samples": self.appended,
+            "commits": len(commits),
+            "append_cpu_us_per_sample": round(1e6 * self.append_cpu_s / max(self.appended, 1), 1),
+            "commit_cpu_ms_p50": round(1000 * statistics.median(commits), 3) if commits else None,
+            "commit_cpu_ms_p99": round(1000 * commits[int(0.99 * (len(commits) - 1))], 3)
+            if commits
+            else None,
+            "commit_cpu_s_total": round(sum(commits), 2),
+            "bytes_on_disk_per_sample": round(size / max(self.appended, 1)),
+        }
