@@ -19,6 +19,7 @@ from controller.config import load_config
 from controller.config.schema import StationConfig
 from controller.values import BadReason
 from drivers.modbus.acquisition import Acquisition
+from drivers.modbus.plan import Block, coalesce
 from simulator.modbus_slave import RtuSlave, SlaveFault
 from simulator.registers import RegisterImage
 from tests.support.serial_pair import SerialPair
@@ -201,3 +202,43 @@ async def test_a_slave_refusing_a_coalesced_read_has_its_blocks_read_apart(
     # From now on apart: 2 requests for the AI module's near blocks, no refusal.
     assert await line.pass_at(1.0) == 2 + 1 + 1
     assert line.acq.snapshot()["inlet_temperature"].good
+
+
+def _block(slave_id: int, kind: str, start: int, count: int) -> Block:
+    return Block("rs485", "dev", slave_id, kind, start, count, 1.0, ())
+
+
+@pytest.mark.parametrize(
+    ("blocks", "max_gap", "apart", "expected"),
+    [
+        # adjacent, then a gap of 4 bridged, a gap of 5 not
+        ([(1, "input", 0, 2), (1, "input", 2, 1), (1, "input", 7, 1), (1, "input", 13, 1)],
+         4, (), [(0, 8, (0, 1, 2)), (13, 1, (3,))]),
+        # overlapping blocks merge; another slave or kind never does
+        ([(1, "holding", 10, 4), (1, "holding", 12, 4), (2, "holding", 16, 2),
+          (1, "input", 16, 2)], 8, (), [(10, 6, (0, 1)), (16, 2, (2,)), (16, 2, (3,))]),
+        # 125 registers at most in one read
+        ([(1, "holding", 0, 100), (1, "holding", 100, 25), (1, "holding", 125, 1)],
+         8, (), [(0, 125, (0, 1)), (125, 1, (2,))]),
+        # bits: the gap allowance is 16x, the limit 2000
+        ([(1, "coil", 0, 8), (1, "coil", 72, 8), (1, "coil", 1990, 20)],
+         4, (), [(0, 80, (0, 1)), (1990, 20, (2,))]),
+        # a pair a slave refused stays apart, the others still merge
+        ([(1, "input", 0, 2), (1, "input", 3, 1), (1, "input", 4, 1)],
+         4, {frozenset((0, 1))}, [(0, 2, (0,)), (3, 2, (1, 2))]),
+        # gap 0: only touching blocks merge
+        ([(1, "input", 0, 2), (1, "input", 2, 1), (1, "input", 4, 1)],
+         0, (), [(0, 3, (0, 1)), (4, 1, (2,))]),
+    ],
+)  # fmt: skip
+def test_coalesce_table(
+    blocks: list[tuple[int, str, int, int]],
+    max_gap: int,
+    apart: Any,
+    expected: list[tuple[int, int, tuple[int, ...]]],
+) -> None:
+    bs = [_block(*b) for b in blocks]
+    reads = coalesce(bs, range(len(bs)), max_gap=max_gap, apart=apart)
+    assert [(r.start, r.count, r.members) for r in reads] == expected
+    for r in reads:
+        assert {bs[i].slave_id for i in r.members} == {r.slave_id}
