@@ -12,8 +12,9 @@ a 4-channel module (channel 3 unwired), and a real one serves all four.
 For 9,600, 19,200 and 115,200 baud, ``Acquisition.run`` (the task the daemon runs) polls
 for ``--seconds``, and every pass it makes is taken from ``BusPoller.pass_log``:
 
-* cycle: the pass's wall time plus the t3.5 the line must stay silent after its last
-  reply (the next request cannot start sooner);
+* cycle: from the start of the pass until the line is free for the next request: the
+  pass's end, or t3.5 after its last reply's last byte if that is later (the work on
+  the last reply is done inside that silence); ``PassRecord.quiet_s``;
 * line time: what the line really spends on the pass's reads, sum of (request + reply
   characters at the configured framing) x character time + 2 x t3.5 (the silence that
   ends the request, the one that ends the reply). Target: median cycle / line time
@@ -250,13 +251,16 @@ async def measure(baud: int, seconds: float, *, side: bool = True) -> dict[str, 
     # One read per slave and register kind: each one's registers span far less than 125.
     minimum = len({(b.slave_id, b.kind) for b in poller.blocks})
 
+    def cycle(p: PassRecord) -> float:
+        return p.ended - p.started + p.quiet_s
+
     def ratios(ps: list[PassRecord]) -> list[float]:
-        return [(p.ended - p.started + gap) / line_time_s(cfg, p.reads) for p in ps]
+        return [cycle(p) / line_time_s(cfg, p.reads) for p in ps]
 
     def cycle_ms(ps: list[PassRecord]) -> float:
-        return round(1000 * statistics.median(p.ended - p.started + gap for p in ps), 3)
+        return round(1000 * statistics.median(cycle(p) for p in ps), 3)
 
-    over = [(p.ended - p.started + gap - line_time_s(cfg, p.reads)) / len(p.reads) for p in record]
+    over = [(cycle(p) - line_time_s(cfg, p.reads)) / len(p.reads) for p in record]
     bus = cfg.buses["rs485"]
     fast_line = line_time_s(cfg, fast[0].reads)
     return {

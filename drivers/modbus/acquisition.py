@@ -57,6 +57,10 @@ class PassRecord:
     ended: float
     reads: tuple[Read, ...]
     requests: int
+    #: silence the line still owed when the pass ended (t3.5 after the last byte, less
+    #: what the pass's own work after that byte already took): the line is free for the
+    #: next request at ``ended + quiet_s``
+    quiet_s: float = 0.0
 
 
 @dataclass
@@ -183,6 +187,7 @@ class BusPoller:
                 self.clock(),
                 tuple(done),
                 sum(s.requests for s in self.slaves.values()) - requests,
+                self.channel.quiet_left_s(),
             )
         )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -45,6 +46,10 @@ class Channel(Protocol):
         ...
 
     async def write(self, slave_id: int, kind: str, address: int, words: list[int]) -> None: ...
+
+    def quiet_left_s(self) -> float:
+        """Seconds before the line may carry the next request (t3.5 still to run)."""
+        ...
 
 
 def open_channel(name: str, bus: BusConfig) -> Channel:
@@ -97,6 +102,10 @@ class RtuChannel:
     def close(self) -> None:
         self.master.link.close()
         self.master.timer.close()
+
+    def quiet_left_s(self) -> float:
+        m = self.master
+        return max(0.0, m.link.last_rx + m.gap_s - time.monotonic())
 
     async def read(self, block: Read) -> list[int]:
         pdu = await self.master.transact(
@@ -180,6 +189,9 @@ class PymodbusTcpChannel:
                 answered=True,
             )
         return rr
+
+    def quiet_left_s(self) -> float:
+        return 0.0  # TCP: no silence between frames
 
     async def read(self, block: Read) -> list[int]:
         c, n, sid, start = self.client, block.count, block.slave_id, block.start
