@@ -372,8 +372,11 @@ async def run(seconds: float, realtime: bool) -> tuple[dict[str, Any], list[dict
     rows = []
     for baud in BAUDS:
         figures["scheduling"] = scheduling(realtime)
+        load = os.getloadavg()[0]
         row = await measure(baud, seconds)
         row["scheduling"] = figures["scheduling"]
+        # The machine's other load decides the wall-time tails: say what it was.
+        row["loadavg_1min"] = round(max(load, os.getloadavg()[0]), 2)
         if realtime:
             # The same loop scheduled like every other process on this machine: what
             # its other load adds (no target: the machine's, not the code's).
