@@ -78,14 +78,40 @@ async def test_emulated_line_spends_request_reply_and_gaps_and_the_master_keeps_
         assert slave.stats.short_gaps == 0
         assert slave.stats.min_silence_s is not None
         assert slave.stats.min_silence_s >= gap
-        # A master that does not wait t3.5 after the last reply: its request runs on
-        # from that reply in every receiver; the emulating slave ignores it.
-        rude = RtuMaster(link, timeout_s=0.05, char_s=char, gap_s=0.0)
-        with pytest.raises(TransactionError) as failed:
-            await rude.transact(2, read_request("holding", 4112, 4))
-        assert failed.value.reason is BadReason.TIMEOUT
-        assert slave.stats.short_gaps == 1
     finally:
         link.close()
         master.timer.close()
+        await slave.close()
+
+
+@pytest.mark.asyncio
+async def test_the_emulating_slave_ignores_a_request_sent_sooner_than_t3_5(
+    serial_pair: SerialPair, tmp_path: Path
+) -> None:
+    """A master that does not wait t3.5 after the last reply: its request runs on from
+    that reply in every receiver. At 1,200 baud t3.5 is 29 ms, so a request sent at
+    once after the reply is sooner than that even on a busy machine."""
+    baud = 1200
+    cfg = load_config(write_station(tmp_path / "s.yaml", example_station(serial_pair.b)))
+    slave = RtuSlave(RegisterImage.from_config(cfg), bus="rs485", port=serial_pair.a,
+                     baudrate=baud, emulate_baud=True)  # fmt: skip
+    await slave.start()
+    char = char_time_s(baud)
+    link = SerialLink(serial_pair.b, baudrate=baud, bytesize=8, parity="N", stopbits=1)
+    polite = RtuMaster(link, timeout_s=0.5, char_s=char, gap_s=frame_gap_s(baud, char))
+    rude = RtuMaster(link, timeout_s=0.05, char_s=char, gap_s=0.0)
+    try:
+        await link.open()
+        await polite.transact(1, read_request("input", 0, 1))
+        with pytest.raises(TransactionError) as failed:
+            await rude.transact(1, read_request("input", 0, 1))
+        assert failed.value.reason is BadReason.TIMEOUT
+        assert slave.stats.short_gaps == 1
+        # Asked again after t3.5, it answers.
+        await polite.transact(1, read_request("input", 0, 1))
+        assert slave.stats.short_gaps == 1
+    finally:
+        link.close()
+        polite.timer.close()
+        rude.timer.close()
         await slave.close()
