@@ -2,8 +2,15 @@
 
 They serve a ``RegisterImage`` (the station file's register maps) and can misbehave on
 demand, per slave and per request: stay silent, answer with a broken CRC or with
-garbage, or answer with an exception code. Optional baud emulation delays each reply
-by its time on the wire, so bus timing can be benchmarked on a pty.
+garbage, or answer with an exception code.
+
+Optional baud emulation makes a pty spend the time a real line spends: a pty delivers
+the request at once, so the reply leaves when the request's last character would have
+arrived, plus the t3.5 silence by which a slave knows the request ended, plus the
+reply's own characters; timed with a timerfd, not asyncio's millisecond sleeps. It also
+checks the master's side of the rule: a request that starts less than t3.5 after the
+previous reply ended would run on from it in every receiver, so it is counted
+(``short_gaps``) and ignored, as a real slave would.
 
 Supported functions: 1, 2 (bits), 3, 4 (registers), 5, 6, 15, 16 (writes).
 """
@@ -20,6 +27,7 @@ import tty
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from drivers.modbus.deadline import DeadlineTimer
 from drivers.modbus.timing import char_time_s, frame_gap_s
 from simulator.registers import ILLEGAL_FUNCTION, ModbusException, RegisterImage
 
@@ -112,6 +120,10 @@ class SlaveStats:
     replies: int = 0
     crc_errors: int = 0
     faults: int = 0
+    #: requests that followed a reply with less than t3.5 of silence (baud emulation)
+    short_gaps: int = 0
+    #: the shortest silence seen between a reply's end and the next request (emulation)
+    min_silence_s: float | None = None
 
 
 class _Responder:
@@ -166,6 +178,7 @@ class RtuSlave(_Responder):
         bus: str,
         port: str,
         baudrate: int = 9600,
+        bytesize: int = 8,
         parity: str = "N",
         stopbits: int = 1,
         emulate_baud: bool = False,
@@ -180,8 +193,11 @@ class RtuSlave(_Responder):
         self._fd: int | None = None
         self._buf = bytearray()
         self._last_byte = 0.0
-        self._char = char_time_s(baudrate, parity=parity, stopbits=stopbits)
+        self._frame_start = 0.0  # when the first bytes of the frame in _buf arrived
+        self._reply_end = 0.0  # when the last reply's last character left (emulation)
+        self._char = char_time_s(baudrate, bytesize, parity, stopbits)
         self._gap = frame_gap_s(baudrate, self._char)
+        self._timer = DeadlineTimer()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -200,6 +216,7 @@ class RtuSlave(_Responder):
                 task.cancel()
             os.close(self._fd)
             self._fd = None
+            self._timer.close()
 
     def _readable(self) -> None:
         assert self._fd is not None
@@ -212,6 +229,8 @@ class RtuSlave(_Responder):
         now = time.monotonic()
         if self._buf and now - self._last_byte > self._gap + 0.02:
             self._buf.clear()  # silence ended the previous (partial) frame
+        if not self._buf:
+            self._frame_start = now
         self._last_byte = now
         self._buf += data
         while True:
@@ -219,15 +238,33 @@ class RtuSlave(_Responder):
             if n is None or len(self._buf) < n:
                 return
             frame, self._buf = bytes(self._buf[:n]), self._buf[n:]
+            start, self._frame_start = self._frame_start, now
+            if self.emulate_baud and not self._quiet_before(start):
+                continue
             reply = self.rtu_reply(frame)
             if reply is not None:
-                task = asyncio.get_running_loop().create_task(self._send(reply))
+                # The request's characters, then t3.5 of silence ends it, then the reply's.
+                due = start + (len(frame) + len(reply)) * self._char + self._gap
+                task = asyncio.get_running_loop().create_task(self._send(reply, due))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, reply: bytes) -> None:
+    def _quiet_before(self, start: float) -> bool:
+        """Whether the line was silent for t3.5 between the last reply and this request."""
+        if not self._reply_end:
+            return True
+        silence = start - self._reply_end
+        st = self.stats
+        st.min_silence_s = silence if st.min_silence_s is None else min(st.min_silence_s, silence)
+        if silence >= self._gap:
+            return True
+        st.short_gaps += 1
+        return False
+
+    async def _send(self, reply: bytes, due: float) -> None:
         if self.emulate_baud:
-            await asyncio.sleep(self._gap + len(reply) * self._char)
+            await self._timer.sleep_until(due)
+            self._reply_end = time.monotonic()
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.write(self._fd, reply)

@@ -2,6 +2,12 @@
 
 * One asyncio task per bus; the blocks of a bus are read one after another (a serial
   line carries one transaction at a time), the buses run concurrently.
+* The blocks due in a pass are coalesced into the fewest reads (``plan.coalesce``):
+  a slow block next to a fast one rides in the fast block's request, and a block that
+  would fall due before the next pass joins a read going out now. One read, one
+  quality: a failed read marks the points of that read bad, no others. A slave that
+  refuses a coalesced read (exception 2 or 3: a register in between it lacks, or a
+  span too long for it) has those blocks read apart at once and from then on.
 * A failed request is repeated ``retries`` times before the poll counts as failed, so
   one corrupted frame on a noisy line costs a repeat, not a value.
 * Per-slave backoff only for silence: after ``silent_before_backoff`` requests in a row
@@ -19,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,13 +37,31 @@ from controller.values import BadReason, Reading
 from drivers.modbus.channels import Channel, open_channel
 from drivers.modbus.codec import from_engineering, to_engineering
 from drivers.modbus.faults import UNEXPECTED_QUALITY
-from drivers.modbus.plan import Block, build_plan
+from drivers.modbus.plan import Block, Read, build_plan, coalesce
 from drivers.modbus.quality import STALE_PERIODS, PointGuard, point_guards
 from drivers.modbus.rtu import TransactionError
 
 log = get_logger(__name__)
 
-__all__ = ["STALE_PERIODS", "Acquisition", "BusPoller", "SlaveStats", "read_once"]
+__all__ = ["STALE_PERIODS", "Acquisition", "BusPoller", "PassRecord", "SlaveStats", "read_once"]
+
+#: Exception codes with which a slave refuses the span of a read: a register it does not
+#: have (2, illegal data address) or more registers than it serves at once (3).
+_REFUSED_SPAN = (2, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class PassRecord:
+    """One pass of a bus: when it ran, the reads it made, the requests they took."""
+
+    started: float
+    ended: float
+    reads: tuple[Read, ...]
+    requests: int
+    #: silence the line still owed when the pass ended (t3.5 after the last byte, less
+    #: what the pass's own work after that byte already took): the line is free for the
+    #: next request at ``ended + quiet_s``
+    quiet_s: float = 0.0
 
 
 @dataclass
@@ -82,10 +107,18 @@ class BusPoller:
         blocks: list[Block],
         clock: Callable[[], float],
         guards: dict[str, PointGuard] | None = None,
+        *,
+        max_gap: int = 0,
     ) -> None:
         self.name = name
         self.bus = bus
         self.blocks = blocks
+        #: unused registers a read may bridge (the plan's, from max_gap_registers)
+        self.max_gap = max_gap
+        #: pairs of blocks a slave refused to serve in one read
+        self.apart: set[frozenset[int]] = set()
+        #: the latest passes, newest last: what each cost on the wire and in time
+        self.pass_log: deque[PassRecord] = deque(maxlen=1024)
         self.clock = clock
         self.next_due = dict.fromkeys(range(len(blocks)), 0.0)
         self.slaves: dict[int, SlaveStats] = {b.slave_id: SlaveStats() for b in blocks}
@@ -128,33 +161,72 @@ class BusPoller:
             self.progress += 1
 
     async def poll_due(self) -> None:
+        """One pass: queued writes, then the due blocks, coalesced into the fewest reads."""
         self.passes += 1
         started = self.clock()
+        requests = sum(s.requests for s in self.slaves.values())
         await self._write_pending()
-        for i, block in enumerate(self.blocks):
+        done: list[Read] = []
+        for read in self._due_reads(self.clock(), started):
+            stats = self.slaves[read.slave_id]
             now = self.clock()
-            if now < self.next_due[i]:
+            if now < stats.backoff_until:
+                # The slave went silent earlier in this pass: it is being left alone, its
+                # points keep their bad reason, and these blocks are due again when the
+                # window ends (one probe per window).
+                for i in read.members:
+                    self.next_due[i] = stats.backoff_until
                 continue
+            for i in read.members:
+                period = self.blocks[i].period_s
+                self.next_due[i] = _next_slot(self.next_due[i], period, now, started)
+            await self._poll_read(read)
+            done.append(read)
+        self.pass_log.append(
+            PassRecord(
+                started,
+                self.clock(),
+                tuple(done),
+                sum(s.requests for s in self.slaves.values()) - requests,
+                self.channel.quiet_left_s(),
+            )
+        )
+
+    def _due_reads(self, now: float, started: float) -> list[Read]:
+        """The reads of this pass. A block not due yet joins a read going out anyway when
+        it would fall due before the next pass: one request instead of two."""
+        due: list[int] = []
+        later: list[int] = []
+        for i, block in enumerate(self.blocks):
             stats = self.slaves[block.slave_id]
             if now < stats.backoff_until:
-                # The slave is being left alone: its points keep their bad reason, and
-                # this block is due again when the window ends (one probe per window).
-                self.next_due[i] = stats.backoff_until
+                if now >= self.next_due[i]:
+                    self.next_due[i] = stats.backoff_until
                 continue
-            self.next_due[i] = _next_slot(self.next_due[i], block.period_s, now, started)
-            await self._poll_block(i, block, stats)
+            (due if now >= self.next_due[i] else later).append(i)
+        if not due:
+            return []
+        next_pass = min(
+            _next_slot(self.next_due[i], self.blocks[i].period_s, now, started) for i in due
+        )
+        # The tolerance keeps blocks on one grid (10 s and 0.5 s from the same start) from
+        # being read a period early for a rounding error.
+        early = [i for i in later if self.next_due[i] < next_pass - 1e-6]
+        reads = coalesce(self.blocks, due + early, max_gap=self.max_gap, apart=self.apart)
+        wanted = set(due)
+        return [r for r in reads if wanted.intersection(r.members)]
 
     async def _attempts(
-        self, block: Block, stats: SlaveStats, attempts: int, *, retry_silence: bool
+        self, read: Read, stats: SlaveStats, attempts: int, *, retry_silence: bool
     ) -> list[int]:
-        """Read ``block`` with up to ``attempts`` requests; the last failure if all fail."""
+        """Read ``read`` with up to ``attempts`` requests; the last failure if all fail."""
         last: TransactionError | None = None
         for attempt in range(attempts):
             if attempt:
                 stats.retries += 1
             stats.requests += 1
             try:
-                words = await self.channel.read(block)
+                words = await self.channel.read(read)
             except TransactionError as exc:
                 last = exc
                 stats.line_errors[exc.reason.value] = stats.line_errors.get(exc.reason.value, 0) + 1
@@ -174,50 +246,66 @@ class BusPoller:
         # slaves one more timeout each.
         return 1 if stats.backing_off else 1 + self.bus.retries
 
-    async def _poll_block(
-        self,
-        index: int,
-        block: Block,
-        stats: SlaveStats,
-        *,
-        retry_silence: bool = True,
-    ) -> None:
+    async def _poll_read(self, read: Read, *, retry_silence: bool = True) -> None:
+        """One transaction; its outcome, good or bad, goes to every point it serves."""
+        stats = self.slaves[read.slave_id]
         started = self.clock()
         try:
             words = await self._attempts(
-                block, stats, self._attempts_now(stats), retry_silence=retry_silence
+                read, stats, self._attempts_now(stats), retry_silence=retry_silence
             )
         except TransactionError as exc:
-            self._failed(block, stats, exc.reason, exc.detail)
+            if exc.code in _REFUSED_SPAN and len(read.members) > 1:
+                await self._read_apart(read, exc, retry_silence=retry_silence)
+                return
+            self._failed(read, stats, exc.reason, exc.detail)
         except Exception as exc:  # a surprise must never reach the loop
             log.error("unexpected Modbus error", bus=self.name, error=repr(exc))
-            self._failed(block, stats, UNEXPECTED_QUALITY, repr(exc), internal=True)
+            self._failed(read, stats, UNEXPECTED_QUALITY, repr(exc), internal=True)
         else:
-            self._answered(block, stats, words, started)
+            self._answered(read, stats, words, started)
         self.progress += 1
-        self.history.append((index, self.clock()))
+        t = self.clock()
+        self.history.extend((i, t) for i in read.members)
         if len(self.history) > 4096:
             del self.history[:2048]
 
-    def _answered(self, block: Block, stats: SlaveStats, words: list[int], started: float) -> None:
+    async def _read_apart(self, read: Read, exc: TransactionError, *, retry_silence: bool) -> None:
+        """The slave refused a coalesced read (a register in between it does not have, or
+        more registers than it serves at once): never coalesce these blocks again, and
+        read them one by one now, so the refusal costs one request, not their values."""
+        self.apart.update(frozenset((i, j)) for i in read.members for j in read.members if i < j)
+        log.info(
+            "slave refused a coalesced read; reading its blocks apart",
+            bus=self.name,
+            slave=read.slave_id,
+            start=read.start,
+            count=read.count,
+            detail=exc.detail,
+        )
+        for part in coalesce(self.blocks, read.members, max_gap=self.max_gap, apart=self.apart):
+            await self._poll_read(part, retry_silence=retry_silence)
+
+    def _answered(self, read: Read, stats: SlaveStats, words: list[int], started: float) -> None:
         t = self.clock()
         latency = t - started
         stats.answered += 1
         stats.latency_sum_s += latency
         stats.latency_max_s = max(stats.latency_max_s, latency)
         if stats.backing_off or stats.failures_in_row:
-            log.info("slave answering again", bus=self.name, slave=block.slave_id)
+            log.info("slave answering again", bus=self.name, slave=read.slave_id)
         stats.failures_in_row = 0
         stats.backing_off = False
         stats.backoff_until = 0.0
-        for pp in block.points:
-            offset = pp.config.address - block.start
-            chunk = words[offset : offset + pp.config.register_count]
-            self._store(to_engineering(pp.name, pp.config, chunk, t_mono=t))
+        for i in read.members:
+            for pp in self.blocks[i].points:
+                offset = pp.config.address - read.start
+                chunk = words[offset : offset + pp.config.register_count]
+                self._store(to_engineering(pp.name, pp.config, chunk, t_mono=t))
 
     def _failed(
         self,
-        block: Block,
+        read: Read,
         stats: SlaveStats,
         reason: BadReason,
         detail: str,
@@ -228,15 +316,16 @@ class BusPoller:
         key = "internal" if internal else reason.value
         stats.errors[key] = stats.errors.get(key, 0) + 1
         stats.failures_in_row += 1
-        for pp in block.points:
-            self._store(Reading.bad(pp.name, pp.config.unit, reason, detail, t_mono=t))
+        for i in read.members:
+            for pp in self.blocks[i].points:
+                self._store(Reading.bad(pp.name, pp.config.unit, reason, detail, t_mono=t))
         if stats.silent_in_row >= self.bus.silent_before_backoff or internal:
             stats.backoff_until = t + self.bus.backoff_s
             if not stats.backing_off:
                 log.warning(
                     "slave silent; backing off",
                     bus=self.name,
-                    slave=block.slave_id,
+                    slave=read.slave_id,
                     detail=detail,
                     unanswered=stats.silent_in_row,
                     backoff_s=self.bus.backoff_s,
@@ -249,7 +338,7 @@ class BusPoller:
             log.warning(
                 "poll failed",
                 bus=self.name,
-                slave=block.slave_id,
+                slave=read.slave_id,
                 reason=reason.value,
                 detail=detail,
             )
@@ -279,7 +368,8 @@ class Acquisition:
         plan = build_plan(cfg)
         self.guards = point_guards(cfg)
         self.pollers = [
-            BusPoller(bp.name, bp.bus, list(bp.blocks), clock, self.guards) for bp in plan.buses
+            BusPoller(bp.name, bp.bus, list(bp.blocks), clock, self.guards, max_gap=bp.max_gap)
+            for bp in plan.buses
         ]
         self.period_s = min((b.period_s for p in self.pollers for b in p.blocks), default=1.0)
         self._wake = asyncio.Event()  # a queued write wakes the bus loops early
@@ -359,17 +449,19 @@ async def read_once(cfg: StationConfig) -> dict[str, Reading]:
 
 async def _read_bus(poller: BusPoller) -> None:
     silent: dict[int, Reading] = {}
-    for i, block in enumerate(poller.blocks):
-        stats = poller.slaves[block.slave_id]
-        if block.slave_id in silent:
-            failure = silent[block.slave_id]
+    reads = coalesce(poller.blocks, range(len(poller.blocks)), max_gap=poller.max_gap)
+    for read in reads:
+        stats = poller.slaves[read.slave_id]
+        if read.slave_id in silent:
+            failure = silent[read.slave_id]
             detail = f"{failure.detail}; not asked again"
-            for pp in block.points:
-                poller._store(
-                    Reading.bad(pp.name, pp.config.unit, BadReason.TIMEOUT, detail, t_mono=0.0)
-                )
+            for i in read.members:
+                for pp in poller.blocks[i].points:
+                    poller._store(
+                        Reading.bad(pp.name, pp.config.unit, BadReason.TIMEOUT, detail, t_mono=0.0)
+                    )
             continue
-        await poller._poll_block(i, block, stats, retry_silence=False)
-        first = poller.readings.get(block.points[0].name)
+        await poller._poll_read(read, retry_silence=False)
+        first = poller.readings.get(poller.blocks[read.members[0]].points[0].name)
         if stats.silent_in_row and first is not None and first.reason is BadReason.TIMEOUT:
-            silent[block.slave_id] = first
+            silent[read.slave_id] = first

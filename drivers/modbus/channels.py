@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -18,7 +19,7 @@ from pymodbus.exceptions import ModbusException
 from controller.config.schema import BusConfig
 from controller.logs import get_logger
 from controller.values import BadReason
-from drivers.modbus.plan import Block
+from drivers.modbus.plan import Read
 from drivers.modbus.rtu import (
     EXCEPTION_NAMES,
     READ_FUNCTIONS,
@@ -40,11 +41,15 @@ class Channel(Protocol):
 
     def close(self) -> None: ...
 
-    async def read(self, block: Block) -> list[int]:
-        """The block's registers (or bits as 0/1); raises ``TransactionError``."""
+    async def read(self, read: Read) -> list[int]:
+        """The read's registers (or bits as 0/1); raises ``TransactionError``."""
         ...
 
     async def write(self, slave_id: int, kind: str, address: int, words: list[int]) -> None: ...
+
+    def quiet_left_s(self) -> float:
+        """Seconds before the line may carry the next request (t3.5 still to run)."""
+        ...
 
 
 def open_channel(name: str, bus: BusConfig) -> Channel:
@@ -54,7 +59,7 @@ def open_channel(name: str, bus: BusConfig) -> Channel:
     return RtuChannel(name, bus)
 
 
-def _unpack(block: Block, pdu: bytes) -> list[int]:
+def _unpack(block: Read, pdu: bytes) -> list[int]:
     data = pdu[2:]
     if block.kind in ("coil", "discrete"):
         return [(data[i // 8] >> (i % 8)) & 1 for i in range(block.count)]
@@ -96,8 +101,13 @@ class RtuChannel:
 
     def close(self) -> None:
         self.master.link.close()
+        self.master.timer.close()
 
-    async def read(self, block: Block) -> list[int]:
+    def quiet_left_s(self) -> float:
+        m = self.master
+        return max(0.0, m.link.last_rx + m.gap_s - time.monotonic())
+
+    async def read(self, block: Read) -> list[int]:
         pdu = await self.master.transact(
             block.slave_id, read_request(block.kind, block.start, block.count)
         )
@@ -167,7 +177,9 @@ class PymodbusTcpChannel:
         if rr.isError():
             code = int(getattr(rr, "exception_code", 0))
             name = EXCEPTION_NAMES.get(code, "unknown")
-            raise TransactionError(BadReason.EXCEPTION, f"code {code} ({name})", answered=True)
+            raise TransactionError(
+                BadReason.EXCEPTION, f"code {code} ({name})", answered=True, code=code
+            )
         got_fc = int(getattr(rr, "function_code", fc))
         got_id = int(getattr(rr, "dev_id", slave_id))
         if got_fc != fc or got_id != slave_id:
@@ -178,7 +190,10 @@ class PymodbusTcpChannel:
             )
         return rr
 
-    async def read(self, block: Block) -> list[int]:
+    def quiet_left_s(self) -> float:
+        return 0.0  # TCP: no silence between frames
+
+    async def read(self, block: Read) -> list[int]:
         c, n, sid, start = self.client, block.count, block.slave_id, block.start
         fc = READ_FUNCTIONS[block.kind]
         calls = {
