@@ -47,9 +47,16 @@ PASSWORD = "bench-password-1"
 
 
 def login(port: int) -> str:
+    """Fetch the login form (its CSRF token and cookie), post it; the session cookie."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    body = urllib.parse.urlencode({"username": "bench", "password": PASSWORD})
-    conn.request("POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded"})
+    conn.request("GET", "/login")
+    form = conn.getresponse()
+    page = form.read().decode()
+    token = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    login_cookie = (form.headers.get("Set-Cookie") or "").split(";")[0]
+    body = urllib.parse.urlencode({"username": "bench", "password": PASSWORD, "csrf": token})
+    conn.request("POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded",
+                                          "Cookie": login_cookie})  # fmt: skip
     resp = conn.getresponse()
     resp.read()
     cookie = resp.headers.get("Set-Cookie", "")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from controller.i18n import alarm_text, normalise, state_name, t
+
+if TYPE_CHECKING:
+    from rich.console import Group
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -49,6 +48,11 @@ def _alarm_line(lang: str, alarm: dict[str, Any]) -> str:
 def render(snap: dict[str, Any], lang: str | None = None) -> Group:
     """The whole station on one screen; state names and alarm texts in ``lang`` (default:
     the station's ``site.language``)."""
+    # rich only here: the daemon imports this module for ``headline`` and never renders
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     site = snap.get("site", {})
     lang = normalise(lang or site.get("language"))
     title = Text.assemble(

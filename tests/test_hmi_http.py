@@ -98,6 +98,72 @@ def test_write_without_csrf_token_is_refused_and_not_carried_out(demo: Demo) -> 
     assert client.live()["fields"]["mode"] != "mati"
 
 
+def test_login_needs_the_forms_csrf_token(demo: Demo) -> None:
+    """Login CSRF: another site cannot log the browser in to an account of its choosing."""
+    client = HmiClient(demo.port)
+    reply = client.login("demo", demo.operator_password, csrf=False)
+    assert reply.status == 403
+    assert client.cookie is None
+    forged = client.post("/login", {"username": "demo", "password": demo.operator_password,
+                                    "csrf": "x" * 43})  # fmt: skip
+    assert forged.status == 403
+    # a real token without its cookie (what a cross-site form would send) is refused too
+    token = client.login_token()
+    stranger = HmiClient(demo.port)
+    form = {"username": "demo", "password": demo.operator_password, "csrf": token}
+    assert stranger.post("/login", form).status == 403
+    assert stranger.cookie is None
+    assert client.login("demo", demo.operator_password).status == 303
+    assert client.cookie is not None
+    assert client.login_cookie is None  # spent: cleared at login
+
+
+def test_every_write_refuses_a_missing_token(demo: Demo) -> None:
+    client = operator(demo)
+    for path, form in (
+        ("/logout", {}),
+        ("/lang", {"lang": "en"}),
+        ("/cmd/ack", {}),
+        ("/cmd/pump", {"pump": "P1", "on": "1"}),
+        ("/users/add", {"name": "x", "role": "viewer", "password": "p" * 12}),
+    ):
+        reply = client.post(path, form)
+        assert reply.status == 403, path
+    assert client.get("/api/live").status == 200  # the refused logout did not log out
+    assert '<html lang="id">' in client.get("/").body  # nor did the language change
+
+
+def test_static_files_come_from_memory_with_an_etag(demo: Demo) -> None:
+    client = HmiClient(demo.port)
+    js = client.get("/static/hmi.js")
+    assert js.status == 200
+    assert js.headers["Content-Type"].startswith("text/javascript")
+    assert client.get("/static/hmi.js", If_None_Match=js.headers["ETag"]).status == 304
+    assert client.get("/static/../server.py").status == 404
+    assert client.get("/static/nothing.js").status == 404
+
+
+def test_one_session_cannot_take_every_live_stream(demo: Demo) -> None:
+    import http.client
+
+    from controller.hmi.server import MAX_SSE_PER_SESSION
+
+    client = operator(demo)
+    streams = []
+    try:
+        for _ in range(MAX_SSE_PER_SESSION):
+            conn = http.client.HTTPConnection("127.0.0.1", demo.port, timeout=10)
+            conn.request("GET", "/events", headers={"Cookie": client.cookie or ""})
+            resp = conn.getresponse()
+            assert resp.status == 200
+            streams.append(conn)
+        assert client.get("/events").status == 503
+        assert operator(demo).get("/api/live").status == 200
+    finally:
+        for conn in streams:
+            conn.close()
+
+
 def test_viewer_can_read_but_not_write(demo: Demo) -> None:
     viewer = HmiClient(demo.port)
     assert viewer.login("viewer", demo.viewer_password).status == 303

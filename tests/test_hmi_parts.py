@@ -238,14 +238,28 @@ def test_a_failing_audit_never_fails_the_command(tmp_path: Path) -> None:
 # -- TLS: the session cookie is Secure ------------------------------------------------------
 
 
-@pytest.mark.asyncio
-async def test_session_cookie_is_secure_under_tls(tmp_path: Path) -> None:
+def test_hmi_cert_names_the_station_and_keeps_the_key_private(tmp_path: Path) -> None:
     cert, key = tmp_path / "hmi.crt", tmp_path / "hmi.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-         "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    made = boosterd("hmi-cert", "--cert", str(cert), "--key", str(key), "--ip", "10.20.30.40",
+                    "--name", "booster-sukamaju.lan")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "SHA-256 fingerprint" in made.stdout
+    assert stat.S_IMODE(key.stat().st_mode) & 0o077 in (0, 0o040)  # never world-readable
+    text = subprocess.run(["openssl", "x509", "-noout", "-text", "-in", str(cert)],
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    for san in ("IP Address:10.20.30.40", "IP Address:127.0.0.1", "DNS:booster-sukamaju.lan",
+                "DNS:localhost", "TLS Web Server Authentication"):  # fmt: skip
+        assert san in text, san
+    again = boosterd("hmi-cert", "--cert", str(cert), "--key", str(key))
+    assert again.returncode == 1  # an existing certificate is never replaced silently
+    assert "--force" in again.stderr
+
+
+@pytest.mark.asyncio
+async def test_hmi_serves_tls_with_its_certificate_and_a_secure_cookie(tmp_path: Path) -> None:
+    cert, key = tmp_path / "hmi.crt", tmp_path / "hmi.key"
+    made = boosterd("hmi-cert", "--cert", str(cert), "--key", str(key))
+    assert made.returncode == 0, made.stderr
     users = tmp_path / "users.json"
     UserStore(users).save({"ana": make_user("ana", "operator", "kata-sandi-ana-1")})
     station = load_config(EXAMPLE_CONFIG)
@@ -264,17 +278,30 @@ async def test_session_cookie_is_secure_under_tls(tmp_path: Path) -> None:
     try:
         async with asyncio.timeout(10):
             await server.started.wait()
+        # the browser's check: the certificate is trusted once, and names 127.0.0.1
         ctx = ssl.create_default_context(cafile=str(cert))
-        ctx.check_hostname = False
-        async with aiohttp.ClientSession() as http:
-            url = f"https://127.0.0.1:{server.port}/login"
-            data = {"username": "ana", "password": "kata-sandi-ana-1"}
-            async with http.post(url, data=data, ssl=ctx, allow_redirects=False) as resp:
+        base = f"https://127.0.0.1:{server.port}"
+        jar = aiohttp.CookieJar(unsafe=True)  # cookies for an IP address
+        async with aiohttp.ClientSession(cookie_jar=jar) as http:
+            async with http.get(f"{base}/login", ssl=ctx) as resp:
+                form_cookie = resp.headers["Set-Cookie"]
+                page = await resp.text()
+            assert "Secure" in form_cookie
+            token = re.search(r'name="csrf" value="([^"]+)"', page)
+            assert token is not None
+            data = {"username": "ana", "password": "kata-sandi-ana-1", "csrf": token.group(1)}
+            async with http.post(
+                f"{base}/login", data=data, ssl=ctx, allow_redirects=False
+            ) as resp:
                 assert resp.status == 303
-                cookie = resp.headers["Set-Cookie"]
+                cookie = next(c for c in resp.headers.getall("Set-Cookie")
+                              if c.startswith("boosterd_session="))  # fmt: skip
                 assert "Secure" in cookie
                 assert "HttpOnly" in cookie
                 assert "Strict-Transport-Security" in resp.headers
+            async with http.get(f"{base}/", ssl=ctx) as resp:
+                assert resp.status == 200
+                assert 'id="logout"' in await resp.text()
     finally:
         stop.set()
         async with asyncio.timeout(10):

@@ -93,10 +93,10 @@ def layout(
     )
 
 
-def login_page(lang: str, error: str | None) -> str:
+def login_page(lang: str, error: str | None, csrf: str) -> str:
     err = f'<p class="flash refused" id="flash-refused">{esc(error)}</p>' if error else ""
     body = (
-        f'{err}<form method="post" action="/login" class="login">'
+        f'{err}<form method="post" action="/login" class="login">{csrf_field(csrf)}'
         f"<label>{esc(t(lang, 'ui.username'))}"
         '<input name="username" id="username" autocomplete="username" required maxlength="32">'
         f"</label><label>{esc(t(lang, 'ui.password'))}"
@@ -189,6 +189,7 @@ def pid_svg(lang: str, view: Mapping[str, Any], pumps: list[str], has: Mapping[s
         ("suction", 20, mid - 36, "ui.suction", "bar"),  # above the pipe, not on it
         ("discharge", 420, mid - 36, "ui.discharge", "bar"),
         ("flow", 420, mid + 24, "ui.flow", "m3/h"),
+        ("far_end", 530, mid + 24, "ui.far_end", "bar"),  # the zone's far end, downstream
     )
     for role, x, y, key, unit in labels:
         if not has.get(role):
@@ -222,6 +223,7 @@ def overview_body(
             ("ui.base_setpoint", "base_setpoint", " bar"),
             ("ui.managed_setpoint", "setpoint", " bar"),
             ("ui.discharge", "v.discharge", " bar"),
+            *((("ui.far_end", "v.far_end", " bar"),) if has.get("far_end") else ()),
             ("ui.pumps_running", "pumps_running", ""),
             ("ui.active_alarms", "alarm_count", ""),
             ("ui.uplink", "uplink", ""),
