@@ -193,6 +193,61 @@ def test_history_downsamples_bounds_and_survives_a_restart(tmp_path: Path) -> No
     h.close()
 
 
+def test_starts_today_count_from_midnight_and_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "history.sqlite3"
+    h = History(path)
+    assert h.starts_today("2026-11-26", {"P1": 40}) == {}  # not open: no guess
+    h.open()
+    assert h.starts_today("2026-11-26", {"P1": 40, "P2": 7}) == {"P1": 0, "P2": 0}
+    assert h.starts_today("2026-11-26", {"P1": 43, "P2": 7}) == {"P1": 3, "P2": 0}
+    h.close()
+    h = History(path)  # the daemon restarts during the day
+    h.open()
+    assert h.starts_today("2026-11-26", {"P1": 45, "P2": 8}) == {"P1": 5, "P2": 1}
+    assert h.starts_today("2026-11-27", {"P1": 45, "P2": 8}) == {"P1": 0, "P2": 0}  # midnight
+    h.flush()
+    days = h._db.execute("SELECT DISTINCT day FROM day_starts").fetchall()  # type: ignore[union-attr]
+    assert days == [("2026-11-27",)]  # bounded: yesterday's rows are gone
+    h.close()
+
+
+def test_far_end_pressure_is_on_the_overview_where_configured() -> None:
+    from controller.hmi import pages
+    from controller.hmi.live import live_view
+
+    snap = {
+        "pressure_point": "discharge_pressure",
+        "control_points": {"far_end": "zone_end"},
+        "values": {"zone_end": {"v": 1.634, "q": "good"}},
+        "pumps": {"P1": {"running": True}},
+    }
+    view = live_view(snap, "en")
+    assert view["fields"]["v.far_end"] == "1.63"
+    body = pages.overview_body(
+        "en", snap, view, csrf="x", writable=False, limits=(1.5, 4.5),
+        has={"discharge": True, "far_end": True},
+    )  # fmt: skip
+    assert 'data-live="v.far_end"' in body
+    assert "Far end" in body
+    without = pages.overview_body(
+        "en", snap, view, csrf="x", writable=False, limits=(1.5, 4.5), has={"discharge": True}
+    )
+    assert "v.far_end" not in without
+
+
+def test_far_end_point_must_name_a_point(tmp_path: Path) -> None:
+    import yaml
+
+    from controller.config import ConfigError
+
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["control"]["far_end_point"] = "no_such_logger"
+    path = tmp_path / "station.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="far_end_point"):
+        load_config(path)
+
+
 # -- the audit hook on the one command path --------------------------------------------------------
 
 

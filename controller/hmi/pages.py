@@ -291,14 +291,18 @@ def pumps_body(
 ) -> str:
     cards = []
     manual = snap.get("mode") == "manual"
+    hz_pumps = {p for p, point in snap.get("frequency_points", {}).items() if point}
     for name, pump in snap.get("pumps", {}).items():
         rows = "".join(
             f"<div><dt>{esc(t(lang, label))}</dt><dd>{_live(f'p.{name}.{key}', view)}"
             f"{esc(unit)}</dd></div>"
             for label, key, unit in (
+                ("ui.hoa", "hoa", ""),
                 ("ui.state", "state", ""),
                 ("ui.speed", "speed", " %"),
+                *((("ui.frequency", "hz", " Hz"),) if name in hz_pumps else ()),
                 ("ui.run_hours", "hours", " h"),
+                ("ui.starts_today", "starts_today", ""),
                 ("ui.starts_hour", "starts_hour", ""),
                 ("ui.starts_total", "starts_total", ""),
                 ("ui.lockout", "lockout", ""),
@@ -317,7 +321,7 @@ def pumps_body(
                     f"{esc(t(lang, 'ui.start' if on else 'ui.stop'))}</button></form>"
                 )
             else:
-                actions += f'<p class="none">{esc(t(lang, "ui.manual_only"))}</p>'
+                actions += f'<p class="none">{esc(t(lang, "ui.hoa_hint"))}</p>'
             if pump.get("locked_out"):
                 actions += (
                     f'<form method="post" action="/cmd/ack" class="inline">{csrf_field(csrf)}'

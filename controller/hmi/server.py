@@ -101,8 +101,10 @@ class HmiServer:
         self._frames: dict[str, bytes] = {}  # the SSE frame per language, shared by all
         self._seq = 0
         self.sse_clients = 0
-        self._streams: dict[str, int] = {}  # live streams per session token
+        self._streams: dict[str, list[_Stream]] = {}  # live streams per session, oldest first
         self._static = _load_static()
+        self._tz: Any = UTC
+        self._tz_name = ""
         self.alarm_history: deque[dict[str, Any]] = deque(maxlen=ALARM_HISTORY)
         self._active: dict[str, dict[str, Any]] = {}
         self._acked_by: dict[str, str] = {}
@@ -347,7 +349,25 @@ class HmiServer:
             "far_end": ctl.far_end_point,
         }
         snap.setdefault("pressure_point", ctl.pressure_point)
+        snap["frequency_points"] = {
+            name: pump.vfd.frequency_point
+            for name, pump in self.station().pumps.items()
+            if pump.vfd is not None and pump.vfd.frequency_point
+        }
+        totals = {
+            name: int(p.get("starts_total") or 0) for name, p in snap.get("pumps", {}).items()
+        }
+        snap["starts_today"] = self.history.starts_today(self._local_day(), totals)
         return snap
+
+    def _local_day(self) -> str:
+        """The station's date (site.timezone): 'starts today' counts from its midnight."""
+        from zoneinfo import ZoneInfo
+
+        tz = self.station().site.timezone
+        if tz != self._tz_name:
+            self._tz, self._tz_name = ZoneInfo(tz), tz
+        return datetime.now(self._tz).date().isoformat()
 
     def _view_json(self, lang: str) -> str:
         cached = self._views.get(lang)
@@ -381,21 +401,27 @@ class HmiServer:
         """Server-sent events: the live view once a second; the stream ends with the session."""
         session: Session = request["session"]
         token = session.token
-        if (
-            self.sse_clients >= MAX_SSE_CLIENTS
-            or self._streams.get(token, 0) >= MAX_SSE_PER_SESSION
-        ):
+        mine = self._streams.get(token, [])
+        if len(mine) >= MAX_SSE_PER_SESSION:
+            # One person's pages give way to each other (the newest wins: a page left open
+            # in another tab stops updating), never to someone else's.
+            self._release(token, mine[0])
+        if self.sse_clients >= MAX_SSE_CLIENTS:
             raise web.HTTPServiceUnavailable(text="too many live pages open; close some")
         lang = self._lang(request, session)
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
         )
         await response.prepare(request)
+        stream = _Stream()
+        self._streams.setdefault(token, []).append(stream)
         self.sse_clients += 1
-        self._streams[token] = self._streams.get(token, 0) + 1
         try:
             seq = -1
-            while not self._closing:
+            while not (self._closing or stream.released):
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    break  # the browser went away (a page change): free the slot now
                 if self.sessions.get(token, touch=False) is None:
                     await response.write(b"event: expired\ndata: {}\n\n")
                     break
@@ -408,11 +434,20 @@ class HmiServer:
         except ConnectionResetError:
             pass  # the browser went away: nothing to tell it
         finally:
-            self.sse_clients -= 1
-            left = self._streams.pop(token, 1) - 1
-            if left > 0:
-                self._streams[token] = left
+            self._release(token, stream)
         return response
+
+    def _release(self, token: str, stream: _Stream) -> None:
+        """Free a live stream's slot (once); its loop ends at the next frame."""
+        if stream.released:
+            return
+        stream.released = True
+        self.sse_clients -= 1
+        mine = self._streams.get(token, [])
+        if stream in mine:
+            mine.remove(stream)
+        if not mine:
+            self._streams.pop(token, None)
 
     async def static(self, request: web.Request) -> web.Response:
         """The two page files, from memory (read once at start; no file I/O per request)."""
@@ -631,6 +666,15 @@ class HmiServer:
                 await runner.cleanup()
             self._kdf.shutdown(wait=False, cancel_futures=True)
             await asyncio.to_thread(self.history.close)
+
+
+class _Stream:
+    """One open live stream (server-sent events)."""
+
+    __slots__ = ("released",)
+
+    def __init__(self) -> None:
+        self.released = False
 
 
 def _load_static() -> dict[str, tuple[bytes, str, str]]:
