@@ -17,7 +17,11 @@ PAGES = ("/", "/alarms", "/pumps", "/trends", "/diagnostics", "/audit")
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    d = Demo(tmp_path_factory.mktemp("hmi-demo"), extra=("--speed", "5")).start()
+    # P2 trips 30 simulated seconds in (6 s at --speed 5) and stays locked out: alarms to
+    # acknowledge and a lockout to reset.
+    d = Demo(
+        tmp_path_factory.mktemp("hmi-demo"), extra=("--speed", "5", "--fault", "pump_trip:P2@30+1")
+    ).start()
     try:
         yield d
     finally:
@@ -332,3 +336,45 @@ def test_only_an_admin_manages_users_and_it_is_audited(demo: Demo) -> None:
     assert '"command": "user_add"' in text
     assert "teknisi-pass-1" not in text
     store.remove("kepala")
+
+
+def test_hand_off_auto_on_the_faceplate_follows_the_mode_and_the_pump(demo: Demo) -> None:
+    client = operator(demo)
+    json_reply = {"Accept": "application/json"}
+    assert "Auto" in client.live()["fields"]["p.P1.hoa"]
+    assert 'id="pump-P1-toggle"' not in client.get("/pumps").body  # Hand/Off: manual only
+    try:
+        reply = client.post("/cmd/mode", {"mode": "manual", "csrf": client.csrf()}, **json_reply)
+        assert reply.status == 200, reply.body
+        reply = client.post(
+            "/cmd/pump", {"pump": "P1", "on": "1", "csrf": client.csrf()}, **json_reply
+        )
+        assert reply.status == 200, reply.body
+        wait_until(lambda: client.live()["fields"]["p.P1.hoa"].startswith("Hand"), timeout=10,
+                   what="P1 in Hand")  # fmt: skip
+        assert 'id="pump-P1-toggle"' in client.get("/pumps").body
+        reply = client.post(
+            "/cmd/pump", {"pump": "P1", "on": "0", "csrf": client.csrf()}, **json_reply
+        )
+        assert reply.status == 200, reply.body
+        wait_until(lambda: client.live()["fields"]["p.P1.hoa"].startswith("Off"), timeout=10,
+                   what="P1 Off")  # fmt: skip
+    finally:
+        client.post("/cmd/mode", {"mode": "auto", "csrf": client.csrf()}, **json_reply)
+    wait_until(lambda: "Auto" in client.live()["fields"]["p.P1.hoa"], timeout=10, what="auto")
+
+
+def test_acknowledge_all_resets_the_lockout_and_names_who(demo: Demo) -> None:
+    client = operator(demo)
+    wait_until(lambda: client.live()["fields"]["p.P2.lockout"] != "-", timeout=30,
+               what="the P2 lockout")  # fmt: skip
+    assert 'id="pump-P2-reset"' in client.get("/pumps").body
+    reply = client.post(
+        "/cmd/ack", {"csrf": client.csrf(), "next": "/alarms"}, Accept="application/json"
+    )
+    assert reply.status == 200, reply.body
+    wait_until(lambda: client.live()["fields"]["p.P2.lockout"] == "-", timeout=10,
+               what="the lockout reset by the acknowledge")  # fmt: skip
+    history = client.get("/alarms").body
+    assert "pump_lockout_P2" in history
+    assert "demo@127.0.0.1" in history  # who acknowledged

@@ -71,7 +71,8 @@ def live_view(snap: dict[str, Any], lang: str) -> dict[str, Any]:
         hz = values.get(hz_points.get(name) or "", {})
         fields[f"p.{name}.hz"] = fmt(hz.get("v"), 1) if hz.get("q") == "good" else "-"
         classes[f"p.{name}"] = "fault" if pump.get("locked_out") else ("run" if on else "")
-        fields[f"p.{name}.speed"] = fmt(pump.get("speed_pct"), 0) if on else "0"
+        # a pump without a drive runs at its rated speed when its contactor is in
+        fields[f"p.{name}.speed"] = fmt(pump.get("speed_pct", 100.0), 0) if on else "0"
         fields[f"p.{name}.hours"] = fmt(pump.get("run_hours"), 1)
         fields[f"p.{name}.starts_hour"] = fmt(pump.get("starts_last_hour"), 0)
         fields[f"p.{name}.starts_total"] = fmt(pump.get("starts_total"), 0)

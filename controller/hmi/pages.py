@@ -320,8 +320,7 @@ def pumps_body(
                     f'<button type="submit" id="pump-{esc(name)}-toggle">'
                     f"{esc(t(lang, 'ui.start' if on else 'ui.stop'))}</button></form>"
                 )
-            else:
-                actions += f'<p class="none">{esc(t(lang, "ui.hoa_hint"))}</p>'
+
             if pump.get("locked_out"):
                 actions += (
                     f'<form method="post" action="/cmd/ack" class="inline">{csrf_field(csrf)}'
@@ -335,7 +334,8 @@ def pumps_body(
             f'id="pump-{esc(name)}"><h2>{esc(t(lang, "ui.pump"))} {esc(name)}</h2>'
             f'<dl class="facts">{rows}</dl>{actions}</section>'
         )
-    return f'<div class="cards">{"".join(cards)}</div>'
+    hint = f'<p class="none">{esc(t(lang, "ui.hoa_hint"))}</p>' if writable and not manual else ""
+    return f'{hint}<div class="cards">{"".join(cards)}</div>'
 
 
 def _table(rows: Iterable[tuple[str, object]], table_id: str = "") -> str:
