@@ -61,10 +61,10 @@ class History:
             "PRIMARY KEY (day, pump)) WITHOUT ROWID"
         )
         db.commit()
-        self._db = db
         self._day_starts = {
             (str(d), str(p)): int(n) for d, p, n in db.execute("SELECT * FROM day_starts")
         }
+        self._db = db  # last: starts_today waits for the stored baselines
 
     def close(self) -> None:
         self.flush()
@@ -94,6 +94,8 @@ class History:
         for pump, total in totals.items():
             base = self._day_starts.get((day, pump))
             if base is None or base > total:  # a new day, or the count was reset
+                for old in [k for k in self._day_starts if k[0] < day]:
+                    del self._day_starts[old]  # here, not in flush's thread: one owner
                 base = self._day_starts[(day, pump)] = total
                 self._day_pending.append((day, pump, total))
             out[pump] = total - base
@@ -116,8 +118,6 @@ class History:
                     "DELETE FROM day_starts WHERE day < ?", (min(d for d, _, _ in days),)
                 )
                 self._db.commit()
-                for key in [k for k in self._day_starts if k[0] < min(d for d, _, _ in days)]:
-                    del self._day_starts[key]
             if not rows:
                 return
             marks = ", ".join("?" for _ in range(len(SERIES) + 2))
