@@ -262,8 +262,11 @@ def test_every_page_renders_for_an_operator(demo: Demo) -> None:
         assert reply.status == 200, page
         assert "Traceback" not in reply.body
     assert "OK" in client.get("/diagnostics").body  # the boosterd check summary
-    trend = json.loads(client.get("/api/trend?span=hour").body)
-    assert set(trend) >= {"t", "discharge", "suction", "setpoint", "flow", "pumps", "speed"}
+    for span in ("hour", "day", "month"):  # the Trends page's 1 hour, 1 day, 30 days
+        trend = json.loads(client.get(f"/api/trend?span={span}").body)
+        assert set(trend) >= {"t", "discharge", "suction", "setpoint", "flow", "pumps", "speed"}
+        assert all(len(trend[k]) == len(trend["t"]) for k in trend)
+    assert 'data-span="month"' in client.get("/trends").body
 
 
 def test_login_lockout_is_per_user_and_address_and_spares_others(tmp_path: Path) -> None:
