@@ -66,7 +66,8 @@ def live_view(snap: dict[str, Any], lang: str) -> dict[str, Any]:
         on = bool(pump.get("running"))
         running += on
         fields[f"p.{name}.state"] = state_name(lang, str(pump.get("state", "")))
-        fields[f"p.{name}.hoa"] = t(lang, f"ui.hoa_{hoa(mode, on)}")
+        asked = bool(snap.get("manual", {}).get(name, on))
+        fields[f"p.{name}.hoa"] = t(lang, f"ui.hoa_{hoa(mode, asked)}")
         fields[f"p.{name}.starts_today"] = fmt(today.get(name), 0)
         hz = values.get(hz_points.get(name) or "", {})
         fields[f"p.{name}.hz"] = fmt(hz.get("v"), 1) if hz.get("q") == "good" else "-"
@@ -98,12 +99,12 @@ def live_view(snap: dict[str, Any], lang: str) -> dict[str, Any]:
     return {"fields": fields, "classes": classes, "alarms": alarms, "seq": snap.get("seq", 0)}
 
 
-def hoa(mode: str, running: bool) -> str:
+def hoa(mode: str, asked_on: bool) -> str:
     """Hand-Off-Auto of one pump: the station's mode, and in manual mode the operator's
     own start (hand) or stop (off) of that pump."""
     if mode == "auto":
         return "auto"
-    if mode == "manual" and running:
+    if mode == "manual" and asked_on:
         return "hand"
     return "off"
 

@@ -311,7 +311,7 @@ def pumps_body(
         actions = ""
         if writable:
             if manual:
-                on = not pump.get("running")
+                on = not snap.get("manual", {}).get(name, pump.get("running"))
                 actions += (
                     f'<form method="post" action="/cmd/pump" class="inline">{csrf_field(csrf)}'
                     f'<input type="hidden" name="pump" value="{esc(name)}">'
