@@ -23,8 +23,6 @@ def _import_structlog_without_rich() -> None:
     structlog loads (tracebacks print plainly); rich stays importable afterwards for the
     dashboard."""
     if "rich" in sys.modules:
-        import structlog
-
         return
     sys.modules["rich"] = None  # type: ignore[assignment]
     try:

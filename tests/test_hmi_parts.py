@@ -416,3 +416,24 @@ print(rss() - before)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=120, check=True, cwd=REPO)  # fmt: skip
     assert float(out.stdout) < 8.0
+
+
+# -- footprint: what the daemon with its HMI imports ---------------------------------------------
+
+
+def test_daemon_with_hmi_imports_no_table_renderer_and_no_protobuf() -> None:
+    """The HMI's aiohttp costs about 7 MB; the room comes from modules the daemon never
+    used (rich and pygments: tables for 'status'/'read'/the demo; protobuf: Sparkplug)."""
+    import sys
+
+    code = (
+        "import sys, controller.cli as c; c.build_parser(); "
+        "import controller.runtime.daemon, controller.hmi.server, controller.logs; "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout.split()
+    assert "aiohttp" in out  # the measurement means something
+    for heavy in ("rich", "pygments", "google"):
+        assert heavy not in out, heavy
