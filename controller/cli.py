@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from controller import __version__
 
 #: Subcommand modules under controller.commands; each has ``register`` and ``run``.
-COMMANDS = ("check", "read", "run", "outputs_off", "sim", "demo", "status", "hmi_user")
+COMMANDS = ("check", "read", "run", "outputs_off", "sim", "demo", "status", "hmi_user", "hmi_cert")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,15 +6,14 @@ It renders a ``LocalStatus`` (controller/state/models.py); a dict is read into o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from controller.i18n import alarm_text, normalise, state_name, t
 from controller.state.dump import read
 from controller.state.models import ActiveAlarm, BriefStatus, LocalStatus
+
+if TYPE_CHECKING:
+    from rich.console import Group
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -61,6 +60,11 @@ def _alarm_line(lang: str, alarm: ActiveAlarm) -> str:
 def render(given: LocalStatus | Mapping[str, Any], lang: str | None = None) -> Group:
     """The whole station on one screen; state names and alarm texts in ``lang`` (default:
     the station's ``site.language``)."""
+    # rich only here: the daemon imports this module for ``headline`` and never renders
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     status = _status(given)
     site = status.site
     lang = normalise(lang or (site.language if site else None))

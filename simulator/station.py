@@ -274,6 +274,8 @@ class SimStation:
             roles[ctl.suction_point] = "suction_bar"
         if ctl.flow_point:
             roles[ctl.flow_point] = "flow_m3h"
+        if ctl.far_end_point:
+            roles[ctl.far_end_point] = "far_end_bar"
         roles.update(self.cfg.simulation.signals)
         for pump_name, pcfg in self.cfg.pumps.items():
             if pcfg.vfd is not None:

@@ -6,7 +6,8 @@
 #
 # Creates: user 'boosterd' (groups dialout, gpio), /opt/boosterd/venv (the program),
 # /etc/boosterd/station.yaml (from the example, if absent), /etc/boosterd/credentials/mqtt
-# (MQTT "username:password", empty = anonymous), and the unit. State (the telemetry
+# (MQTT "username:password", empty = anonymous), /etc/boosterd/hmi.crt and hmi.key (the
+# web HMI's self-signed certificate, if absent), and the unit. State (the telemetry
 # buffer) lives in /var/lib/boosterd, created by systemd (StateDirectory=).
 set -euo pipefail
 src="$(cd "$(dirname "$0")/.." && pwd)"
@@ -45,6 +46,14 @@ fi
 install -d -m 0700 -o root -g root "$etc/credentials"
 # LoadCredential= fails the unit when the file is missing; empty means anonymous MQTT.
 [ -f "$etc/credentials/mqtt" ] || install -m 0600 -o root -g root /dev/null "$etc/credentials/mqtt"
+
+# A self-signed certificate for the web HMI's optional TLS, naming this Pi (used once the
+# station file's hmi: section points at it; docs/hmi.md). Made once; kept on upgrades.
+command -v openssl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl
+if [ ! -f "$etc/hmi.crt" ]; then
+    "$prefix/venv/bin/boosterd" hmi-cert --cert "$etc/hmi.crt" --key "$etc/hmi.key" >&2 \
+        || echo "install.sh: no HMI certificate made; later: sudo boosterd hmi-cert" >&2
+fi
 
 install -m 0644 "$src/systemd/boosterd.service" /etc/systemd/system/boosterd.service
 systemctl daemon-reload

@@ -17,7 +17,11 @@ PAGES = ("/", "/alarms", "/pumps", "/trends", "/diagnostics", "/audit")
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    d = Demo(tmp_path_factory.mktemp("hmi-demo"), extra=("--speed", "5")).start()
+    # P2 trips 30 simulated seconds in (6 s at --speed 5) and stays locked out: alarms to
+    # acknowledge and a lockout to reset.
+    d = Demo(
+        tmp_path_factory.mktemp("hmi-demo"), extra=("--speed", "5", "--fault", "pump_trip:P2@30+1")
+    ).start()
     try:
         yield d
     finally:
@@ -96,6 +100,79 @@ def test_write_without_csrf_token_is_refused_and_not_carried_out(demo: Demo) -> 
     assert client.post("/cmd/mode", {"mode": "off"}).status == 403
     assert client.live()["fields"]["base_setpoint"] == before
     assert client.live()["fields"]["mode"] != "mati"
+
+
+def test_login_needs_the_forms_csrf_token(demo: Demo) -> None:
+    """Login CSRF: another site cannot log the browser in to an account of its choosing."""
+    client = HmiClient(demo.port)
+    reply = client.login("demo", demo.operator_password, csrf=False)
+    assert reply.status == 403
+    assert client.cookie is None
+    forged = client.post("/login", {"username": "demo", "password": demo.operator_password,
+                                    "csrf": "x" * 43})  # fmt: skip
+    assert forged.status == 403
+    # a real token without its cookie (what a cross-site form would send) is refused too
+    token = client.login_token()
+    stranger = HmiClient(demo.port)
+    form = {"username": "demo", "password": demo.operator_password, "csrf": token}
+    assert stranger.post("/login", form).status == 403
+    assert stranger.cookie is None
+    assert client.login("demo", demo.operator_password).status == 303
+    assert client.cookie is not None
+    assert client.login_cookie is None  # spent: cleared at login
+
+
+def test_every_write_refuses_a_missing_token(demo: Demo) -> None:
+    client = operator(demo)
+    for path, form in (
+        ("/logout", {}),
+        ("/lang", {"lang": "en"}),
+        ("/cmd/ack", {}),
+        ("/cmd/pump", {"pump": "P1", "on": "1"}),
+        ("/users/add", {"name": "x", "role": "viewer", "password": "p" * 12}),
+    ):
+        reply = client.post(path, form)
+        assert reply.status == 403, path
+    assert client.get("/api/live").status == 200  # the refused logout did not log out
+    assert '<html lang="id">' in client.get("/").body  # nor did the language change
+
+
+def test_static_files_come_from_memory_with_an_etag(demo: Demo) -> None:
+    client = HmiClient(demo.port)
+    js = client.get("/static/hmi.js")
+    assert js.status == 200
+    assert js.headers["Content-Type"].startswith("text/javascript")
+    assert client.get("/static/hmi.js", If_None_Match=js.headers["ETag"]).status == 304
+    assert client.get("/static/../server.py").status == 404
+    assert client.get("/static/nothing.js").status == 404
+
+
+def test_one_session_cannot_take_every_live_stream(demo: Demo) -> None:
+    """A session's pages give way to each other (the newest wins), never to others'."""
+    import http.client
+
+    from controller.hmi.server import MAX_SSE_PER_SESSION
+
+    client = operator(demo)
+    streams = []
+    try:
+        for _ in range(MAX_SSE_PER_SESSION + 1):
+            conn = http.client.HTTPConnection("127.0.0.1", demo.port, timeout=10)
+            conn.request("GET", "/events", headers={"Cookie": client.cookie or ""})
+            resp = conn.getresponse()
+            assert resp.status == 200
+            streams.append((conn, resp))
+        oldest = streams[0][1]
+        ended = False
+        for _ in range(10):  # one frame a second; the evicted stream ends at its next one
+            if not oldest.readline():
+                ended = True
+                break
+        assert ended, "the oldest stream of the session was not closed"
+        assert streams[-1][1].readline().startswith(b"data: ")  # the newest is live
+    finally:
+        for conn, _ in streams:
+            conn.close()
 
 
 def test_viewer_can_read_but_not_write(demo: Demo) -> None:
@@ -185,8 +262,11 @@ def test_every_page_renders_for_an_operator(demo: Demo) -> None:
         assert reply.status == 200, page
         assert "Traceback" not in reply.body
     assert "OK" in client.get("/diagnostics").body  # the boosterd check summary
-    trend = json.loads(client.get("/api/trend?span=hour").body)
-    assert set(trend) >= {"t", "discharge", "suction", "setpoint", "flow", "pumps", "speed"}
+    for span in ("hour", "day", "month"):  # the Trends page's 1 hour, 1 day, 30 days
+        trend = json.loads(client.get(f"/api/trend?span={span}").body)
+        assert set(trend) >= {"t", "discharge", "suction", "setpoint", "flow", "pumps", "speed"}
+        assert all(len(trend[k]) == len(trend["t"]) for k in trend)
+    assert 'data-span="month"' in client.get("/trends").body
 
 
 def test_login_lockout_is_per_user_and_address_and_spares_others(tmp_path: Path) -> None:
@@ -259,3 +339,47 @@ def test_only_an_admin_manages_users_and_it_is_audited(demo: Demo) -> None:
     assert '"command": "user_add"' in text
     assert "teknisi-pass-1" not in text
     store.remove("kepala")
+
+
+def test_hand_off_auto_on_the_faceplate_follows_the_mode_and_the_pump(demo: Demo) -> None:
+    client = operator(demo)
+    json_reply = {"Accept": "application/json"}
+    assert "Auto" in client.live()["fields"]["p.P1.hoa"]
+    assert 'id="pump-P1-toggle"' not in client.get("/pumps").body  # Hand/Off: manual only
+    try:
+        reply = client.post("/cmd/mode", {"mode": "manual", "csrf": client.csrf()}, **json_reply)
+        assert reply.status == 200, reply.body
+        reply = client.post(
+            "/cmd/pump", {"pump": "P1", "on": "1", "csrf": client.csrf()}, **json_reply
+        )
+        assert reply.status == 200, reply.body
+        wait_until(lambda: client.live()["fields"]["p.P1.hoa"].startswith("Hand"), timeout=5,
+                   what="P1 in Hand")  # fmt: skip
+        assert 'id="pump-P1-toggle"' in client.get("/pumps").body
+        reply = client.post(
+            "/cmd/pump", {"pump": "P1", "on": "0", "csrf": client.csrf()}, **json_reply
+        )
+        assert reply.status == 200, reply.body
+        # Off with the next frame (what the operator asked), whatever anti-cycling makes the
+        # pump itself wait
+        wait_until(lambda: client.live()["fields"]["p.P1.hoa"].startswith("Off"), timeout=5,
+                   what="P1 Off")  # fmt: skip
+    finally:
+        client.post("/cmd/mode", {"mode": "auto", "csrf": client.csrf()}, **json_reply)
+    wait_until(lambda: "Auto" in client.live()["fields"]["p.P1.hoa"], timeout=10, what="auto")
+
+
+def test_acknowledge_all_resets_the_lockout_and_names_who(demo: Demo) -> None:
+    client = operator(demo)
+    wait_until(lambda: client.live()["fields"]["p.P2.lockout"] != "-", timeout=30,
+               what="the P2 lockout")  # fmt: skip
+    assert 'id="pump-P2-reset"' in client.get("/pumps").body
+    reply = client.post(
+        "/cmd/ack", {"csrf": client.csrf(), "next": "/alarms"}, Accept="application/json"
+    )
+    assert reply.status == 200, reply.body
+    wait_until(lambda: client.live()["fields"]["p.P2.lockout"] == "-", timeout=10,
+               what="the lockout reset by the acknowledge")  # fmt: skip
+    history = client.get("/alarms").body
+    assert "pump_lockout_P2" in history
+    assert "demo@127.0.0.1" in history  # who acknowledged

@@ -193,6 +193,61 @@ def test_history_downsamples_bounds_and_survives_a_restart(tmp_path: Path) -> No
     h.close()
 
 
+def test_starts_today_count_from_midnight_and_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "history.sqlite3"
+    h = History(path)
+    assert h.starts_today("2026-11-26", {"P1": 40}) == {}  # not open: no guess
+    h.open()
+    assert h.starts_today("2026-11-26", {"P1": 40, "P2": 7}) == {"P1": 0, "P2": 0}
+    assert h.starts_today("2026-11-26", {"P1": 43, "P2": 7}) == {"P1": 3, "P2": 0}
+    h.close()
+    h = History(path)  # the daemon restarts during the day
+    h.open()
+    assert h.starts_today("2026-11-26", {"P1": 45, "P2": 8}) == {"P1": 5, "P2": 1}
+    assert h.starts_today("2026-11-27", {"P1": 45, "P2": 8}) == {"P1": 0, "P2": 0}  # midnight
+    h.flush()
+    days = h._db.execute("SELECT DISTINCT day FROM day_starts").fetchall()  # type: ignore[union-attr]
+    assert days == [("2026-11-27",)]  # bounded: yesterday's rows are gone
+    h.close()
+
+
+def test_far_end_pressure_is_on_the_overview_where_configured() -> None:
+    from controller.hmi import pages
+    from controller.hmi.live import live_view
+
+    snap = {
+        "pressure_point": "discharge_pressure",
+        "control_points": {"far_end": "zone_end"},
+        "values": {"zone_end": {"v": 1.634, "q": "good"}},
+        "pumps": {"P1": {"running": True}},
+    }
+    view = live_view(snap, "en")
+    assert view["fields"]["v.far_end"] == "1.63"
+    body = pages.overview_body(
+        "en", snap, view, csrf="x", writable=False, limits=(1.5, 4.5),
+        has={"discharge": True, "far_end": True},
+    )  # fmt: skip
+    assert 'data-live="v.far_end"' in body
+    assert "Far end" in body
+    without = pages.overview_body(
+        "en", snap, view, csrf="x", writable=False, limits=(1.5, 4.5), has={"discharge": True}
+    )
+    assert "v.far_end" not in without
+
+
+def test_far_end_point_must_name_a_point(tmp_path: Path) -> None:
+    import yaml
+
+    from controller.config import ConfigError
+
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["control"]["far_end_point"] = "no_such_logger"
+    path = tmp_path / "station.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="far_end_point"):
+        load_config(path)
+
+
 # -- the audit hook on the one command path --------------------------------------------------------
 
 
@@ -238,14 +293,28 @@ def test_a_failing_audit_never_fails_the_command(tmp_path: Path) -> None:
 # -- TLS: the session cookie is Secure ------------------------------------------------------
 
 
-@pytest.mark.asyncio
-async def test_session_cookie_is_secure_under_tls(tmp_path: Path) -> None:
+def test_hmi_cert_names_the_station_and_keeps_the_key_private(tmp_path: Path) -> None:
     cert, key = tmp_path / "hmi.crt", tmp_path / "hmi.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-         "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    made = boosterd("hmi-cert", "--cert", str(cert), "--key", str(key), "--ip", "10.20.30.40",
+                    "--name", "booster-sukamaju.lan")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "SHA-256 fingerprint" in made.stdout
+    assert stat.S_IMODE(key.stat().st_mode) & 0o077 in (0, 0o040)  # never world-readable
+    text = subprocess.run(["openssl", "x509", "-noout", "-text", "-in", str(cert)],
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    for san in ("IP Address:10.20.30.40", "IP Address:127.0.0.1", "DNS:booster-sukamaju.lan",
+                "DNS:localhost", "TLS Web Server Authentication"):  # fmt: skip
+        assert san in text, san
+    again = boosterd("hmi-cert", "--cert", str(cert), "--key", str(key))
+    assert again.returncode == 1  # an existing certificate is never replaced silently
+    assert "--force" in again.stderr
+
+
+@pytest.mark.asyncio
+async def test_hmi_serves_tls_with_its_certificate_and_a_secure_cookie(tmp_path: Path) -> None:
+    cert, key = tmp_path / "hmi.crt", tmp_path / "hmi.key"
+    made = boosterd("hmi-cert", "--cert", str(cert), "--key", str(key))
+    assert made.returncode == 0, made.stderr
     users = tmp_path / "users.json"
     UserStore(users).save({"ana": make_user("ana", "operator", "kata-sandi-ana-1")})
     station = load_config(EXAMPLE_CONFIG)
@@ -264,17 +333,30 @@ async def test_session_cookie_is_secure_under_tls(tmp_path: Path) -> None:
     try:
         async with asyncio.timeout(10):
             await server.started.wait()
+        # the browser's check: the certificate is trusted once, and names 127.0.0.1
         ctx = ssl.create_default_context(cafile=str(cert))
-        ctx.check_hostname = False
-        async with aiohttp.ClientSession() as http:
-            url = f"https://127.0.0.1:{server.port}/login"
-            data = {"username": "ana", "password": "kata-sandi-ana-1"}
-            async with http.post(url, data=data, ssl=ctx, allow_redirects=False) as resp:
+        base = f"https://127.0.0.1:{server.port}"
+        jar = aiohttp.CookieJar(unsafe=True)  # cookies for an IP address
+        async with aiohttp.ClientSession(cookie_jar=jar) as http:
+            async with http.get(f"{base}/login", ssl=ctx) as resp:
+                form_cookie = resp.headers["Set-Cookie"]
+                page = await resp.text()
+            assert "Secure" in form_cookie
+            token = re.search(r'name="csrf" value="([^"]+)"', page)
+            assert token is not None
+            data = {"username": "ana", "password": "kata-sandi-ana-1", "csrf": token.group(1)}
+            async with http.post(
+                f"{base}/login", data=data, ssl=ctx, allow_redirects=False
+            ) as resp:
                 assert resp.status == 303
-                cookie = resp.headers["Set-Cookie"]
+                cookie = next(c for c in resp.headers.getall("Set-Cookie")
+                              if c.startswith("boosterd_session="))  # fmt: skip
                 assert "Secure" in cookie
                 assert "HttpOnly" in cookie
                 assert "Strict-Transport-Security" in resp.headers
+            async with http.get(f"{base}/", ssl=ctx) as resp:
+                assert resp.status == 200
+                assert 'id="logout"' in await resp.text()
     finally:
         stop.set()
         async with asyncio.timeout(10):
@@ -334,3 +416,24 @@ print(rss() - before)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=120, check=True, cwd=REPO)  # fmt: skip
     assert float(out.stdout) < 8.0
+
+
+# -- footprint: what the daemon with its HMI imports ---------------------------------------------
+
+
+def test_daemon_with_hmi_imports_no_table_renderer_and_no_protobuf() -> None:
+    """The HMI's aiohttp costs about 7 MB; the room comes from modules the daemon never
+    used (rich and pygments: tables for 'status'/'read'/the demo; protobuf: Sparkplug)."""
+    import sys
+
+    code = (
+        "import sys, controller.cli as c; c.build_parser(); "
+        "import controller.runtime.daemon, controller.hmi.server, controller.logs; "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout.split()
+    assert "aiohttp" in out  # the measurement means something
+    for heavy in ("rich", "pygments", "google"):
+        assert heavy not in out, heavy

@@ -11,14 +11,13 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from controller.commands._station import EXIT_CONFIG, load_or_report
 from controller.values import Reading
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 EXIT_BAD_POINT = 1
 
@@ -44,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({name: _as_json(r) for name, r in readings.items()}, indent=2))
     else:
+        from rich.console import Console  # not at the top: the daemon imports every command
+
         Console().print(_table(readings))
     return 0 if all(r.good for r in readings.values()) else EXIT_BAD_POINT
 
@@ -55,6 +56,9 @@ def _as_json(r: Reading) -> dict[str, Any]:
 
 
 def _table(readings: dict[str, Reading]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title="boosterd read")
     for col in ("point", "value", "unit", "raw", "quality"):
         table.add_column(col, justify="right" if col == "value" else "left")

@@ -8,8 +8,6 @@ import json
 import sys
 from typing import Any
 
-from rich.console import Console
-
 from controller.config import ConfigError, load_config
 from controller.config.schema import StatusConfig
 from controller.dashboard import render
@@ -57,5 +55,7 @@ def run(args: argparse.Namespace) -> int:
         # shape; what is missing shows as "-" rather than a traceback.
         status = read(LocalStatus, sent if isinstance(sent, dict) else {})
         # Piped into a file or a ticket, keep whole rows rather than 80 columns.
+        from rich.console import Console  # only here: every command's module is imported
+
         Console(width=None if sys.stdout.isatty() else 120).print(render(status, args.lang))
     return 0

@@ -90,7 +90,7 @@ def cross_check(cfg: StationConfig) -> list[tuple[Path, str]]:
                 ports[bus.port] = bus_name
 
     control = cfg.control
-    for field in ("pressure_point", "suction_point", "flow_point"):
+    for field in ("pressure_point", "suction_point", "flow_point", "far_end_point"):
         name = getattr(control, field)
         if name is not None and name not in points:
             errors.append(

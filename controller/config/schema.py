@@ -422,6 +422,11 @@ class ControlConfig(_Model):
     pressure_point: Name = Field(description="Point that is controlled (discharge pressure).")
     suction_point: Name | None = None
     flow_point: Name | None = None
+    far_end_point: Name | None = Field(
+        default=None,
+        description="Pressure at the zone's far end (a remote logger), if one is read: shown "
+        "on the HMI; the control law does not use it.",
+    )
     setpoint_bar: Bar
     setpoint_min_bar: Bar
     setpoint_max_bar: Bar

@@ -44,6 +44,8 @@ class History:
         self._db: sqlite3.Connection | None = None
         self._open: dict[int, _Bucket] = {}
         self._pending: list[tuple[int, int, dict[str, float | None]]] = []
+        self._day_starts: dict[tuple[str, str], int] = {}  # (local day, pump) -> total then
+        self._day_pending: list[tuple[str, str, int]] = []
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,8 +56,15 @@ class History:
             f"CREATE TABLE IF NOT EXISTS trend (res INTEGER, t INTEGER, {cols}, "
             "PRIMARY KEY (res, t)) WITHOUT ROWID"
         )
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS day_starts (day TEXT, pump TEXT, total INTEGER, "
+            "PRIMARY KEY (day, pump)) WITHOUT ROWID"
+        )
         db.commit()
-        self._db = db
+        self._day_starts = {
+            (str(d), str(p)): int(n) for d, p, n in db.execute("SELECT * FROM day_starts")
+        }
+        self._db = db  # last: starts_today waits for the stored baselines
 
     def close(self) -> None:
         self.flush()
@@ -75,15 +84,41 @@ class History:
                 bucket = self._open[res] = _Bucket(start)
             bucket.add(values)
 
+    def starts_today(self, day: str, totals: dict[str, int]) -> dict[str, int]:
+        """Starts per pump since the station's local midnight (``day``: its date), from
+        each pump's lifetime count: the first count seen each day is kept (durably), so
+        a restart during the day does not reset it."""
+        out: dict[str, int] = {}
+        if self._db is None:  # not open yet: the stored baselines are not known
+            return out
+        for pump, total in totals.items():
+            base = self._day_starts.get((day, pump))
+            if base is None or base > total:  # a new day, or the count was reset
+                for old in [k for k in self._day_starts if k[0] < day]:
+                    del self._day_starts[old]  # here, not in flush's thread: one owner
+                base = self._day_starts[(day, pump)] = total
+                self._day_pending.append((day, pump, total))
+            out[pump] = total - base
+        return out
+
     @property
     def has_pending(self) -> bool:
-        return bool(self._pending)
+        return bool(self._pending or self._day_pending)
 
     def flush(self) -> None:
         """Write closed buckets and drop rows past their keep time (blocking: call in a thread)."""
         with self._lock:
             rows, self._pending = self._pending, []
-            if self._db is None or not rows:
+            days, self._day_pending = self._day_pending, []
+            if self._db is None:
+                return
+            if days:
+                self._db.executemany("INSERT OR REPLACE INTO day_starts VALUES (?, ?, ?)", days)
+                self._db.execute(
+                    "DELETE FROM day_starts WHERE day < ?", (min(d for d, _, _ in days),)
+                )
+                self._db.commit()
+            if not rows:
                 return
             marks = ", ".join("?" for _ in range(len(SERIES) + 2))
             self._db.executemany(

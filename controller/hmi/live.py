@@ -59,12 +59,21 @@ def live_view(snap: dict[str, Any], lang: str) -> dict[str, Any]:
     fields["setpoint"] = fmt(snap.get("setpoint_bar"))
     fields["base_setpoint"] = fmt(snap.get("base_setpoint_bar"))
     running = 0
+    mode = str(snap.get("mode", ""))
+    today = snap.get("starts_today", {})
+    hz_points = snap.get("frequency_points", {})
     for name, pump in snap.get("pumps", {}).items():
         on = bool(pump.get("running"))
         running += on
         fields[f"p.{name}.state"] = state_name(lang, str(pump.get("state", "")))
+        asked = bool(snap.get("manual", {}).get(name, on))
+        fields[f"p.{name}.hoa"] = t(lang, f"ui.hoa_{hoa(mode, asked)}")
+        fields[f"p.{name}.starts_today"] = fmt(today.get(name), 0)
+        hz = values.get(hz_points.get(name) or "", {})
+        fields[f"p.{name}.hz"] = fmt(hz.get("v"), 1) if hz.get("q") == "good" else "-"
         classes[f"p.{name}"] = "fault" if pump.get("locked_out") else ("run" if on else "")
-        fields[f"p.{name}.speed"] = fmt(pump.get("speed_pct"), 0) if on else "0"
+        # a pump without a drive runs at its rated speed when its contactor is in
+        fields[f"p.{name}.speed"] = fmt(pump.get("speed_pct", 100.0), 0) if on else "0"
         fields[f"p.{name}.hours"] = fmt(pump.get("run_hours"), 1)
         fields[f"p.{name}.starts_hour"] = fmt(pump.get("starts_last_hour"), 0)
         fields[f"p.{name}.starts_total"] = fmt(pump.get("starts_total"), 0)
@@ -88,6 +97,16 @@ def live_view(snap: dict[str, Any], lang: str) -> dict[str, Any]:
     fields["alarm_count"] = str(len(alarms))
     classes["alarm_count"] = "abn" if alarms else ""
     return {"fields": fields, "classes": classes, "alarms": alarms, "seq": snap.get("seq", 0)}
+
+
+def hoa(mode: str, asked_on: bool) -> str:
+    """Hand-Off-Auto of one pump: the station's mode, and in manual mode the operator's
+    own start (hand) or stop (off) of that pump."""
+    if mode == "auto":
+        return "auto"
+    if mode == "manual" and asked_on:
+        return "hand"
+    return "off"
 
 
 def trend_values(snap: dict[str, Any]) -> dict[str, float | None]:

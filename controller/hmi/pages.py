@@ -93,10 +93,10 @@ def layout(
     )
 
 
-def login_page(lang: str, error: str | None) -> str:
+def login_page(lang: str, error: str | None, csrf: str) -> str:
     err = f'<p class="flash refused" id="flash-refused">{esc(error)}</p>' if error else ""
     body = (
-        f'{err}<form method="post" action="/login" class="login">'
+        f'{err}<form method="post" action="/login" class="login">{csrf_field(csrf)}'
         f"<label>{esc(t(lang, 'ui.username'))}"
         '<input name="username" id="username" autocomplete="username" required maxlength="32">'
         f"</label><label>{esc(t(lang, 'ui.password'))}"
@@ -189,6 +189,7 @@ def pid_svg(lang: str, view: Mapping[str, Any], pumps: list[str], has: Mapping[s
         ("suction", 20, mid - 36, "ui.suction", "bar"),  # above the pipe, not on it
         ("discharge", 420, mid - 36, "ui.discharge", "bar"),
         ("flow", 420, mid + 24, "ui.flow", "m3/h"),
+        ("far_end", 530, mid + 24, "ui.far_end", "bar"),  # the zone's far end, downstream
     )
     for role, x, y, key, unit in labels:
         if not has.get(role):
@@ -222,6 +223,7 @@ def overview_body(
             ("ui.base_setpoint", "base_setpoint", " bar"),
             ("ui.managed_setpoint", "setpoint", " bar"),
             ("ui.discharge", "v.discharge", " bar"),
+            *((("ui.far_end", "v.far_end", " bar"),) if has.get("far_end") else ()),
             ("ui.pumps_running", "pumps_running", ""),
             ("ui.active_alarms", "alarm_count", ""),
             ("ui.uplink", "uplink", ""),
@@ -289,14 +291,18 @@ def pumps_body(
 ) -> str:
     cards = []
     manual = snap.get("mode") == "manual"
+    hz_pumps = {p for p, point in snap.get("frequency_points", {}).items() if point}
     for name, pump in snap.get("pumps", {}).items():
         rows = "".join(
             f"<div><dt>{esc(t(lang, label))}</dt><dd>{_live(f'p.{name}.{key}', view)}"
             f"{esc(unit)}</dd></div>"
             for label, key, unit in (
+                ("ui.hoa", "hoa", ""),
                 ("ui.state", "state", ""),
                 ("ui.speed", "speed", " %"),
+                *((("ui.frequency", "hz", " Hz"),) if name in hz_pumps else ()),
                 ("ui.run_hours", "hours", " h"),
+                ("ui.starts_today", "starts_today", ""),
                 ("ui.starts_hour", "starts_hour", ""),
                 ("ui.starts_total", "starts_total", ""),
                 ("ui.lockout", "lockout", ""),
@@ -305,7 +311,7 @@ def pumps_body(
         actions = ""
         if writable:
             if manual:
-                on = not pump.get("running")
+                on = not snap.get("manual", {}).get(name, pump.get("running"))
                 actions += (
                     f'<form method="post" action="/cmd/pump" class="inline">{csrf_field(csrf)}'
                     f'<input type="hidden" name="pump" value="{esc(name)}">'
@@ -314,8 +320,7 @@ def pumps_body(
                     f'<button type="submit" id="pump-{esc(name)}-toggle">'
                     f"{esc(t(lang, 'ui.start' if on else 'ui.stop'))}</button></form>"
                 )
-            else:
-                actions += f'<p class="none">{esc(t(lang, "ui.manual_only"))}</p>'
+
             if pump.get("locked_out"):
                 actions += (
                     f'<form method="post" action="/cmd/ack" class="inline">{csrf_field(csrf)}'
@@ -329,7 +334,8 @@ def pumps_body(
             f'id="pump-{esc(name)}"><h2>{esc(t(lang, "ui.pump"))} {esc(name)}</h2>'
             f'<dl class="facts">{rows}</dl>{actions}</section>'
         )
-    return f'<div class="cards">{"".join(cards)}</div>'
+    hint = f'<p class="none">{esc(t(lang, "ui.hoa_hint"))}</p>' if writable and not manual else ""
+    return f'{hint}<div class="cards">{"".join(cards)}</div>'
 
 
 def _table(rows: Iterable[tuple[str, object]], table_id: str = "") -> str:

@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import hashlib
+import hmac
 import json
 import math
+import re
 import secrets
 import ssl
 import time
@@ -46,12 +49,16 @@ from controller.telemetry.commands import CommandProcessor
 log = get_logger(__name__)
 
 COOKIE = "boosterd_session"
+LOGIN_COOKIE = "boosterd_login"  # the login form's CSRF token, before there is a session
 STATIC = Path(__file__).parent / "static"
+STATIC_TYPES = {".css": "text/css", ".js": "text/javascript"}
 FRAME_S = 1.0  # live pages update once a second
 MAX_SSE_CLIENTS = 20
+MAX_SSE_PER_SESSION = 4  # one person cannot take every live stream
 MAX_FORM_BYTES = 8192
 ALARM_HISTORY = 500
 PAGES = {p for p, _ in pages.NAV} | {"/users"}
+TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 SPANS = {"hour": 3600, "day": 86400, "month": 30 * 86400}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -91,8 +98,13 @@ class HmiServer:
         self._frame = asyncio.Event()
         self._snap: dict[str, Any] = {}
         self._views: dict[str, str] = {}
+        self._frames: dict[str, bytes] = {}  # the SSE frame per language, shared by all
         self._seq = 0
         self.sse_clients = 0
+        self._streams: dict[str, list[_Stream]] = {}  # live streams per session, oldest first
+        self._static = _load_static()
+        self._tz: Any = UTC
+        self._tz_name = ""
         self.alarm_history: deque[dict[str, Any]] = deque(maxlen=ALARM_HISTORY)
         self._active: dict[str, dict[str, Any]] = {}
         self._acked_by: dict[str, str] = {}
@@ -126,7 +138,7 @@ class HmiServer:
         r.add_get("/users", self.users_page)
         r.add_post("/users/add", self.user_add)
         r.add_post("/users/remove", self.user_remove)
-        r.add_static("/static", STATIC, append_version=False)
+        r.add_get("/static/{name}", self.static)
         return app
 
     async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
@@ -159,8 +171,29 @@ class HmiServer:
 
     # -- login --------------------------------------------------------------------------------
 
+    def _login_page(
+        self, request: web.Request, error: str | None = None, status: int = 200
+    ) -> web.Response:
+        """The login form with its CSRF token (double submit: the same random value in
+        an HttpOnly, SameSite=Strict cookie and in the form; another site can set
+        neither)."""
+        token = request.cookies.get(LOGIN_COOKIE, "")
+        if not _token_shape_ok(token):
+            token = secrets.token_urlsafe(32)
+        response = self._html(pages.login_page(self._lang(request), error, token), status)
+        response.set_cookie(
+            LOGIN_COOKIE,
+            token,
+            httponly=True,
+            samesite="Strict",
+            secure=self.cfg.tls,
+            path="/login",
+            max_age=3600,
+        )
+        return response
+
     async def login_form(self, request: web.Request) -> web.Response:
-        return self._html(pages.login_page(self._lang(request), None))
+        return self._login_page(request)
 
     async def login(self, request: web.Request) -> web.Response:
         form = await request.post()
@@ -168,11 +201,16 @@ class HmiServer:
         password = str(form.get("password", ""))
         address = request.remote or "?"
         lang = self._lang(request)
+        cookie = request.cookies.get(LOGIN_COOKIE, "")
+        sent = _field(form, "csrf") or ""
+        if not (_token_shape_ok(cookie) and hmac.compare_digest(cookie, sent)):
+            log.warning("hmi login refused: CSRF token", user=name, address=address)
+            return self._login_page(request, t(lang, "err.csrf"), status=403)
         wait = self.throttle.wait_s(name, address)
         if wait > 0:
             log.warning("hmi login refused: locked out", user=name, address=address)
             error = t(lang, "err.locked", seconds=int(wait) + 1)
-            return self._html(pages.login_page(lang, error), status=429)
+            return self._login_page(request, error, status=429)
         try:
             user = self.users.get(name)
         except UserError as exc:
@@ -184,7 +222,7 @@ class HmiServer:
         if not ok or user is None:
             self.throttle.failed(name, address)
             log.warning("hmi login failed", user=name, address=address)
-            return self._html(pages.login_page(lang, t(lang, "err.login")), status=401)
+            return self._login_page(request, t(lang, "err.login"), status=401)
         self.throttle.succeeded(name, address)
         old = request.cookies.get(COOKIE)
         self.sessions.drop(old)  # a fresh token on login: no session fixation
@@ -199,6 +237,7 @@ class HmiServer:
             secure=self.cfg.tls,
             path="/",
         )
+        response.del_cookie(LOGIN_COOKIE, path="/login")
         raise response
 
     async def logout(self, request: web.Request) -> web.Response:
@@ -254,6 +293,7 @@ class HmiServer:
             "discharge": True,
             "suction": ctl.suction_point is not None,
             "flow": ctl.flow_point is not None,
+            "far_end": ctl.far_end_point is not None,
         }
         body = pages.overview_body(
             lang,
@@ -303,9 +343,31 @@ class HmiServer:
     def snapshot(self) -> dict[str, Any]:
         snap = self._snapshot()
         ctl = self.station().control
-        snap["control_points"] = {"suction": ctl.suction_point, "flow": ctl.flow_point}
+        snap["control_points"] = {
+            "suction": ctl.suction_point,
+            "flow": ctl.flow_point,
+            "far_end": ctl.far_end_point,
+        }
         snap.setdefault("pressure_point", ctl.pressure_point)
+        snap["frequency_points"] = {
+            name: pump.vfd.frequency_point
+            for name, pump in self.station().pumps.items()
+            if pump.vfd is not None and pump.vfd.frequency_point
+        }
+        totals = {
+            name: int(p.get("starts_total") or 0) for name, p in snap.get("pumps", {}).items()
+        }
+        snap["starts_today"] = self.history.starts_today(self._local_day(), totals)
         return snap
+
+    def _local_day(self) -> str:
+        """The station's date (site.timezone): 'starts today' counts from its midnight."""
+        from zoneinfo import ZoneInfo
+
+        tz = self.station().site.timezone
+        if tz != self._tz_name:
+            self._tz, self._tz_name = ZoneInfo(tz), tz
+        return datetime.now(self._tz).date().isoformat()
 
     def _view_json(self, lang: str) -> str:
         cached = self._views.get(lang)
@@ -314,6 +376,14 @@ class HmiServer:
             view["seq"] = self._seq
             cached = self._views[lang] = json.dumps(view, separators=(",", ":"))
         return cached
+
+    def _sse_frame(self, lang: str) -> bytes:
+        """The live view as one server-sent event: encoded once per language and frame,
+        the same bytes object written to every client."""
+        frame = self._frames.get(lang)
+        if frame is None:
+            frame = self._frames[lang] = b"data: " + self._view_json(lang).encode() + b"\n\n"
+        return frame
 
     async def api_live(self, request: web.Request) -> web.Response:
         session: Session = request["session"]
@@ -330,6 +400,12 @@ class HmiServer:
     async def events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: the live view once a second; the stream ends with the session."""
         session: Session = request["session"]
+        token = session.token
+        mine = self._streams.get(token, [])
+        if len(mine) >= MAX_SSE_PER_SESSION:
+            # One person's pages give way to each other (the newest wins: a page left open
+            # in another tab stops updating), never to someone else's.
+            self._release(token, mine[0])
         if self.sse_clients >= MAX_SSE_CLIENTS:
             raise web.HTTPServiceUnavailable(text="too many live pages open; close some")
         lang = self._lang(request, session)
@@ -337,24 +413,52 @@ class HmiServer:
             headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
         )
         await response.prepare(request)
+        stream = _Stream()
+        self._streams.setdefault(token, []).append(stream)
         self.sse_clients += 1
         try:
             seq = -1
-            while not self._closing:
-                if self.sessions.get(session.token, touch=False) is None:
+            while not (self._closing or stream.released):
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    break  # the browser went away (a page change): free the slot now
+                if self.sessions.get(token, touch=False) is None:
                     await response.write(b"event: expired\ndata: {}\n\n")
                     break
                 if self._seq != seq and self._snap:
                     seq = self._seq
-                    await response.write(f"data: {self._view_json(lang)}\n\n".encode())
+                    await response.write(self._sse_frame(lang))
                 frame = self._frame
                 if not await wait_event(frame, 15.0):
                     await response.write(b": keep-alive\n\n")
         except ConnectionResetError:
             pass  # the browser went away: nothing to tell it
         finally:
-            self.sse_clients -= 1
+            self._release(token, stream)
         return response
+
+    def _release(self, token: str, stream: _Stream) -> None:
+        """Free a live stream's slot (once); its loop ends at the next frame."""
+        if stream.released:
+            return
+        stream.released = True
+        self.sse_clients -= 1
+        mine = self._streams.get(token, [])
+        if stream in mine:
+            mine.remove(stream)
+        if not mine:
+            self._streams.pop(token, None)
+
+    async def static(self, request: web.Request) -> web.Response:
+        """The two page files, from memory (read once at start; no file I/O per request)."""
+        found = self._static.get(request.match_info["name"])
+        if found is None:
+            raise web.HTTPNotFound()
+        body, ctype, etag = found
+        headers = {"ETag": etag, "Cache-Control": "no-cache"}  # revalidate: 304 when unchanged
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=body, content_type=ctype, charset="utf-8", headers=headers)
 
     async def _broadcast(self, stop: asyncio.Event) -> None:
         """Once a second: one snapshot for every page, the trend sample, the alarm history."""
@@ -366,6 +470,7 @@ class HmiServer:
             else:
                 self._seq += 1
                 self._views = {}
+                self._frames = {}
                 self._track_alarms(self._snap)
                 self.history.add(time.time(), trend_values(self._snap))
                 if self.history.has_pending:
@@ -561,6 +666,31 @@ class HmiServer:
                 await runner.cleanup()
             self._kdf.shutdown(wait=False, cancel_futures=True)
             await asyncio.to_thread(self.history.close)
+
+
+class _Stream:
+    """One open live stream (server-sent events)."""
+
+    __slots__ = ("released",)
+
+    def __init__(self) -> None:
+        self.released = False
+
+
+def _load_static() -> dict[str, tuple[bytes, str, str]]:
+    files: dict[str, tuple[bytes, str, str]] = {}
+    for path in STATIC.iterdir():
+        ctype = STATIC_TYPES.get(path.suffix)
+        if ctype is not None:
+            body = path.read_bytes()
+            files[path.name] = (body, ctype, '"' + hashlib.sha256(body).hexdigest()[:16] + '"')
+    return files
+
+
+def _token_shape_ok(token: str) -> bool:
+    """A token we could have made: 43 URL-safe characters (and nothing an attacker can
+    stretch to make the comparison or the cookie expensive)."""
+    return TOKEN_RE.fullmatch(token) is not None
 
 
 def _field(form: Any, key: str) -> str | None:

@@ -81,14 +81,16 @@ class HmiClient:
     def __init__(self, port: int) -> None:
         self.port = port
         self.cookie: str | None = None
+        self.login_cookie: str | None = None  # the login form's CSRF cookie
 
     def request(
         self, method: str, path: str, form: dict[str, str] | None = None, **headers: str
     ) -> Reply:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         hdrs = {k.replace("_", "-"): v for k, v in headers.items()}
-        if self.cookie:
-            hdrs["Cookie"] = self.cookie
+        cookies = [c for c in (self.cookie, self.login_cookie) if c]
+        if cookies:
+            hdrs["Cookie"] = "; ".join(cookies)
         body = None
         if form is not None:
             body = urllib.parse.urlencode(form)
@@ -97,10 +99,13 @@ class HmiClient:
         resp = conn.getresponse()
         reply = Reply(resp.status, resp.headers, resp.read().decode("utf-8", "replace"))
         conn.close()
-        for value in reply.headers.get_all("Set-Cookie") or []:
-            name, _, rest = value.partition("=")
+        for header in reply.headers.get_all("Set-Cookie") or []:
+            name, _, rest = header.partition("=")
+            value = rest.split(";")[0].strip('"')  # a deleted cookie is ""
             if name == "boosterd_session":
-                self.cookie = f"boosterd_session={rest.split(';')[0]}"
+                self.cookie = f"boosterd_session={value}" if value else None
+            elif name == "boosterd_login":
+                self.login_cookie = f"boosterd_login={value}" if value else None
         return reply
 
     def get(self, path: str, **headers: str) -> Reply:
@@ -109,8 +114,17 @@ class HmiClient:
     def post(self, path: str, form: dict[str, str], **headers: str) -> Reply:
         return self.request("POST", path, form, **headers)
 
-    def login(self, user: str, password: str) -> Reply:
-        return self.post("/login", {"username": user, "password": password})
+    def login(self, user: str, password: str, *, csrf: bool = True) -> Reply:
+        """As a browser does: fetch the form (its CSRF token and cookie), then post it."""
+        form = {"username": user, "password": password}
+        if csrf:
+            form["csrf"] = self.login_token()
+        return self.post("/login", form)
+
+    def login_token(self) -> str:
+        found = re.search(r'name="csrf" value="([^"]+)"', self.get("/login").body)
+        assert found is not None, "no CSRF token on the login form"
+        return found.group(1)
 
     def csrf(self, page: str = "/") -> str:
         found = re.search(r'name="csrf" value="([^"]+)"', self.get(page).body)
