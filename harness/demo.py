@@ -56,6 +56,8 @@ class DemoOptions:
     #: the simulated run's start, in the station's time zone (None: today at start_hour);
     #: telemetry and alarm ``ts`` follow the simulated clock from there
     start: datetime | None = None
+    #: how long ``--duration`` waits for the broker to have every sample (wall seconds)
+    drain_limit_s: float = DRAIN_LIMIT_S
 
     def start_at(self, timezone: str) -> datetime:
         """The run's start as an aware time in the station's zone."""
@@ -156,7 +158,8 @@ class Demo:
         if daemon.uplink is None:
             return
         started = time.monotonic()
-        deadline = started + DRAIN_LIMIT_S
+        limit = self.options.drain_limit_s
+        deadline = started + limit
         await daemon.buffer.flush()
         backlog = daemon.buffer.stats()["backlog"]
         while not daemon.stop.is_set():
@@ -171,7 +174,7 @@ class Demo:
             if time.monotonic() >= deadline:
                 self.undelivered = left
                 print(
-                    f"boosterd demo: {left} samples not delivered {DRAIN_LIMIT_S:.0f} s after "
+                    f"boosterd demo: {left} samples not delivered {limit:g} s after "
                     f"the simulated time ended (uplink "
                     f"{'connected' if daemon.uplink.connected else 'not connected'}); they "
                     f"stay in {daemon.cfg.buffer.path}",

@@ -20,7 +20,7 @@ import yaml
 
 from controller.commands.sim import _controller_config
 from tests.conftest import EXAMPLE_CONFIG
-from tests.support.broker import Broker
+from tests.support.broker import Broker, free_port
 
 SITE = "bs01-sukamaju"
 
@@ -117,8 +117,8 @@ async def test_a_power_cut_without_a_ups_reboots_the_demo_controller(
 ) -> None:
     start = datetime(2026, 12, 1, 5, 0, tzinfo=UTC)
     proc, bodies = await _run_and_collect(
-        broker, tmp_path, "--start", "2026-12-01T05:00+00:00", "--speed", "100",
-        "--duration", "400", "--fault", "power_cut@100+60,ups=0",
+        broker, tmp_path, "--start", "2026-12-01T05:00+00:00", "--speed", "200",
+        "--duration", "300", "--fault", "power_cut@100+60,ups=0",
     )  # fmt: skip
     assert proc.returncode == 0, _stderr(proc)
     t = {(b["boot"], b["seq"]): b["ts"] / 1000 - start.timestamp() for b in bodies}
@@ -135,6 +135,17 @@ async def test_a_power_cut_without_a_ups_reboots_the_demo_controller(
     # The new boot restarts like after a real cut: first its power-on delay.
     first = next(b for b in bodies if (b["boot"], b["seq"]) == (boots[1], after[0]))
     assert first["st"] == "power_on_delay"
+
+
+def test_a_drain_that_runs_out_of_its_bound_says_what_is_left_and_fails(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens: not a sample gets out
+    proc = subprocess.run(
+        _demo("--mqtt", f"127.0.0.1:{port}", "--speed", "600", "--duration", "60",
+              "--drain-limit", "1", "--state-dir", str(tmp_path), "--no-hmi"),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 3
+    assert "120 samples not delivered 1 s after the simulated time ended" in proc.stderr
 
 
 def test_closing_the_terminal_ends_the_demo(tmp_path: Path) -> None:
