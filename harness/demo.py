@@ -335,4 +335,9 @@ async def _dashboard(demo: Demo) -> None:
             if minute != last_minute and demo.daemon.loop.stats.ticks:
                 last_minute = minute
                 sim = demo.sim_status()
-                print(f"{sim['time']}  {headline(demo.daemon.status_snapshot())}", flush=True)
+                line = (
+                    "controller off: power cut without a UPS"
+                    if demo.pacer.power_lost.is_set()
+                    else headline(demo.daemon.status_snapshot())
+                )
+                print(f"{sim['time']}  {line}", flush=True)
