@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +23,9 @@ from controller.aio import wait_event
 from controller.config.schema import HmiConfig, StationConfig
 from controller.dashboard import headline, render
 from controller.runtime.assembly import Source
-from controller.runtime.daemon import Daemon
+from controller.runtime.daemon import EXIT_OK, Daemon
+from controller.telemetry.buffer import utc_iso
+from controller.telemetry.uplink import Uplink
 from drivers.gpio.sim import SimGpio
 from harness.pacing import FRAME_S, SimulatedTime
 from simulator.plant import Plant, build_plant
@@ -29,6 +34,9 @@ from simulator.source import SimSource
 #: Longest ``--duration`` waits, after the simulated time is up, for the broker to have
 #: every buffered sample (wall seconds).
 DRAIN_LIMIT_S = 120.0
+#: ``boosterd demo``'s exit status when the drain ran out of its bound with samples
+#: still in the buffer (the run is not whole at the broker).
+EXIT_UNDELIVERED = 3
 
 
 @dataclass
@@ -48,6 +56,8 @@ class DemoOptions:
     #: the simulated run's start, in the station's time zone (None: today at start_hour);
     #: telemetry and alarm ``ts`` follow the simulated clock from there
     start: datetime | None = None
+    #: how long ``--duration`` waits for the broker to have every sample (wall seconds)
+    drain_limit_s: float = DRAIN_LIMIT_S
 
     def start_at(self, timezone: str) -> datetime:
         """The run's start as an aware time in the station's zone."""
@@ -112,6 +122,12 @@ class Demo:
     pacer: SimulatedTime
     options: DemoOptions
     daemon: Daemon = field(init=False)
+    #: A fresh daemon on the same plant, pacer and state dir (the first one, and each
+    #: boot after a power cut without a UPS).
+    make_daemon: Callable[[], Daemon] = field(init=False)
+    #: Samples still in the buffer when the drain ran out of its bound (None: whole).
+    undelivered: int | None = None
+    boots: int = 1
 
     def sim_status(self) -> dict[str, Any]:
         """The simulated clock and what the plant's customers draw, for the dashboard."""
@@ -136,16 +152,86 @@ class Demo:
 
     async def drain(self) -> None:
         """The simulated time is up: wait (bounded) until the broker has every sample, so
-        a measured run is whole. The plant stands still meanwhile."""
+        a measured run is whole. The plant stands still meanwhile. Out of its bound, it
+        says how many samples are left and the demo exits ``EXIT_UNDELIVERED``."""
         daemon = self.daemon
         if daemon.uplink is None:
             return
-        deadline = time.monotonic() + DRAIN_LIMIT_S
+        started = time.monotonic()
+        limit = self.options.drain_limit_s
+        deadline = started + limit
         await daemon.buffer.flush()
-        while time.monotonic() < deadline and not daemon.stop.is_set():
-            if daemon.uplink.connected and daemon.buffer.stats()["backlog"] == 0:
+        backlog = daemon.buffer.stats()["backlog"]
+        while not daemon.stop.is_set():
+            left = daemon.buffer.stats()["backlog"]
+            if daemon.uplink.connected and left == 0:
+                print(
+                    f"simulated time up: the last {backlog} samples delivered in "
+                    f"{time.monotonic() - started:.1f} s",
+                    flush=True,
+                )
+                return
+            if time.monotonic() >= deadline:
+                self.undelivered = left
+                print(
+                    f"boosterd demo: {left} samples not delivered {limit:g} s after "
+                    f"the simulated time ended (uplink "
+                    f"{'connected' if daemon.uplink.connected else 'not connected'}); they "
+                    f"stay in {daemon.cfg.buffer.path}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 return
             await wait_event(daemon.stop, FRAME_S)
+
+    async def run(self, accounts: dict[str, str]) -> int:
+        """Run the daemon; a power cut without a UPS stops it where it stands, the plant
+        runs on alone, and at power return a new daemon boots on the same state dir."""
+        while True:
+            announce = asyncio.create_task(_announce_hmi(self.daemon, accounts))
+            try:
+                code = await self._run_until_power_cut()
+            finally:
+                announce.cancel()
+                await asyncio.wait([announce])
+            if code is not None:
+                return code
+            if await self._dark() != "powered":
+                return EXIT_OK  # the run ended (or was stopped) with the station dark
+            self.boots += 1
+            self.daemon = self.make_daemon()
+
+    async def _run_until_power_cut(self) -> int | None:
+        """The daemon's exit status, or None when a power cut took it down."""
+        self.pacer.power_lost.clear()
+        run = asyncio.create_task(self.daemon.run())
+        lost = asyncio.create_task(self.pacer.power_lost.wait())
+        await asyncio.wait([run, lost], return_when=asyncio.FIRST_COMPLETED)
+        lost.cancel()
+        await asyncio.wait([lost])
+        if not self.pacer.power_lost.is_set():
+            return run.result()
+        # No orderly stop: no final status or flush to the broker (its Last Will says
+        # offline once it notices), the relays drop with the power. The daemon's shutdown
+        # still commits what waited in memory (a real cut loses up to one commit
+        # interval): the buffer on disk is kept for the next boot.
+        run.cancel()
+        await asyncio.wait([run])
+        return None
+
+    async def _dark(self) -> str:
+        """The plant alone until the controller's power returns (``"powered"``), the
+        simulated time ends (``"duration"``) or the demo is stopped (``"stop"``)."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        for sig in signals:
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            return await self.pacer.run_dark(self.daemon.cfg.control.tick_s, stop)
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
 
 
 def build_demo(cfg: StationConfig, options: DemoOptions) -> Demo:
@@ -174,17 +260,25 @@ def build_demo(cfg: StationConfig, options: DemoOptions) -> Demo:
             plant.source = SimSource(station_cfg, plant.station)
         return plant.source
 
-    demo.daemon = Daemon(
-        cfg,
-        config_path=None,
-        gpio=gpio,
-        pacer=pacer,
-        make_source=make_source,
-        local_time=plant.station.local_time,  # schedules follow simulated time
-        hangup_stops=True,  # run from a terminal: closing it ends the demo
-        hmi_demo=True,
-        extend_status=demo.extend_status,
-    )
+    def make_daemon() -> Daemon:
+        gpio.closed = False  # after a power cut the GPIO chip is back with the power
+        daemon = Daemon(
+            cfg,
+            config_path=None,
+            gpio=gpio,
+            pacer=pacer,
+            make_source=make_source,
+            local_time=plant.station.local_time,  # schedules follow simulated time
+            hangup_stops=True,  # run from a terminal: closing it ends the demo
+            hmi_demo=True,
+            extend_status=demo.extend_status,
+        )
+        if isinstance(daemon.uplink, Uplink):  # the status's ts on the simulated clock too
+            daemon.uplink.status = lambda: {**daemon.status_payload(), "ts": utc_iso(pacer.wall())}
+        return daemon
+
+    demo.make_daemon = make_daemon
+    demo.daemon = make_daemon()
     pacer.finish = demo.drain
     return demo
 
@@ -196,19 +290,18 @@ def demo_daemon(cfg: StationConfig, options: DemoOptions) -> Daemon:
 
 async def run_demo(cfg: StationConfig, options: DemoOptions) -> int:
     demo = build_demo(demo_config(cfg, options), options)
-    daemon = demo.daemon
     # Before the daemon starts, so the HMI never serves a moment without its accounts.
-    accounts = demo_accounts(options) if daemon.hmi is not None else {}
-    announce = asyncio.create_task(_announce_hmi(daemon, accounts))
+    accounts = demo_accounts(options) if demo.daemon.hmi is not None else {}
     dashboard = asyncio.create_task(_dashboard(demo))
     try:
-        code = await daemon.run()
+        code = await demo.run(accounts)
     finally:
-        for task in (dashboard, announce):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    print(headline(daemon.status_snapshot()))
+        dashboard.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await dashboard
+    print(headline(demo.daemon.status_snapshot()))
+    if code == EXIT_OK and demo.undelivered:
+        return EXIT_UNDELIVERED
     return code
 
 
@@ -225,20 +318,26 @@ async def _announce_hmi(daemon: Daemon, accounts: dict[str, str]) -> None:
 
 
 async def _dashboard(demo: Demo) -> None:
-    daemon = demo.daemon
+    # demo.daemon, not a copy: a power cut without a UPS replaces it
     if demo.options.live:
         from rich.live import Live
 
-        with Live(render(daemon.status_snapshot()), refresh_per_second=4, screen=False) as live:
+        with Live(render(demo.daemon.status_snapshot()), refresh_per_second=4,
+                  screen=False) as live:  # fmt: skip
             while True:
                 await asyncio.sleep(0.25)
-                live.update(render(daemon.status_snapshot()))
+                live.update(render(demo.daemon.status_snapshot()))
     else:
         last_minute = -1
         while True:
             await asyncio.sleep(FRAME_S)
             minute = int(demo.plant.station.t // 60)
-            if minute != last_minute and daemon.loop.stats.ticks:
+            if minute != last_minute and demo.daemon.loop.stats.ticks:
                 last_minute = minute
                 sim = demo.sim_status()
-                print(f"{sim['time']}  {headline(daemon.status_snapshot())}", flush=True)
+                line = (
+                    "controller off: power cut without a UPS"
+                    if demo.pacer.power_lost.is_set()
+                    else headline(demo.daemon.status_snapshot())
+                )
+                print(f"{sim['time']}  {line}", flush=True)

@@ -21,6 +21,8 @@ from simulator.station import SimStation
 __all__ = ["FRAME_S", "SimulatedTime"]
 
 FRAME_S = 0.1  # wall seconds between simulation frames
+#: Longest run of ticks between two turns of the event loop (wall seconds).
+SLICE_S = 0.01
 
 
 class SimulatedTime:
@@ -46,6 +48,9 @@ class SimulatedTime:
         self.duration_s = duration_s
         self.frame_s = frame_s
         self.finish: Callable[[], Awaitable[None]] | None = None
+        #: Set when a power cut without a UPS takes the controller down (its loop stops
+        #: ticking); the demo then stops that daemon and runs the plant alone.
+        self.power_lost = asyncio.Event()
 
     def now(self) -> float:
         return float(self.station.t)
@@ -57,23 +62,62 @@ class SimulatedTime:
         await stop.wait()  # run_loop steps the plant; the loop reads the source itself
 
     async def run_loop(self, loop: ControlLoop, stop: asyncio.Event) -> None:
-        tick = loop.tick_s
+        station = self.station
+
+        def tick() -> bool:
+            station.step(loop.tick_s)
+            if not station.controller_powered():
+                return False  # a power cut without a UPS: this controller is gone
+            loop.tick(station.t)
+            return True
+
+        outcome = await self._paced(loop.tick_s, tick, stop)
+        if outcome == "duration" and self.finish is not None:
+            await self.finish()
+        elif outcome == "halted":
+            self.power_lost.set()
+            await stop.wait()  # the demo ends this daemon (harness/demo.py)
+
+    async def run_dark(self, tick_s: float, stop: asyncio.Event) -> str:
+        """The plant alone, while the controller has no power: ``"powered"`` when the
+        power returns, else ``"duration"`` or ``"stop"``."""
+        station = self.station
+
+        def step() -> bool:
+            station.step(tick_s)
+            return not station.controller_powered()
+
+        outcome = await self._paced(tick_s, step, stop)
+        return "powered" if outcome == "halted" else outcome
+
+    async def _paced(self, tick_s: float, step: Callable[[], bool], stop: asyncio.Event) -> str:
+        """Call ``step`` once per ``tick_s`` of simulated time at ``speed``; returns why it
+        ended: ``"halted"`` (``step`` said False), ``"duration"`` or ``"stop"``.
+
+        Ticks come in bursts of at most ``SLICE_S`` wall seconds, each followed by one
+        turn of the event loop: at high speed the uplink, the buffer and the HMI still
+        get a share of the loop in proportion, instead of one turn per frame."""
         station = self.station
         budget = 0.0
         next_frame = time.monotonic()
         while not stop.is_set():
             budget += self.speed * self.frame_s
-            while budget >= tick:
-                station.step(tick)
-                loop.tick(station.t)
-                budget -= tick
+            slice_end = time.monotonic() + SLICE_S
+            while budget >= tick_s:
+                budget -= tick_s
+                if not step():
+                    return "halted"
                 if self.duration_s is not None and station.t >= self.duration_s:
-                    if self.finish is not None:
-                        await self.finish()
-                    return
+                    return "duration"
+                if time.monotonic() >= slice_end:
+                    await asyncio.sleep(0)
+                    if stop.is_set():
+                        return "stop"
+                    slice_end = time.monotonic() + SLICE_S
             next_frame += self.frame_s
             delay = next_frame - time.monotonic()
             if delay < 0:  # the machine cannot keep up with the speed: do not pile up
                 next_frame = time.monotonic()
                 delay = 0
             await wait_event(stop, delay)
+        return "stop"

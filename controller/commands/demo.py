@@ -50,6 +50,13 @@ def register(sub: Any) -> None:
         help="simulated date and time to start at, in the station's time zone (sets the "
         "weekday too); telemetry and alarm ts follow the simulated clock from there",
     )
+    p.add_argument(
+        "--drain-limit",
+        type=float,
+        metavar="SECONDS",
+        help="with --duration and --mqtt: how long to wait, once the simulated time is up, "
+        "for the broker to have every sample (default 120); exit status 3 if it does not",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--mqtt", metavar="HOST:PORT", help="forward telemetry to this broker")
     p.add_argument(
@@ -101,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
             live=sys.stdout.isatty() and not args.plain,
             hmi_port=None if args.no_hmi else args.hmi_port,
         )
+        if args.drain_limit is not None:
+            options.drain_limit_s = args.drain_limit
         return asyncio.run(run_demo(cfg, options))
     except BoosterError as exc:
         print(f"boosterd demo: {exc}", file=sys.stderr)

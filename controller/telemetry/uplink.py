@@ -645,6 +645,12 @@ class _ReplayRun:
         room = self.up._window() - self._in_flight()
         if room <= 0 and not self.backlog_done:
             room = 1  # the share is guaranteed: one over the window rather than none
+        elif room <= 0:
+            # A full window is not "nothing to send": wait for room, then fetch. Fetching
+            # none instead counted as idle once the window drained, and rows already on
+            # disk waited for the next commit (IDLE_WAIT_S when none came: issue 13).
+            await self._wait_head()
+            room = self.up._window() - self._in_flight()
         rows = await self.up.buffer.fetch(after_seq=self.live_sent, limit=min(limit, room))
         await self._publish(self.live, rows)
         if rows:
