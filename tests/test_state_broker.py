@@ -111,11 +111,12 @@ async def test_every_message_published_to_a_real_broker_matches_its_schema(
         try:
             alarms = f"{base}/alarm"
             await got.until("telemetry", lambda: len(got.on(f"{base}/telemetry")) >= 20)
+            # The acknowledge below must find the lockout raised: wait for it too.
             await got.until(
-                "dry-run raise and clear",
+                "dry-run raise and clear, P1 locked out",
                 lambda: (
                     {(a["id"], a["event"]) for a in got.on(alarms)}
-                    >= {("dry_run", "raise"), ("dry_run", "clear")}
+                    >= {("dry_run", "raise"), ("dry_run", "clear"), ("pump_lockout_P1", "raise")}
                 ),
                 within=20,
             )

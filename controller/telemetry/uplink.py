@@ -55,7 +55,7 @@ from controller.state.models import (
     OnlineStatus,
     StationStatus,
 )
-from controller.telemetry.buffer import Fetched, SampleBuffer, utc_now_iso
+from controller.telemetry.buffer import Fetched, SampleBuffer, utc_iso, utc_now_iso
 from controller.telemetry.commands import MAX_PAYLOAD_BYTES, CommandProcessor
 from controller.telemetry.encoding import dumpb, dumps
 
@@ -261,23 +261,24 @@ class Uplink:
     def status_payload(self, online: bool) -> bytes:
         """The retained status: an ``OnlineStatus`` or, at an orderly stop, ``OfflineStatus``."""
         message: OnlineStatus | OfflineStatus
+        # The buffer's clock: the same as the samples' ts (the demo's simulated clock).
+        clock = getattr(self.buffer, "clock", None)
+        now = utc_iso(clock()) if clock is not None else utc_now_iso()
         if online:
             status = self.status()
             if not isinstance(status, StationStatus):
                 # Tools and tests without a control core: their dict under the head.
                 head = {"online": True, "site": self.site, "version": __version__}
-                return dumps({**head, "ts": utc_now_iso(), **status}).encode()
+                return dumps({**head, "ts": now, **status}).encode()
             message = OnlineStatus(
                 online=True,
                 site=self.site,
                 version=__version__,
-                ts=utc_now_iso(),
+                ts=now,
                 **fields_of(status),
             )
         else:
-            message = OfflineStatus(
-                online=False, site=self.site, version=__version__, ts=utc_now_iso()
-            )
+            message = OfflineStatus(online=False, site=self.site, version=__version__, ts=now)
         return dumps(to_json(message)).encode()
 
     def _client(self) -> aiomqtt.Client:
