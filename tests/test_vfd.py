@@ -40,6 +40,20 @@ def test_the_drive_runs_slow_at_night(cfg: StationConfig) -> None:
     assert abs(loop.station.state.discharge_bar - cfg.control.setpoint_bar) < 0.2
 
 
+def test_a_reload_keeps_the_drive_free_of_the_fixed_speed_deadband(cfg: StationConfig) -> None:
+    """The file's deadband is for fixed-speed steps only: a reload while the drive leads
+    must not hand it to the PID (it held only +-0.4 bar until the drive state changed)."""
+    loop = ClosedLoop(cfg, start_hour=1.0, seed=3)
+    loop.run(900)
+    assert loop.core is not None
+    assert loop.core.stager.lead_vfd
+    assert loop.core.pid.deadband == 0.0
+    loop.core.reconfigure(cfg, now=loop.t)
+    assert loop.core.pid.deadband == 0.0
+    loop.run(900)
+    assert abs(loop.station.state.discharge_bar - cfg.control.setpoint_bar) < 0.2
+
+
 def test_a_drive_trip_locks_the_pump_out_and_relays_take_over(cfg: StationConfig) -> None:
     loop = ClosedLoop(cfg, start_hour=9.0, seed=3, faults=["drive_fault:P1@1200"])
     loop.run(1800)

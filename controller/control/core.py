@@ -474,7 +474,7 @@ class ControlCore:
         self.stager.reconfigure(cfg.pumps, cfg.control.staging)
         self.protections.reconfigure(cfg)
         self.pid.set_limits(0.0, float(self.stager.max_running))
-        self.pid.retune(cfg.control.pid)
+        self.pid.retune(cfg.control.pid, deadband=self.drives.deadband_bar(cfg))
         ctl = cfg.control
         in_range = ctl.setpoint_min_bar <= self.setpoint <= ctl.setpoint_max_bar
         if ctl.setpoint_bar != old_setpoint or not in_range:

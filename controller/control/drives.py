@@ -74,9 +74,13 @@ class DriveCascade:
             live = live or (talking and not self.stager.pumps[name].locked)
         if live != self.stager.lead_vfd:
             self.stager.set_lead_vfd(live)
-            # Continuous control with a drive; a deadband only for fixed-speed steps.
-            self.pid.set_deadband(0.0 if live else self.cfg.control.pid.deadband_bar)
+            self.pid.set_deadband(self.deadband_bar(self.cfg))
         return tripped
+
+    def deadband_bar(self, cfg: StationConfig) -> float:
+        """The PID's deadband: continuous control with a drive leading; a deadband only
+        for fixed-speed steps."""
+        return 0.0 if self.stager.lead_vfd else cfg.control.pid.deadband_bar
 
     def running(self, relays: Mapping[str, bool]) -> list[str]:
         """The drives switched on, the lead (the first started) first."""

@@ -112,12 +112,13 @@ class Pid:
         continuous control (a drive leads)."""
         self.deadband = bar
 
-    def retune(self, cfg: PidConfig) -> None:
+    def retune(self, cfg: PidConfig, *, deadband: float | None = None) -> None:
         """The station file's new tuning (a reload), without a jump in the output; the
-        limits are the caller's (``set_limits``)."""
+        limits are the caller's (``set_limits``), and so is the deadband when given (a
+        drive leading needs none, whatever the file says for fixed-speed steps)."""
         self.ramp_bar_per_s = cfg.setpoint_ramp_bar_per_s
         self.derivative_filter_s = cfg.derivative_filter_s
-        self.deadband = cfg.deadband_bar
+        self.deadband = cfg.deadband_bar if deadband is None else deadband
         self.set_gains(cfg.kp, cfg.ki, cfg.kd, self._last_pv)
 
     @classmethod
