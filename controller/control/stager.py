@@ -114,7 +114,8 @@ class Demand:
     """Automatic control: stage to the PID's demand (in pumps)."""
 
     demand: float
-    #: False holds every running pump (the drive has not yet shown a pump too many)
+    #: False: no pump stops for the demand (a drive leads and the pressure does not yet
+    #: stand clearly above the setpoint)
     may_destage: bool = True
     start_ok: StartCheck | None = None
     sizing: Sizing | None = None
@@ -210,7 +211,8 @@ class Lockout:
 
 
 class Stager:
-    """State of every pump and the staging decision; ``update`` once per tick."""
+    """State of every pump and the staging decision; ``update`` once per tick, with one
+    directive: ``StopAll``, ``Fixed``, ``Manual`` or ``Demand``."""
 
     def __init__(
         self, pumps: Mapping[str, PumpConfig], staging: StagingConfig, *, now: float
