@@ -122,3 +122,22 @@ def test_relays_never_break_a_limit(
             if out.state in ("dry_run", "off"):
                 assert not any(relays.values()), f"pumps on in state {out.state}"
             state = dict(relays)
+
+
+def test_status_shows_the_pid_terms_for_tuning() -> None:
+    """``status.pid`` gives the P, I and D parts of the demand: below the setpoint the
+    proportional part pushes up, and the three add up to the demand shown."""
+    cfg = CONFIGS["relays"]
+    core = ControlCore(cfg, now=0.0)
+    before = core.snapshot()["pid"]
+    assert before == {"p": 0.0, "i": 0.0, "d": 0.0}
+    none = {n: PumpInputs(feedback=None, fault=False) for n in cfg.pumps}
+    now = 0.0
+    while now < cfg.protections.power_on_delay_s + 30:
+        now += 1.0
+        core.step(now, _readings("relays", 1.5, 20.0, "ok"), none)
+    status = core.snapshot()
+    terms = status["pid"]
+    assert set(terms) == {"p", "i", "d"}
+    assert terms["p"] > 0  # 1.5 bar against a 3.0 bar setpoint
+    assert terms["p"] + terms["i"] + terms["d"] == pytest.approx(status["demand"], abs=2e-3)

@@ -99,7 +99,7 @@ def test_the_end_of_an_exercise_is_no_destage_and_the_drive_is_not_sped_up() -> 
         exercised |= {n for n, s in out.pump_states.items() if s == "exercising"}
         ended = {n for n in was if out.pump_states[n] != "exercising"}
         if ended:
-            assert not core.handover, "the end of an exercise was handed over like a destage"
+            assert not core.drives.handover, "the end of an exercise was handed over like a destage"
             speeds_after.append(out.speeds["P1"])
         fb = dict(out.relays)
     assert exercised, "no exercise ran at a comfortable daytime setpoint"

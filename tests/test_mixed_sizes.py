@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from controller.config import parse_config
 from controller.config.schema import PumpConfig, StagingConfig, StationConfig
-from controller.control.stager import PumpRecord, Sizing, Stager
+from controller.control.stager import Demand, PumpRecord, Sizing, Stager
 from harness.closed_loop import ClosedLoop
 from tests.conftest import EXAMPLE_CONFIG
 
@@ -78,6 +78,6 @@ def test_equal_pumps_are_chosen_as_by_run_hours_alone(
     now = 0.0
     for dt, demand, needed in steps:
         now += dt
-        a = plain.update(now, demand=demand)
-        b = sized.update(now, demand=demand, sizing=Sizing(capacity=capacity, needed=needed))
+        a = plain.update(now, Demand(demand))
+        b = sized.update(now, Demand(demand, sizing=Sizing(capacity=capacity, needed=needed)))
         assert a == b

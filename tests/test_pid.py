@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from controller.config.schema import PidConfig
 from controller.control.pid import Pid
 
 
@@ -77,3 +78,26 @@ def test_bad_dt_is_ignored() -> None:
     pid.hold(1.0, 3.0, 3.0)
     assert pid.update(2.0, 3.0, 0.0) == 1.0
     assert pid.update(2.0, 3.0, -1.0) == 1.0
+
+
+def test_the_terms_shown_for_tuning_add_up_to_the_output() -> None:
+    pid = make(kd=0.5)
+    pid.hold(1.0, 3.0, 3.0)
+    for pv in (2.9, 2.7, 2.6, 2.65, 2.8):
+        out = pid.update(pv, 3.0, 0.5)
+        terms = pid.terms
+        assert terms.p == pytest.approx(0.6 * (3.0 - pv))
+        assert terms.i == pid.integral
+        assert terms.p + terms.i + terms.d == pytest.approx(out)  # inside the limits
+    assert pid.terms.d != 0.0  # the pressure moved: the derivative acts
+
+
+def test_retune_takes_the_new_gains_without_a_jump() -> None:
+    pid = make()
+    pid.hold(1.2, 2.8, 3.0)
+    before = pid.update(2.8, 3.0, 0.5)
+    pid.retune(PidConfig(kp=1.2, ki=0.3, kd=0.0, deadband_bar=0.1, setpoint_ramp_bar_per_s=0.05))
+    assert (pid.kp, pid.ki, pid.deadband, pid.ramp_bar_per_s) == (1.2, 0.3, 0.1, 0.05)
+    assert pid.output == pytest.approx(before)
+    # The next tick at the same pressure moves by the new integral's step only.
+    assert pid.update(2.8, 3.0, 0.5) == pytest.approx(before + 0.3 * (0.2 - 0.1) * 0.5)

@@ -12,7 +12,7 @@ import pytest
 
 from controller.config import load_config
 from controller.config.schema import PumpConfig, StagingConfig
-from controller.control.stager import Stager
+from controller.control.stager import Demand, Stager
 from harness.closed_loop import ClosedLoop
 from tests.conftest import EXAMPLE_CONFIG, VFD_CONFIG
 from tests.test_filling import weak_supply
@@ -98,11 +98,11 @@ def _two_running() -> tuple[Stager, float]:
     fb: dict[str, bool | None] = {"P1": False, "P2": False, "P3": False}
     while sum(relays.values()) < 2:
         t += 1.0
-        relays = stager.update(t, demand=1.5, feedback=fb)
+        relays = stager.update(t, Demand(1.5), feedback=fb)
         fb = {n: relays[n] for n in relays}
     for _ in range(3):
         t += 1.0
-        stager.update(t, demand=1.5, feedback=fb)
+        stager.update(t, Demand(1.5), feedback=fb)
     return stager, t
 
 
@@ -110,7 +110,7 @@ def test_one_pump_losing_its_feedback_while_others_run_is_a_pump_fault() -> None
     stager, t = _two_running()
     on = [n for n, r in stager.pumps.items() if r.on]
     fb = {n: n == on[0] for n in stager.pumps}
-    stager.update(t + 1.0, demand=1.5, feedback=fb)
+    stager.update(t + 1.0, Demand(1.5), feedback=fb)
     assert stager.pumps[on[1]].locked == "run feedback lost while running"
     assert stager.power_lost_since is None
 
@@ -121,13 +121,13 @@ def test_every_running_pump_losing_its_feedback_is_a_power_loss_and_tries_cost_n
     station_before = len(stager.station_starts)
     dark = dict.fromkeys(stager.pumps, False)
     t += 1.0
-    relays = stager.update(t, demand=2.0, feedback=dark)
+    relays = stager.update(t, Demand(2.0), feedback=dark)
     assert stager.power_lost_since == t
     assert not any(relays.values())
     # An hour without power: tries, one pump at a time, none locked out, no start spent.
     for _ in range(3600):
         t += 1.0
-        relays = stager.update(t, demand=2.0, feedback=dark)
+        relays = stager.update(t, Demand(2.0), feedback=dark)
         assert sum(relays.values()) <= 1
         assert not any(r.locked for r in stager.pumps.values())
     assert sum(r.starts_total for r in stager.pumps.values()) - starts_before <= 1
@@ -135,9 +135,9 @@ def test_every_running_pump_losing_its_feedback_is_a_power_loss_and_tries_cost_n
     # The power returns: the try in progress gets its feedback, the station is powered.
     t += 1.0
     while not any(relays.values()):
-        relays = stager.update(t, demand=2.0, feedback=dark)
+        relays = stager.update(t, Demand(2.0), feedback=dark)
         t += 1.0
-    stager.update(t, demand=2.0, feedback=dict(relays))
+    stager.update(t, Demand(2.0), feedback=dict(relays))
     assert stager.power_lost_since is None
 
 
@@ -148,10 +148,10 @@ def test_a_pump_whose_feedback_never_arrives_with_power_present_is_still_locked_
     relays: dict[str, bool] = {}
     while not relays.get(third):
         t += 1.0
-        relays = stager.update(t, demand=2.5, feedback=fb)
+        relays = stager.update(t, Demand(2.5), feedback=fb)
     for _ in range(10):
         t += 1.0
-        stager.update(t, demand=2.5, feedback=fb)  # the two others keep theirs
+        stager.update(t, Demand(2.5), feedback=fb)  # the two others keep theirs
     assert stager.pumps[third].locked is not None
     assert "after start" in stager.pumps[third].locked
 

@@ -11,7 +11,7 @@ import yaml
 
 from controller.config import parse_config
 from controller.config.schema import PumpConfig, StagingConfig, StationConfig
-from controller.control.stager import Stager
+from controller.control.stager import Demand, Stager, StopAll
 from harness.closed_loop import ClosedLoop
 from tests.conftest import EXAMPLE_CONFIG
 
@@ -69,14 +69,14 @@ def _stager(**staging: object) -> Stager:
 def test_why_no_pump_can_start_is_said_in_a_technicians_words() -> None:
     stager = _stager(station_max_starts_per_hour=3)
     assert stager.cannot_start(0.0) is None
-    stager.update(1.0, demand=2.0)
-    stager.update(1.5, demand=2.0)  # one pump more per tick: both run
+    stager.update(1.0, Demand(2.0))
+    stager.update(1.5, Demand(2.0))  # one pump more per tick: both run
     assert stager.cannot_start(1.5) == "all 2 pumps allowed to run at once are running"
-    stager.update(2.0, stop_all=True)
+    stager.update(2.0, StopAll())
     assert stager.cannot_start(3.0) == (
         "P1 in its minimum off time (59 s left); P2 in its minimum off time (59 s left)"
     )
-    relays = stager.update(70.0, demand=1.0)  # a third start: the station's budget is spent
+    relays = stager.update(70.0, Demand(1.0))  # a third start: the station's budget is spent
     again = next(n for n, on in relays.items() if on)
     other = next(n for n in relays if n != again)
     assert (stager.cannot_start(71.0) or "").startswith(
@@ -84,7 +84,7 @@ def test_why_no_pump_can_start_is_said_in_a_technicians_words() -> None:
     )
     stager.cfg = stager.cfg.model_copy(update={"station_max_starts_per_hour": 10})
     stager.lock_out(other, "motor protection tripped", 72.0)
-    stager.update(73.0, stop_all=True)
+    stager.update(73.0, StopAll())
     why = stager.cannot_start(140.0) or ""
     assert f"{other} locked out (motor protection tripped)" in why
     assert f"{again} out of starts (2 per hour; next in" in why

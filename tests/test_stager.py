@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.config.schema import PumpConfig, StagingConfig
-from controller.control.stager import Stager
+from controller.control.stager import Demand, Stager, StopAll
 
 
 def pump(relay: str, **kw: object) -> PumpConfig:
@@ -60,16 +60,15 @@ def test_limits_hold_for_any_demand_and_fault_sequence(
     for k, (dt, demand, event, target) in enumerate(steps):
         now += dt
         # A drive that comes and goes (trips, loses its bus) changes the order, never a limit.
-        stager.lead_vfd = (
+        stager.set_lead_vfd(
             pumps is WITH_DRIVE and bool(drive_live) and drive_live[k % len(drive_live)]
         )
         fault = {n: event == "fault" and n == target for n in PUMPS}
         feedback = {n: not (event == "nofeedback" and n == target) and state[n] for n in PUMPS}
         stop_all = event == "stop_all"
         exercising = {n for n, r in stager.pumps.items() if r.exercise_until is not None}
-        relays = stager.update(
-            now, demand=demand, stop_all=stop_all, feedback=feedback, fault=fault
-        )
+        directive = StopAll() if stop_all else Demand(demand)
+        relays = stager.update(now, directive, feedback=feedback, fault=fault)
         locked = {n for n, r in stager.pumps.items() if r.locked}
         assert sum(relays.values()) <= 2  # max_running
         for n, on in relays.items():
@@ -113,9 +112,9 @@ def test_lowest_hours_start_first_and_highest_stop_first() -> None:
     stager.pumps["P2"].run_s = 100.0
     stager.pumps["P3"].run_s = 300.0
     t = 0.0
-    while not any(stager.update(t, demand=1.0).values()):
+    while not any(stager.update(t, Demand(1.0)).values()):
         t += 1
-    assert stager.update(t, demand=1.0) == {"P1": False, "P2": True, "P3": False}
+    assert stager.update(t, Demand(1.0)) == {"P1": False, "P2": True, "P3": False}
 
 
 def test_a_pump_without_run_feedback_is_locked_out_and_replaced() -> None:
@@ -123,21 +122,21 @@ def test_a_pump_without_run_feedback_is_locked_out_and_replaced() -> None:
         PUMPS, STAGING.model_copy(update={"alternation_h": 0, "exercise_interval_h": 0}), now=0.0
     )
     t = 0.0
-    relays = stager.update(t, demand=1.0)
+    relays = stager.update(t, Demand(1.0))
     while not any(relays.values()):
         t += 1
-        relays = stager.update(t, demand=1.0)
+        relays = stager.update(t, Demand(1.0))
     first = next(n for n, on in relays.items() if on)
     for _ in range(10):
         t += 1
         # The first pump's contactor never closes; the next one's does: the station has
         # power, so the first pump's missing feedback was its own fault.
         feedback = {n: relays[n] and n != first for n in PUMPS}
-        relays = stager.update(t, demand=1.0, feedback=feedback)
+        relays = stager.update(t, Demand(1.0), feedback=feedback)
     assert stager.pumps[first].locked is not None
     assert not relays[first]
     assert sum(relays.values()) == 1  # the next pump took over
-    assert [lock.pump for lock in stager.new_lockouts] == [first]
+    assert [lock.pump for lock in stager.take_lockouts()] == [first]
 
 
 def test_two_silent_starts_in_a_row_are_the_supply_not_two_pump_faults() -> None:
@@ -152,15 +151,15 @@ def test_two_silent_starts_in_a_row_are_the_supply_not_two_pump_faults() -> None
     tried: set[str] = set()
     while len(tried) < 2 and t < 300:
         t += 1
-        relays = stager.update(t, demand=1.0, feedback=dark)
+        relays = stager.update(t, Demand(1.0), feedback=dark)
         tried |= {n for n, on in relays.items() if on}
     assert len(tried) >= 2
     for _ in range(30):
         t += 1
-        stager.update(t, demand=1.0, feedback=dark)
+        stager.update(t, Demand(1.0), feedback=dark)
     assert stager.power_lost_since is not None
     assert not [n for n, r in stager.pumps.items() if r.locked]
-    assert not stager.new_lockouts
+    assert not stager.take_lockouts()
 
 
 def test_alternation_hands_over_after_the_timer() -> None:
@@ -170,7 +169,7 @@ def test_alternation_hands_over_after_the_timer() -> None:
     t = 0.0
     seen: set[str] = set()
     while t < 4 * 3600:
-        relays = stager.update(t, demand=1.0)
+        relays = stager.update(t, Demand(1.0))
         seen |= {n for n, on in relays.items() if on}
         assert sum(relays.values()) == (1 if t > 10 else sum(relays.values()))
         t += 30
@@ -184,7 +183,7 @@ def test_an_idle_standby_pump_is_exercised_briefly_once_per_interval() -> None:
     t = 0.0
     previous = dict.fromkeys(PUMPS, False)
     while t < 50 * 3600:
-        relays = stager.update(t, demand=1.0)  # one pump's worth all the time
+        relays = stager.update(t, Demand(1.0))  # one pump's worth all the time
         for n, on in relays.items():
             if on and not previous[n]:
                 runs[n].append(t)

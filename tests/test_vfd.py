@@ -40,6 +40,20 @@ def test_the_drive_runs_slow_at_night(cfg: StationConfig) -> None:
     assert abs(loop.station.state.discharge_bar - cfg.control.setpoint_bar) < 0.2
 
 
+def test_a_reload_keeps_the_drive_free_of_the_fixed_speed_deadband(cfg: StationConfig) -> None:
+    """The file's deadband is for fixed-speed steps only: a reload while the drive leads
+    must not hand it to the PID (it held only +-0.4 bar until the drive state changed)."""
+    loop = ClosedLoop(cfg, start_hour=1.0, seed=3)
+    loop.run(900)
+    assert loop.core is not None
+    assert loop.core.stager.lead_vfd
+    assert loop.core.pid.deadband == 0.0
+    loop.core.reconfigure(cfg, now=loop.t)
+    assert loop.core.pid.deadband == 0.0
+    loop.run(900)
+    assert abs(loop.station.state.discharge_bar - cfg.control.setpoint_bar) < 0.2
+
+
 def test_a_drive_trip_locks_the_pump_out_and_relays_take_over(cfg: StationConfig) -> None:
     loop = ClosedLoop(cfg, start_hour=9.0, seed=3, faults=["drive_fault:P1@1200"])
     loop.run(1800)
@@ -141,7 +155,7 @@ def _until_a_destage(cfg: StationConfig) -> ClosedLoop:
     """The evening fall in demand, up to the tick the stager destages the fixed pump."""
     loop = ClosedLoop(cfg, start_hour=21.5, seed=7)
     assert loop.core is not None
-    assert loop.run_until(lambda lp: bool(lp.core and lp.core.handover), limit_s=3 * 3600)
+    assert loop.run_until(lambda lp: bool(lp.core and lp.core.drives.handover), limit_s=3 * 3600)
     return loop
 
 
@@ -153,10 +167,10 @@ def test_a_fixed_pump_destages_behind_the_drive_without_a_pressure_dip(
     setpoint = cfg.control.setpoint_bar
     first = len(loop.trace.t) - 1
     began = loop.t
-    (pump,) = loop.core.handover
+    (pump,) = loop.core.drives.handover
     assert not loop.core.stager.pumps[pump].on  # the stager has decided...
     assert loop.station.state.pumps[pump].running  # ...but the pump runs on
-    assert loop.run_until(lambda lp: not (lp.core and lp.core.handover), limit_s=30)
+    assert loop.run_until(lambda lp: not (lp.core and lp.core.drives.handover), limit_s=30)
     ramp_s = cfg.pumps["P1"].vfd.ramp_s  # type: ignore[union-attr]
     assert 0 < loop.t - began <= ramp_s + cfg.control.tick_s
     loop.run(cfg.control.tick_s)  # the station sees the relay open on its next step
@@ -177,20 +191,20 @@ def test_switching_off_during_a_hand_over_opens_every_relay_at_once(
     assert loop.core is not None
     loop.core.set_mode("off")
     loop.run(cfg.control.tick_s)
-    assert not loop.core.handover
+    assert not loop.core.drives.handover
     assert not any(loop.pump_io.states().values())
 
 
 def test_a_reload_during_a_hand_over_that_removes_its_pump_is_safe(cfg: StationConfig) -> None:
     loop = _until_a_destage(cfg)
     assert loop.core is not None
-    (pump,) = loop.core.handover
+    (pump,) = loop.core.drives.handover
     pumps = {n: p for n, p in cfg.pumps.items() if n != pump}
     staging = cfg.control.staging.model_copy(update={"max_running": 2})
     control = cfg.control.model_copy(update={"staging": staging})
     smaller = cfg.model_copy(update={"pumps": pumps, "control": control})
     loop.core.reconfigure(smaller, now=loop.t)
-    assert not loop.core.handover
+    assert not loop.core.drives.handover
     out = loop.core.step(loop.t + 0.5, loop.source.snapshot(), {})
     assert pump not in out.relays
 
@@ -206,11 +220,11 @@ def test_the_hand_over_waits_for_a_drive_slower_than_its_configured_ramp(
     real = cfg.model_copy(update={"pumps": {**cfg.pumps, "P1": slow_p1}})
     loop = ClosedLoop(real, start_hour=21.5, seed=7)  # the simulated drive ramps in 15 s
     assert loop.core is not None
-    loop.core.cfg = cfg  # the controller believes the 5 s of the file
-    assert loop.run_until(lambda lp: bool(lp.core and lp.core.handover), limit_s=3 * 3600)
+    loop.core.reconfigure(cfg, now=loop.t)  # the controller believes the 5 s of the file
+    assert loop.run_until(lambda lp: bool(lp.core and lp.core.drives.handover), limit_s=3 * 3600)
     first = len(loop.trace.t) - 1
     began = loop.t
-    assert loop.run_until(lambda lp: not (lp.core and lp.core.handover), limit_s=30)
+    assert loop.run_until(lambda lp: not (lp.core and lp.core.drives.handover), limit_s=30)
     assert loop.t - began > 5.0 + cfg.control.tick_s  # longer than the file's ramp
     assert loop.station.state.pumps["P1"].speed >= 0.95
     loop.run(120)

@@ -1,66 +1,76 @@
 """The control core: the one object the daemon calls every tick.
 
-``step`` takes the freshest readings and pump inputs and returns the relay states.
-Commands from SCADA or the local socket go through the methods below; they change
-the mode or the setpoint, never a protection: ``step`` applies the protections after
-the mode, every tick.
+``step`` takes the freshest readings and pump inputs and returns the relay states,
+through these stages, in this order::
+
+    setpoint      the operator's base, managed (schedule, flow), bounded    setpoint.py
+    protections   what is allowed: stop all, a fixed count, hold off, normal protections.py
+    drives        drive trips and comms; which drive leads                  drives.py
+    mode          off / manual / automatic -> one directive for the stager  (here)
+      filling     a drained network: the setpoint ramps, few pumps          filling.py
+      PID         pressure error -> demand in pumps                         pid.py
+    stager        the directive -> relays, within every motor limit         stager.py
+    supervision   exercise guard, loss of service                           supervision.py
+    drives        destage hand-over, drive speeds                           drives.py
+    supervision   station power                                             supervision.py
+    alarms        pump lockouts                                             alarms.py
+
+Commands from SCADA or the local socket go through the methods below, their values
+checked by ``commands``; they change the mode or the setpoint, never a protection:
+``step`` applies the protections after the mode, every tick.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import ValidationError
-
-from controller.config.schema import PressureManagementConfig, StationConfig
+from controller.config.schema import StationConfig
+from controller.control import hydraulics
 from controller.control.alarms import AlarmEvent, Alarms
-from controller.control.capacity import BAR_TO_M, max_pressure_bar, set_flow_m3h
+from controller.control.commands import (
+    MODES,
+    CommandRejected,
+    valid_mode,
+    valid_pressure_management,
+    valid_setpoint,
+)
+from controller.control.drives import DriveCascade
+from controller.control.filling import FillOutcome, PipeFilling
 from controller.control.pid import Pid
-from controller.control.protections import Protections, Timer, Verdict, cutout_bar
-from controller.control.setpoint import SetpointManager
-from controller.control.stager import HOUR_S, PumpRecord, Sizing, Stager, StartCheck
-from controller.errors import BoosterError
+from controller.control.protections import Protections, Verdict
+from controller.control.setpoint import LocalTime, SetpointManager, wall_clock
+from controller.control.stager import (
+    Demand,
+    Directive,
+    Fixed,
+    Manual,
+    PumpRecord,
+    Sizing,
+    Stager,
+    StartCheck,
+    StopAll,
+)
+from controller.control.supervision import PowerWatch, ServiceWatch, guard_exercise
 from controller.values import BadReason, Reading
 
-MODES = ("auto", "manual", "off")
-
-
-def _wall_clock(timezone: str) -> Callable[[], tuple[int, float]]:
-    """Weekday and hour of day now in the station's time zone (schedules use it)."""
-    try:
-        zone: tzinfo = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        zone = UTC
-
-    def local() -> tuple[int, float]:
-        t = datetime.now(zone)
-        return t.weekday(), t.hour + t.minute / 60 + t.second / 3600
-
-    return local
-
+__all__ = [
+    "MODES",
+    "CommandRejected",
+    "ControlCore",
+    "ControlOutputs",
+    "PumpInputs",
+    "pump_state",
+]
 
 VFD_DESTAGE_MARGIN_BAR = 0.15
-#: Without a run-feedback input, a started fixed pump is taken as running after this.
-HANDOVER_S = 2.0
-#: Longest a destaged fixed pump keeps running while the lead drive ramps up to take
-#: over its flow (the drive's own ramp time, capped here).
-DESTAGE_HANDOVER_MAX_S = 10.0
-#: A start is refused when the curves put the new set's pressure within this of the
-#: high-pressure cutout (the bound is already an upper one: see ``capacity``).
-START_HEADROOM_BAR = 0.2
-#: A set of pumps must carry this much more than the flow the zone needs to count as enough.
-SIZING_MARGIN = 1.05
-
-
-class CommandRejected(BoosterError):
-    """A command that was not carried out; the message says why."""
+#: Latched alarms that keep every pump off until acknowledged: a main that would not
+#: fill may be burst; restarts that trip again and again mean a fault the control
+#: cannot fix.
+HOLD_OFF_UNTIL_ACK = ("filling_failed", "high_pressure_repeated")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,28 +104,6 @@ def pump_state(rec: PumpRecord) -> str:
     return "running" if rec.on else "ready"
 
 
-def _age(value: Any, *, limit: float = HOUR_S) -> float | None:
-    """A saved age in seconds, if it is one (finite, 0 to ``limit``): the state file is
-    ours, but a damaged one must not put a NaN into the motor limits."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if not math.isfinite(value):
-        return None
-    return float(value) if 0.0 <= value <= limit else None
-
-
-def _ages(values: Any) -> list[float]:
-    if not isinstance(values, list):
-        return []
-    return [a for a in (_age(v) for v in values[:1000]) if a is not None]
-
-
-def _good(readings: Mapping[str, Reading], point: str | None) -> float | None:
-    """The value of a configured point when it is good; None otherwise."""
-    r = readings.get(point) if point else None
-    return r.value if r is not None and r.good else None
-
-
 def _finite_only(readings: Mapping[str, Reading]) -> Mapping[str, Reading]:
     """The readings with any good but non-finite value made bad: ``Reading.ok`` refuses
     them already, so this only guards against a reading built some other way."""
@@ -129,53 +117,40 @@ def _finite_only(readings: Mapping[str, Reading]) -> Mapping[str, Reading]:
     }
 
 
+def _term(value: float) -> float | None:
+    return round(value, 4) if math.isfinite(value) else None
+
+
 class ControlCore:
-    def __init__(self, cfg: StationConfig, *, now: float) -> None:
+    def __init__(
+        self, cfg: StationConfig, *, now: float, local_time: LocalTime | None = None
+    ) -> None:
         self.cfg = cfg
         self.mode = "auto"
         self.setpoint = cfg.control.setpoint_bar  # the operator's (or SCADA's) base
         self.manager = SetpointManager(cfg.control)
         #: the setpoint actually controlled to: the base, or the managed one
         self.active_setpoint = self.setpoint
-        #: (weekday 0=Monday, hour of day) in the station's time zone; the simulator
-        #: replaces it with its own clock.
-        self.local_time: Callable[[], tuple[int, float]] = _wall_clock(cfg.site.timezone)
+        #: (weekday 0=Monday, hour of day) in the station's time zone, for schedules:
+        #: the wall clock unless given (the simulator gives its own clock).
+        self.local_time: LocalTime = local_time or wall_clock(cfg.site.timezone)
         self.alarms = Alarms()
         self.protections = Protections(cfg, now=now)
         self.stager = Stager(cfg.pumps, cfg.control.staging, now=now)
-        pid = cfg.control.pid
-        self.pid = Pid(
-            kp=pid.kp,
-            ki=pid.ki,
-            kd=pid.kd,
-            derivative_filter_s=pid.derivative_filter_s,
-            out_min=0.0,
-            out_max=float(self.stager.max_running),
-            ramp_bar_per_s=pid.setpoint_ramp_bar_per_s,
-            deadband=pid.deadband_bar,
-        )
+        self.pid = Pid.from_config(cfg.control.pid, out_max=float(self.stager.max_running))
+        self.drives = DriveCascade(cfg, stager=self.stager, pid=self.pid, alarms=self.alarms)
+        self.filling = PipeFilling()
+        self.service = ServiceWatch()
+        self.power = PowerWatch()
         self.manual: dict[str, bool] = {}
         self.state = "starting"
         self._last: float | None = None
         self._pid_live = False  # False when the PID did not drive the last tick
         self.relays: dict[str, bool] = dict.fromkeys(cfg.pumps, False)
-        self.speeds: dict[str, float] = {}
-        self._filling_since: float | None = None
-        self._fill_from = 0.0
-        self._fill_capped_since: float | None = None
-        #: Destaged fixed pumps still running until the lead drive has ramped up: pump ->
-        #: monotonic time its relay really opens.
-        self.handover: dict[str, float] = {}
-        self._auto_tick = False
-        self._power_lost = False
         #: Pumps whose fault (motor protection, drive trip) is reported this tick.
         self._faulted: set[str] = set()
         #: Lockouts acknowledged while their fault persisted: reset once it is gone.
         self._reset_when_clear: set[str] = set()
-        self._start_ok: StartCheck | None = None
-        self._sizing: Sizing | None = None
-        self._no_service = Timer()
-        self._dark_pv: float | None = None  # lowest pressure while the power is lost
 
     # -- the tick -------------------------------------------------------------------------
 
@@ -185,52 +160,45 @@ class ControlCore:
         readings: Mapping[str, Reading],
         pumps: Mapping[str, PumpInputs],
     ) -> ControlOutputs:
+        """One tick: the stages of the module docstring, in that order."""
         dt = self.cfg.control.tick_s if self._last is None else now - self._last
         self._last = now
         readings = _finite_only(readings)
-        running = self.stager.running()
-        self.active_setpoint = self.bounded(self._managed_setpoint(now, readings))
-        verdict = self.protections.update(
-            now,
-            readings,
-            setpoint=self.active_setpoint,
-            running=running,
-            alarms=self.alarms,
-            starts_left=self.stager.starts_left(now),
-        )
+        pv = hydraulics.good(readings, self.cfg.control.pressure_point)
         feedback = {name: p.feedback for name, p in pumps.items()}
         fault = {name: p.fault for name, p in pumps.items()}
-        p = readings.get(self.cfg.control.pressure_point)
-        pv = p.value if p is not None and p.good else None
+
+        # Setpoint and protections; drive health; what the curves allow.
+        verdict = self._protect(now, readings)
         self._faulted = {name for name, p in pumps.items() if p.fault}
-        self._check_drives(now, readings)
+        self._faulted |= self.drives.check(now, readings, starting=self._starting(now))
         self._reset_cleared_lockouts(now)
         # Pumps running for the demand: the end of an exercise run is no destage.
         was_on = {n: rec.on and rec.exercise_until is None for n, rec in self.stager.pumps.items()}
-        self._auto_tick = False
-        self._start_ok = self._start_check(readings)
-        self._sizing = self._size(readings, pv)
-        self.state = self._decide(
-            now, dt=dt, verdict=verdict, pv=pv, feedback=feedback, fault=fault
+        start_ok, sizing = self._what_the_hydraulics_allow(readings, pv)
+
+        # Mode (filling, PID) -> one directive -> the stager's relays.
+        directive, self.state = self._decide(now, dt, verdict, pv, start_ok=start_ok, sizing=sizing)
+        before = self.stager.running()
+        self.relays = self.stager.update(now, directive, feedback=feedback, fault=fault)
+        automatic = isinstance(directive, Demand)
+        if automatic:
+            self._recentre(before, pv)
+
+        # Supervision, the drive cascade, station power, lockout alarms.
+        self._supervise(now, pv, start_ok)
+        self.relays = self.drives.hand_over(
+            now,
+            self.relays,
+            was_on=was_on,
+            pv=pv,
+            readings=readings,
+            automatic=automatic,
+            setpoint=self.active_setpoint,
         )
-        self._guard_exercise(now, pv)
-        self._watch_service(now, pv)
-        self._hand_over(now, was_on, pv, readings)
         self._watch_power(now, pv)
-        speeds = self.speeds = self._speeds(now, feedback)
-        for lock in self.stager.new_lockouts:
-            self.alarms.set(
-                f"pump_lockout_{lock.pump}",
-                True,
-                now,
-                severity="major",
-                message=f"{lock.pump} locked out: {lock.reason}",
-                latched=True,
-            )
-        self.stager.new_lockouts.clear()
-        for name, rec in self.stager.pumps.items():
-            if not rec.locked:
-                self.alarms.set(f"pump_lockout_{name}", False, now)
+        speeds = self.drives.update_speeds(now, self.relays, feedback, pid_live=self._pid_live)
+        self._alarm_lockouts(now)
         return ControlOutputs(
             relays=dict(self.relays),
             mode=self.mode,
@@ -243,273 +211,181 @@ class ControlCore:
             lockouts={n: rec.locked for n, rec in self.stager.pumps.items() if rec.locked},
         )
 
+    # -- stages -------------------------------------------------------------------------
+
+    def _protect(self, now: float, readings: Mapping[str, Reading]) -> Verdict:
+        """The setpoint to control to this tick, then what the protections allow."""
+        running = self.stager.running()
+        self.active_setpoint = self.bounded(self._managed_setpoint(now, readings))
+        return self.protections.update(
+            now,
+            readings,
+            setpoint=self.active_setpoint,
+            running=running,
+            alarms=self.alarms,
+            starts_left=self.stager.starts_left(now),
+        )
+
+    def _what_the_hydraulics_allow(
+        self, readings: Mapping[str, Reading], pv: float | None
+    ) -> tuple[StartCheck | None, Sizing | None]:
+        start_ok = hydraulics.start_check(
+            self.cfg,
+            readings,
+            setpoint=self.active_setpoint,
+            pumps=list(self.stager.pumps.values()),
+            lead=self.drives.lead(self.relays),
+        )
+        sizing = hydraulics.sizing(self.cfg, readings, pv=pv, setpoint=self.active_setpoint)
+        return start_ok, sizing
+
     def _decide(
         self,
         now: float,
-        *,
         dt: float,
         verdict: Verdict,
         pv: float | None,
-        feedback: Mapping[str, bool | None],
-        fault: Mapping[str, bool],
-    ) -> str:
-        stager = self.stager
-        common: dict[str, Any] = {"feedback": feedback, "fault": fault}
+        *,
+        start_ok: StartCheck | None,
+        sizing: Sizing | None,
+    ) -> tuple[Directive, str]:
+        """Mode and protections: what the stager is told, and the state to report."""
         if verdict.stop_all or self.mode == "off":
-            self.relays = stager.update(now, stop_all=True, **common)
-            self._pid_live = False
-            return verdict.state if verdict.stop_all else "off"
+            return self._without_pid(StopAll(), verdict.state if verdict.stop_all else "off")
         if verdict.fixed is not None:
-            self.relays = stager.update(now, fixed=verdict.fixed, **common)
-            self._pid_live = False
-            return verdict.state
+            return self._without_pid(Fixed(verdict.fixed), verdict.state)
         if self.mode == "manual":
-            self.relays = stager.update(now, manual=self.manual, **common)
-            self._pid_live = False
-            return "manual"
+            return self._without_pid(Manual(self.manual), "manual")
         if verdict.hold_off:
-            self.relays = stager.update(now, fixed=0, **common)
-            self._pid_live = False
-            return verdict.state
+            return self._without_pid(Fixed(0), verdict.state)
         assert pv is not None  # a bad control pressure gives verdict.fixed or stop_all
-        for latched in ("filling_failed", "high_pressure_repeated"):
+        for latched in HOLD_OFF_UNTIL_ACK:
             if self.alarms.unacknowledged(latched):
-                # A main that would not fill may be burst; restarts that trip again and
-                # again mean a fault the control cannot fix: no pumping until someone looked.
-                self.relays = stager.update(now, stop_all=True, **common)
-                self._pid_live = False
-                return latched
+                return self._without_pid(StopAll(), latched)
+        return self._automatic(now, dt, pv, start_ok=start_ok, sizing=sizing)
+
+    def _without_pid(self, directive: Directive, state: str) -> tuple[Directive, str]:
+        self._pid_live = False
+        return directive, state
+
+    def _automatic(
+        self,
+        now: float,
+        dt: float,
+        pv: float,
+        *,
+        start_ok: StartCheck | None,
+        sizing: Sizing | None,
+    ) -> tuple[Directive, str]:
+        """Filling, then the PID: the demand for the stager."""
         if not self._pid_live:
             # Bumpless return to automatic: continue from what is running now, or from
             # just enough demand for one pump if nothing runs (pressure is low).
-            running = stager.running()
-            hold = running - 0.3 if running else 0.0
-            self.pid.hold(hold, pv, self.active_setpoint)
+            running = self.stager.running()
+            self.pid.hold(running - 0.3 if running else 0.0, pv, self.active_setpoint)
             self._pid_live = True
             self._start_filling(now, pv)
-        if self._filling_since is not None:
-            failed = self._fill(now, pv)
-            if failed:
-                self.relays = stager.update(now, stop_all=True, **common)
-                self._pid_live = False
-                return "filling_failed"
-        before = stager.running()
+        if self.filling.active and self._fill(now, pv) is FillOutcome.FAILED:
+            return self._without_pid(StopAll(), "filling_failed")
         demand = self.pid.update(pv, self.active_setpoint, dt)
         # With a drive leading, a fixed pump goes only once the pressure stands above the
         # setpoint with the drive at its minimum: near the point where one pump at full
         # speed just holds the setpoint, destaging on demand alone would start and stop
         # the fixed pump over and over (the drive's flow is far from linear in speed).
-        may_destage = not stager.lead_vfd or pv > self.active_setpoint + VFD_DESTAGE_MARGIN_BAR
-        self.relays = stager.update(
-            now,
-            demand=demand,
-            may_destage=may_destage,
-            start_ok=self._start_ok,
-            sizing=self._sizing,
-            **common,
-        )
-        self._auto_tick = True
-        after = stager.running()
-        if after != before and not stager.lead_vfd:
-            # A whole pump more or less: re-centre the demand in the new stage's band so
-            # the integral does not immediately ask for the next change.
+        may_destage = not self.stager.lead_vfd or pv > self.active_setpoint + VFD_DESTAGE_MARGIN_BAR
+        state = "filling" if self.filling.active else "auto"
+        return Demand(demand, may_destage=may_destage, start_ok=start_ok, sizing=sizing), state
+
+    def _recentre(self, before: int, pv: float | None) -> None:
+        """A whole pump more or less: re-centre the demand in the new stage's band so the
+        integral does not immediately ask for the next change. With a drive leading the
+        demand is not re-centred: when a fixed pump starts, the drive's share drops by
+        one pump at once (and rises when one stops), which is what keeps the pressure
+        dip of a stage change small."""
+        after = self.stager.running()
+        if after != before and not self.stager.lead_vfd:
             self.pid.hold(after - 0.3 if after else 0.0, pv, self.active_setpoint)
-        # With a drive leading, the demand is not re-centred: when a fixed pump starts,
-        # the drive's share drops by one pump at once (and rises when one stops), which
-        # is what keeps the pressure dip of a stage change small.
-        return "filling" if self._filling_since is not None else "auto"
 
-    # -- what the hydraulics allow ------------------------------------------------------
-
-    def _start_check(self, readings: Mapping[str, Reading]) -> StartCheck | None:
-        """Refuse a start (for the demand, an exercise or an alternation) that the curves
-        say would carry the pressure within ``START_HEADROOM_BAR`` of the cutout at the
-        present flow: e.g. a fixed pump at night behind a drive holding a low setpoint.
-        Without a readable suction pressure there is nothing to predict from (the
-        protections stop the pumps then anyway)."""
-        ctl = self.cfg.control
-        s_bar = _good(readings, ctl.suction_point)
-        if s_bar is None:
-            return None
-        measured = _good(readings, ctl.flow_point)
-        # Without a flow reading, no flow: the shut-off head, the safest bound. That bound
-        # only decides an exercise: refusing the demand a pump on it could leave a zone
-        # without water all day for a trip that may never come (the cutout still guards).
-        flow = measured or 0.0
-        pv = _good(readings, ctl.pressure_point)
-        limit = cutout_bar(self.cfg, self.active_setpoint) - START_HEADROOM_BAR
-        lead = self._running_drives()[:1] if self.stager.lead_vfd else []
-        running = [
-            (rec.cfg, self._speed_after_a_start(rec, lead))
-            for rec in self.stager.pumps.values()
-            if rec.on
-        ]
-
-        def ok(rec: PumpRecord, exercise: bool) -> bool:
-            if measured is None and not exercise:
-                return True
-            vfd = rec.cfg.vfd
-            # A drive starts (and is exercised) at its minimum speed and ramps from there.
-            speed = vfd.min_speed_pct / 100.0 if vfd is not None else 1.0
-            new_set = [*running, (rec.cfg, speed)]
-            bound = max_pressure_bar(new_set, suction_bar=s_bar, flow_m3h=flow, measured_at_bar=pv)
-            return bound < limit
-
-        return ok
-
-    def _size(self, readings: Mapping[str, Reading], pv: float | None) -> Sizing | None:
-        """Pumps as capacity, not as counts: what a set carries at the setpoint's head
-        (drives at full speed) against what the zone needs there. The need is today's
-        flow moved to the setpoint by the pressure-dependent demand law (flow ~ p^0.5),
-        plus 5 %. Without flow, suction or discharge readings, pumps count as equal."""
-        ctl = self.cfg.control
-        s = _good(readings, ctl.suction_point)
-        q = _good(readings, ctl.flow_point)
-        if s is None or q is None or pv is None or pv <= 0:
-            return None
-        head_m = (self.active_setpoint - s) * BAR_TO_M
-        needed = max(q, 0.0) * math.sqrt(self.active_setpoint / pv) * SIZING_MARGIN
-
-        def capacity(pumps: Sequence[PumpRecord]) -> float:
-            return set_flow_m3h(
-                ((r.cfg, r.cfg.vfd.max_speed_pct / 100.0 if r.cfg.vfd else 1.0) for r in pumps),
-                head_m,
-            )
-
-        return Sizing(capacity=capacity, needed=needed)
-
-    def _speed_after_a_start(self, rec: PumpRecord, lead: list[str]) -> float:
-        vfd = rec.cfg.vfd
-        if vfd is None:
-            return 1.0
-        # The lead drive backs off to its minimum for a pump that starts; others run on.
-        return (vfd.min_speed_pct if rec.name in lead else vfd.max_speed_pct) / 100.0
-
-    def _guard_exercise(self, now: float, pv: float | None) -> None:
-        """An exercise run ends at once when the pressure climbs half-way from the
-        setpoint to the cutout (or cannot be read): exercising is never worth a trip."""
-        if not any(rec.exercise_until is not None for rec in self.stager.pumps.values()):
-            return
-        limit = cutout_bar(self.cfg, self.active_setpoint)
-        if pv is None or pv >= (self.active_setpoint + limit) / 2:
-            for name in self.stager.end_exercise(now):
-                self.relays[name] = False
-
-    def _watch_service(self, now: float, pv: float | None) -> None:
-        """No silent loss of service: the pressure stands ``low_pressure.margin_bar``
-        below the setpoint for ``delay_s`` in automatic, and no pump can start (start
-        budget, minimum off time, lockouts, the running cap, the curves): say why."""
-        lp = self.cfg.protections.low_pressure
-        low = (
-            self.mode == "auto"
-            and self.state in ("auto", "filling", "low_flow")
-            and pv is not None
-            and pv < self.active_setpoint - lp.margin_bar
-        )
-        # The delay counts from when the pressure fell low, not from when starting became
-        # impossible: a start that was only pending (a stage-up delay) must not restart it.
-        why = self.stager.cannot_start(now, self._start_ok) if low else None
-        held = self._no_service.held(low, now, lp.delay_s) and why is not None
-        self.alarms.set(
-            "no_pump_available",
-            held,
+    def _supervise(self, now: float, pv: float | None, start_ok: StartCheck | None) -> None:
+        for name in guard_exercise(
+            now, pv, cfg=self.cfg, setpoint=self.active_setpoint, stager=self.stager
+        ):
+            self.relays[name] = False
+        self.service.update(
             now,
-            severity="critical",
-            message=f"pressure {pv:.2f} bar, below the setpoint, and no pump can start: {why}"
-            if held and pv is not None
-            else "",
+            pv,
+            automatic=self.mode == "auto" and self.state in ("auto", "filling", "low_flow"),
+            setpoint=self.active_setpoint,
+            cfg=self.cfg.protections.low_pressure,
+            stager=self.stager,
+            start_ok=start_ok,
+            alarms=self.alarms,
         )
-
-    # -- station power ----------------------------------------------------------------
 
     def _watch_power(self, now: float, pv: float | None) -> None:
-        """A station power loss (every running pump's feedback gone at once) is an alarm,
-        not a pump fault. Its start and its end both send automatic control back through
-        its bumpless start; when the power returns to a network that drained meanwhile,
-        it is filled first (where configured), as after any outage: judged by the lowest
-        pressure seen without power, since the pump that proved the power back has
-        already lifted it."""
+        """A station power loss is an alarm, not a pump fault. Its start and its end both
+        send automatic control back through its bumpless start; when the power returns to
+        a network that drained meanwhile, it is filled first (where configured), as after
+        any outage: judged by the lowest pressure seen without power, since the pump that
+        proved the power back has already lifted it."""
         lost = self.stager.power_lost_since is not None
-        if lost and pv is not None:
-            self._dark_pv = pv if self._dark_pv is None else min(self._dark_pv, pv)
-        self.alarms.set(
-            "power_lost",
-            lost,
-            now,
-            severity="major",
-            message="run feedback lost on every running pump at once: grid or contactor "
-            "supply failed; pumps restart by themselves when it returns",
-        )
-        if lost != self._power_lost:
-            self._power_lost = lost
+        change = self.power.update(now, pv, lost=lost, alarms=self.alarms)
+        if change is not None:
             self._pid_live = False
-            if not lost and self._dark_pv is not None and self.mode == "auto":
-                self._start_filling(now, self._dark_pv)
-            self._dark_pv = None
+            if change.restored and change.dark_pv is not None and self.mode == "auto":
+                self._start_filling(now, change.dark_pv)
         if lost and self.state in ("auto", "filling"):
             self.state = "power_lost"
+
+    def _alarm_lockouts(self, now: float) -> None:
+        for lock in self.stager.take_lockouts():
+            self.alarms.set(
+                f"pump_lockout_{lock.pump}",
+                True,
+                now,
+                severity="major",
+                message=f"{lock.pump} locked out: {lock.reason}",
+                latched=True,
+            )
+        for name, rec in self.stager.pumps.items():
+            if not rec.locked:
+                self.alarms.set(f"pump_lockout_{name}", False, now)
+
+    def _starting(self, now: float) -> bool:
+        return now - self.protections.started < self.cfg.protections.power_on_delay_s
 
     # -- pipe filling ---------------------------------------------------------------------
 
     def _start_filling(self, now: float, pv: float) -> None:
         fill = self.cfg.control.filling
-        if fill is None or pv >= fill.empty_below_bar:
-            return
-        self._filling_since = now
-        self._fill_from = pv
-        self._fill_capped_since = None
-        self.pid.set_limits(0.0, float(min(fill.max_pumps, self.stager.max_running)))
+        if fill is not None and self.filling.start(now, pv, fill):
+            self.pid.set_limits(0.0, float(min(fill.max_pumps, self.stager.max_running)))
 
-    def _fill(self, now: float, pv: float) -> bool:
-        """Ramp the setpoint up from where the network stood; True when filling failed.
-
-        Filling ends when the ramp has reached the setpoint and either the pressure is
-        near it or the pumps allowed for filling are flat out (the network is full; the
-        demand needs more pumps, which normal control adds). It fails when, after
-        ``max_s``, the network still stands empty: a burst main never fills.
-        """
+    def _fill(self, now: float, pv: float) -> FillOutcome:
         fill = self.cfg.control.filling
         assert fill is not None
-        assert self._filling_since is not None
-        elapsed = now - self._filling_since
-        ramp = self._fill_from + fill.ramp_bar_per_min / 60.0 * elapsed
-        ramping = ramp < self.active_setpoint
-        if ramping:
-            # From the lowest setpoint allowed, never below: the filling ramp is a stage
-            # of the setpoint like any other, and the controlled setpoint always lies
-            # in the configured range (a single pump at most still makes filling gentle).
-            self.active_setpoint = self.bounded(ramp)
-        capped = self.pid.output >= self.pid.out_max - 1e-6
-        self._fill_capped_since = (
-            (self._fill_capped_since if self._fill_capped_since is not None else now)
-            if capped and not ramping
-            else None
-        )
-        near = pv >= self.active_setpoint - fill.filled_below_bar
-        full = (
-            pv >= fill.empty_below_bar  # it holds pressure: not a burst main
-            and self._fill_capped_since is not None
-            and now - self._fill_capped_since >= 30.0
-        )
-        if not ramping and (near or full):
-            self._end_filling()
-            return False
-        if elapsed <= fill.max_s or pv >= fill.empty_below_bar:
-            return False
-        self._end_filling()
-        self.alarms.set(
-            "filling_failed",
-            True,
+        step = self.filling.update(
             now,
-            severity="critical",
-            message=f"network still empty after {fill.max_s:.0f} s (burst main?): pumps stopped",
-            latched=True,
+            pv,
+            setpoint=self.active_setpoint,
+            floor_bar=self.cfg.control.setpoint_min_bar,
+            capped=self.pid.output >= self.pid.out_max - 1e-6,
+            cfg=fill,
         )
-        return True
-
-    def _end_filling(self) -> None:
-        self._filling_since = None
-        self.pid.set_limits(0.0, float(self.stager.max_running))
+        self.active_setpoint = step.setpoint
+        if step.outcome is not FillOutcome.FILLING:
+            self.pid.set_limits(0.0, float(self.stager.max_running))
+        if step.outcome is FillOutcome.FAILED:
+            self.alarms.set(
+                "filling_failed",
+                True,
+                now,
+                severity="critical",
+                message=f"network still empty after {fill.max_s:.0f} s (burst main?): "
+                "pumps stopped",
+                latched=True,
+            )
+        return step.outcome
 
     # -- pressure management --------------------------------------------------------------
 
@@ -524,179 +400,17 @@ class ControlCore:
     def _managed_setpoint(self, now: float, readings: Mapping[str, Reading]) -> float:
         if self.cfg.control.pressure_management is None:
             return self.setpoint
-        flow = None
-        if self.cfg.control.flow_point:
-            r = readings.get(self.cfg.control.flow_point)
-            flow = r.value if r is not None and r.good else None
+        flow = hydraulics.good(readings, self.cfg.control.flow_point)
         weekday, hour = self.local_time()
         return self.manager.update(now, self.setpoint, weekday=weekday, hour=hour, flow_m3h=flow)
-
-    # -- drives ---------------------------------------------------------------------------
-
-    def _check_drives(self, now: float, readings: Mapping[str, Reading]) -> None:
-        """Drive trips lock their pump out; lost drive communication falls back to relays."""
-        live = False
-        for name, pcfg in self.cfg.pumps.items():
-            vfd = pcfg.vfd
-            if vfd is None:
-                continue
-            tripped = False
-            if vfd.fault_point is not None:
-                r = readings.get(vfd.fault_point)
-                tripped = r is not None and r.good and bool(r.value)
-            if tripped:
-                self.stager.lock_out(name, "drive tripped", now)
-                self._faulted.add(name)
-            talking = all(
-                (r := readings.get(point)) is not None and r.good
-                for point in (vfd.speed_point, vfd.frequency_point, vfd.fault_point)
-                if point is not None
-            )
-            self.alarms.set(
-                f"drive_comms_{name}",
-                not talking and not self._starting(now),
-                now,
-                severity="major",
-                message=f"drive of {name} not answering: staging fixed-speed",
-            )
-            live = live or (talking and not self.stager.pumps[name].locked)
-        if live != self.stager.lead_vfd:
-            self.stager.lead_vfd = live
-            # Continuous control with a drive; a deadband only for fixed-speed steps.
-            self.pid.deadband = 0.0 if live else self.cfg.control.pid.deadband_bar
-
-    def _starting(self, now: float) -> bool:
-        return now - self.protections.started < self.cfg.protections.power_on_delay_s
-
-    def _hand_over(
-        self,
-        now: float,
-        was_on: Mapping[str, bool],
-        pv: float | None,
-        readings: Mapping[str, Reading],
-    ) -> None:
-        """Destage behind a drive without a dip: the fixed pump keeps running while the
-        lead drive ramps up to carry its flow, then stops.
-
-        A fixed pump is destaged when the pressure stands above the setpoint with the
-        drive at its minimum speed, where the PID output has wound down. Stopping it
-        there left the zone short of a whole pump's flow for the drive's ramp time and
-        the PID's reaction (a 0.9 bar dip on the diurnal day). Now the stager's decision
-        stands (its timers and start counts are unchanged) but the relay opens later;
-        meanwhile the demand is held where the lead runs at full speed in place of the
-        pump, so the drive has ramped up when the pump stops, and the PID trims it down
-        from there. With the drive's output frequency read back, the pump stops once
-        the drive is within 5 % of full speed (at most ``DESTAGE_HANDOVER_MAX_S``), so a
-        drive slower than its ``ramp_s`` says is waited for and a faster one is not;
-        without it, after the drive's ``ramp_s``. Anything but automatic control on a live
-        drive (a protection, a lockout, manual, off) ends every hand-over at once: the
-        relay opens now.
-        """
-        if not self.handover and not self._auto_tick:
-            return
-        drives = self._running_drives()
-        lead = drives[0] if drives else None
-        vfd = self.cfg.pumps[lead].vfd if lead is not None else None
-        live = self._auto_tick and self.stager.lead_vfd and pv is not None
-        if not live or vfd is None or not vfd.ramp_s:
-            self._end_hand_overs(now)
-            return
-        freq = readings.get(vfd.frequency_point) if vfd.frequency_point else None
-        full_speed = vfd.max_speed_pct / 100.0
-        if freq is not None and freq.good and freq.value is not None:
-            hold_s = DESTAGE_HANDOVER_MAX_S
-            up_to_speed = freq.value / vfd.rated_hz >= 0.95 * full_speed
-        else:
-            hold_s = min(vfd.ramp_s, DESTAGE_HANDOVER_MAX_S)
-            up_to_speed = False
-        for name, before in was_on.items():
-            rec = self.stager.pumps[name]
-            if before and not rec.on and rec.cfg.vfd is None and not rec.locked:
-                self.handover.setdefault(name, now + hold_s)
-        cap = self.stager.max_running
-        for name, until in list(self.handover.items()):
-            rec = self.stager.pumps[name]
-            # Never more pumps at once than the cap (the standby stays standby): a swap
-            # that starts another pump as this one stops is no destage to hand over.
-            over_cap = sum(self.relays.values()) + 1 > cap
-            if rec.on or rec.locked or now >= until or over_cap or up_to_speed:
-                self._end_hand_overs(now, name)
-            else:
-                self.relays[name] = True
-        if self.handover and pv is not None:
-            others = sum(
-                1 for n, on in self.relays.items() if on and n != lead and n not in self.handover
-            )
-            self.pid.hold(others + full_speed, pv, self.active_setpoint)
-
-    def _end_hand_overs(self, now: float, *names: str) -> None:
-        """The relays of these hand-overs (all, without names) open now: a pump's
-        minimum off time counts from its real stop, not from the stager's decision."""
-        for name in names or list(self.handover):
-            del self.handover[name]
-            rec = self.stager.pumps.get(name)
-            if rec is not None and not rec.on:
-                rec.changed_at = now
-
-    def _running_drives(self) -> list[str]:
-        """The drives switched on, the lead (the first started) first."""
-        return sorted(
-            (n for n, p in self.cfg.pumps.items() if p.vfd is not None and self.relays.get(n)),
-            key=lambda n: self.stager.pumps[n].started_at,
-        )
-
-    def _speeds(self, now: float, feedback: Mapping[str, bool | None]) -> dict[str, float]:
-        """Speed of each drive. The lead (the running drive that started first) takes the
-        demand left after the other running pumps; a second drive runs flat out like a
-        fixed-speed pump, so the cascade is the same with one drive or several.
-
-        A pump counts only once it runs (its feedback closed, or, without a feedback
-        input, a few seconds after its start): until then the lead carries its share,
-        so a stage change does not dip the pressure while a contactor closes.
-        """
-        out = {n: 0.0 for n, p in self.cfg.pumps.items() if p.vfd is not None}
-        running = self._running_drives()
-        if not running:
-            return out
-        live = self.stager.lead_vfd and self._pid_live
-        lead = running[0]
-        others = 0
-        for n, on in self.relays.items():
-            if not on or n == lead or n in self.handover:
-                continue
-            fb = feedback.get(n)
-            started = self.stager.pumps[n].started_at
-            others += fb is True or (fb is None and now - started >= HANDOVER_S)
-        for n in running:
-            vfd = self.cfg.pumps[n].vfd
-            assert vfd is not None
-            if live and n == lead:
-                share = self.pid.output - others
-                out[n] = min(max(share, vfd.min_speed_pct / 100.0), vfd.max_speed_pct / 100.0)
-            elif self.stager.pumps[n].exercise_until is not None:
-                out[n] = vfd.min_speed_pct / 100.0  # an exercise turns it, gently
-            else:
-                # A second drive, or no live speed control (drive silent, manual,
-                # emergency): flat out, as a fixed-speed pump would run.
-                out[n] = vfd.max_speed_pct / 100.0
-        return out
 
     # -- commands -------------------------------------------------------------------------
 
     def set_setpoint(self, bar: float) -> None:
-        ctl = self.cfg.control
-        if not isinstance(bar, (int, float)) or isinstance(bar, bool) or not math.isfinite(bar):
-            raise CommandRejected("setpoint must be a finite number of bar")
-        if not ctl.setpoint_min_bar <= bar <= ctl.setpoint_max_bar:
-            raise CommandRejected(
-                f"setpoint {bar} bar is outside the allowed "
-                f"{ctl.setpoint_min_bar}-{ctl.setpoint_max_bar} bar"
-            )
-        self.setpoint = float(bar)
+        self.setpoint = valid_setpoint(bar, self.cfg.control)
 
     def set_mode(self, mode: str) -> None:
-        if mode not in MODES:
-            raise CommandRejected(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        mode = valid_mode(mode)
         if mode == "manual" and self.mode != "manual":
             # Manual starts from what runs now: switching mode never switches a pump.
             self.manual = {name: rec.on for name, rec in self.stager.pumps.items()}
@@ -717,24 +431,8 @@ class ControlCore:
 
         Validated like the station file; lasts until the file is reloaded.
         """
-        ctl = self.cfg.control
-        pm = None
-        if data is not None:
-            try:
-                pm = PressureManagementConfig.model_validate(data)
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(x) for x in first["loc"]) or "pressure_management"
-                raise CommandRejected(f"{where}: {first['msg']}") from None
-            for entry in pm.schedule:
-                if not ctl.setpoint_min_bar <= entry.setpoint_bar <= ctl.setpoint_max_bar:
-                    raise CommandRejected(
-                        f"schedule setpoint {entry.setpoint_bar} bar at {entry.at} is outside "
-                        f"the allowed {ctl.setpoint_min_bar}-{ctl.setpoint_max_bar} bar"
-                    )
-            if pm.flow_compensation is not None and ctl.flow_point is None:
-                raise CommandRejected("flow compensation needs a flow point in the station file")
-        control = ctl.model_copy(update={"pressure_management": pm})
+        pm = valid_pressure_management(data, self.cfg.control)
+        control = self.cfg.control.model_copy(update={"pressure_management": pm})
         self.cfg = self.cfg.model_copy(update={"control": control})
         self.manager = SetpointManager(control)
 
@@ -774,23 +472,19 @@ class ControlCore:
         self.cfg = cfg
         self.manager = SetpointManager(cfg.control)
         self.stager.reconfigure(cfg.pumps, cfg.control.staging)
-        self.protections.cfg = cfg
-        pid = cfg.control.pid
+        self.protections.reconfigure(cfg)
         self.pid.set_limits(0.0, float(self.stager.max_running))
-        self.pid.ramp_bar_per_s = pid.setpoint_ramp_bar_per_s
-        self.pid.derivative_filter_s = pid.derivative_filter_s
-        self.pid.deadband = pid.deadband_bar
-        self.pid.set_gains(pid.kp, pid.ki, pid.kd, self.pid._last_pv)
+        self.pid.retune(cfg.control.pid, deadband=self.drives.deadband_bar(cfg))
         ctl = cfg.control
         in_range = ctl.setpoint_min_bar <= self.setpoint <= ctl.setpoint_max_bar
         if ctl.setpoint_bar != old_setpoint or not in_range:
             self.setpoint = ctl.setpoint_bar
-        # A destage hand-over in progress ends here (its pump may be gone from the file).
-        self._end_hand_overs(now)
+        self.drives.reconfigure(cfg, now)
         self.relays = {name: rec.on for name, rec in self.stager.pumps.items()}
 
     def snapshot(self) -> dict[str, Any]:
         now = self._last if self._last is not None else 0.0
+        speeds = self.drives.speeds
         pumps = {}
         for name, rec in self.stager.pumps.items():
             rec.prune(now)
@@ -802,8 +496,9 @@ class ControlCore:
                 "locked_out": rec.locked,
                 "state": pump_state(rec),
             }
-            if name in self.speeds:
-                pumps[name]["speed_pct"] = round(100 * self.speeds[name], 1)
+            if name in speeds:
+                pumps[name]["speed_pct"] = round(100 * speeds[name], 1)
+        terms = self.pid.terms
         return {
             "mode": self.mode,
             "setpoint_bar": self.active_setpoint,
@@ -815,6 +510,9 @@ class ControlCore:
             "pressure_management": pm.model_dump()
             if (pm := self.cfg.control.pressure_management)
             else None,
+            # The PID's terms (in pumps) for tuning: their sum is the demand before limits.
+            # (None for a term a wild reading drove out of range: the status stays JSON.)
+            "pid": {"p": _term(terms.p), "i": _term(terms.i), "d": _term(terms.d)},
         }
 
     def export_state(self) -> dict[str, Any]:
@@ -822,22 +520,11 @@ class ControlCore:
         each stopped pump had been off) is kept as ages, not clock times: a Pi may boot
         without a set clock, and the monotonic clock starts again at every boot."""
         now = self._last if self._last is not None else self.protections.started
-        self.stager.station_can_start(now)  # prunes the rolling hour before it is saved
         return {
             "mode": self.mode,
             "setpoint_bar": self.setpoint,
             "manual": dict(self.manual),
-            "pumps": {
-                name: {
-                    "run_s": rec.run_s,
-                    "starts_total": rec.starts_total,
-                    "starts_age_s": [now - t for t in rec.starts],
-                    "off_for_s": None if rec.on else min(now - rec.changed_at, HOUR_S),
-                    "locked": rec.locked,
-                }
-                for name, rec in self.stager.pumps.items()
-            },
-            "station_starts_age_s": [now - t for t in self.stager.station_starts],
+            **self.stager.export_state(now),
             "alarms": self.alarms.export(),
         }
 
@@ -853,22 +540,7 @@ class ControlCore:
         alarms survive as well: a latched lockout waits for a technician whatever the
         power did, and an alarm SCADA was told of is cleared, never forgotten."""
         boot = self.protections.started
-        for name, saved in dict(data.get("pumps", {})).items():
-            rec = self.stager.pumps.get(name)
-            if rec is None or not isinstance(saved, Mapping):
-                continue
-            rec.run_s = _age(saved.get("run_s"), limit=math.inf) or 0.0
-            total = saved.get("starts_total")
-            rec.starts_total = total if isinstance(total, int) and total >= 0 else 0
-            rec.starts = deque(sorted(boot - a for a in _ages(saved.get("starts_age_s"))))
-            off_for = _age(saved.get("off_for_s"))
-            rec.changed_at = boot if off_for is None else boot - off_for
-            locked = saved.get("locked")
-            if isinstance(locked, str) and locked:
-                rec.locked = locked[:200]  # latched until a technician acknowledges
-        self.stager.station_starts = deque(
-            sorted(boot - a for a in _ages(data.get("station_starts_age_s")))
-        )
+        self.stager.restore_state(data, boot)
         self.alarms.restore(data.get("alarms"), boot)
         mode = data.get("mode")
         if mode in MODES:

@@ -11,6 +11,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from controller.config.schema import PidConfig
+
+
+@dataclass(frozen=True, slots=True)
+class PidTerms:
+    """The proportional, integral and derivative parts of the last output (in pumps), for
+    tuning: their sum is the output before it is limited."""
+
+    p: float
+    i: float
+    d: float
+
 
 @dataclass
 class Pid:
@@ -27,6 +39,8 @@ class Pid:
     _last_pv: float | None = None
     _d: float = 0.0
     _sp: float | None = None  # the ramped setpoint in force
+    _p: float = 0.0  # the last proportional term
+    _d_term: float = 0.0  # the last derivative term
 
     #: A gap longer than this (a stalled process, a suspended VM) restarts the terms.
     MAX_DT_S = 10.0
@@ -69,7 +83,12 @@ class Pid:
             self.integral = candidate
         self.integral = max(self.out_min, min(self.out_max, self.integral))
         self.output = max(self.out_min, min(self.out_max, p_term + self.integral + d_term))
+        self._p, self._d_term = p_term, d_term
         return self.output
+
+    @property
+    def terms(self) -> PidTerms:
+        return PidTerms(p=self._p, i=self.integral, d=self._d_term)
 
     def hold(self, output: float, pv: float | None, target_sp: float) -> None:
         """Bumpless transfer: the next update continues from ``output``."""
@@ -80,12 +99,41 @@ class Pid:
         self.output = output
         self._last_pv = pv
         self._d = 0.0
+        self._p, self._d_term = self.kp * error, 0.0
 
     def set_gains(self, kp: float, ki: float, kd: float, pv: float | None) -> None:
         """New gains without a jump in the output."""
         self.kp, self.ki, self.kd = kp, ki, kd
         if self._sp is not None:
             self.hold(self.output, pv, self._sp)
+
+    def set_deadband(self, bar: float) -> None:
+        """Errors within ``bar`` of the setpoint count as none (fixed-speed steps); 0 for
+        continuous control (a drive leads)."""
+        self.deadband = bar
+
+    def retune(self, cfg: PidConfig, *, deadband: float | None = None) -> None:
+        """The station file's new tuning (a reload), without a jump in the output; the
+        limits are the caller's (``set_limits``), and so is the deadband when given (a
+        drive leading needs none, whatever the file says for fixed-speed steps)."""
+        self.ramp_bar_per_s = cfg.setpoint_ramp_bar_per_s
+        self.derivative_filter_s = cfg.derivative_filter_s
+        self.deadband = cfg.deadband_bar if deadband is None else deadband
+        self.set_gains(cfg.kp, cfg.ki, cfg.kd, self._last_pv)
+
+    @classmethod
+    def from_config(cls, cfg: PidConfig, *, out_max: float) -> Pid:
+        """A PID tuned by the station file, its output from 0 to ``out_max`` pumps."""
+        return cls(
+            kp=cfg.kp,
+            ki=cfg.ki,
+            kd=cfg.kd,
+            derivative_filter_s=cfg.derivative_filter_s,
+            out_min=0.0,
+            out_max=out_max,
+            ramp_bar_per_s=cfg.setpoint_ramp_bar_per_s,
+            deadband=cfg.deadband_bar,
+        )
 
     def set_limits(self, out_min: float, out_max: float) -> None:
         self.out_min, self.out_max = out_min, out_max

@@ -89,6 +89,10 @@ class Protections:
         self._low_on = Timer()
         self._trips: deque[float] = deque()
 
+    def reconfigure(self, cfg: StationConfig) -> None:
+        """A reloaded station file: new limits, the same state (a trip stays a trip)."""
+        self.cfg = cfg
+
     def update(
         self,
         now: float,
@@ -105,8 +109,42 @@ class Protections:
         starting = now - self.started < prot.power_on_delay_s
         p = readings.get(ctl.pressure_point)
         pressure = p.value if p is not None and p.good else None
+        suction_bad = self._dry_run(now, readings, alarms, starting=starting)
+        self._high_pressure(now, pressure, setpoint, alarms)
+        self._low_flow(
+            now, readings, pressure, setpoint=setpoint, running=running, starts_left=starts_left
+        )
 
-        # Dry run (and an unreadable suction transmitter).
+        # Control sensor.
+        sensor_failed = pressure is None
+        alarms.set(
+            "pressure_sensor_failure",
+            sensor_failed and not starting,
+            now,
+            severity="major",
+            message=f"{ctl.pressure_point} unreadable: emergency mode {prot.sensor_failure.mode}",
+        )
+
+        if starting:
+            return Verdict(stop_all=True, state="power_on_delay")
+        if self.dry or suction_bad:
+            return Verdict(stop_all=True, state="dry_run" if self.dry else "suction_sensor_failure")
+        if self.high:
+            return Verdict(stop_all=True, state="high_pressure")
+        if sensor_failed:
+            if prot.sensor_failure.mode == "stop":
+                return Verdict(stop_all=True, state="sensor_failure")
+            return Verdict(fixed=prot.sensor_failure.pumps, state="sensor_failure")
+        if self.low_flow_stop:
+            return Verdict(hold_off=True, state="low_flow")
+        return Verdict()
+
+    def _dry_run(
+        self, now: float, readings: Mapping[str, Reading], alarms: Alarms, *, starting: bool
+    ) -> bool:
+        """Dry run, and an unreadable suction transmitter (returned: True if unreadable)."""
+        prot = self.cfg.protections
+        ctl = self.cfg.control
         suction_bad = False
         if ctl.suction_point:
             s = readings.get(ctl.suction_point)
@@ -135,8 +173,12 @@ class Protections:
             severity="critical",
             message=f"suction below {prot.dry_run.suction_min_bar} bar: pumps stopped",
         )
+        return suction_bad
 
-        # High pressure.
+    def _high_pressure(
+        self, now: float, pressure: float | None, setpoint: float, alarms: Alarms
+    ) -> None:
+        prot = self.cfg.protections
         limit = cutout_bar(self.cfg, setpoint)
         anchor = limit - prot.high_pressure.margin_bar
         over = pressure is not None and pressure > limit
@@ -169,7 +211,19 @@ class Protections:
             latched=True,
         )
 
-        # Low flow: on/off control of the last pump.
+    def _low_flow(
+        self,
+        now: float,
+        readings: Mapping[str, Reading],
+        pressure: float | None,
+        *,
+        setpoint: float,
+        running: int,
+        starts_left: int,
+    ) -> None:
+        """On/off control of the last pump."""
+        prot = self.cfg.protections
+        ctl = self.cfg.control
         flow_min = prot.low_flow.flow_min_m3h
         if flow_min > 0 and ctl.flow_point:
             f = readings.get(ctl.flow_point)
@@ -191,27 +245,3 @@ class Protections:
                 self.low_flow_stop = False
         else:
             self.low_flow_stop = False
-
-        # Control sensor.
-        sensor_failed = pressure is None
-        alarms.set(
-            "pressure_sensor_failure",
-            sensor_failed and not starting,
-            now,
-            severity="major",
-            message=f"{ctl.pressure_point} unreadable: emergency mode {prot.sensor_failure.mode}",
-        )
-
-        if starting:
-            return Verdict(stop_all=True, state="power_on_delay")
-        if self.dry or suction_bad:
-            return Verdict(stop_all=True, state="dry_run" if self.dry else "suction_sensor_failure")
-        if self.high:
-            return Verdict(stop_all=True, state="high_pressure")
-        if sensor_failed:
-            if prot.sensor_failure.mode == "stop":
-                return Verdict(stop_all=True, state="sensor_failure")
-            return Verdict(fixed=prot.sensor_failure.pumps, state="sensor_failure")
-        if self.low_flow_stop:
-            return Verdict(hold_off=True, state="low_flow")
-        return Verdict()

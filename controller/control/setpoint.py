@@ -13,11 +13,32 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from datetime import UTC, datetime, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from controller.config.schema import ControlConfig, PressureManagementConfig
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_FLOW_RATIO = 100.0
+
+#: (weekday 0=Monday, hour of day) in the station's time zone: what a schedule follows.
+LocalTime = Callable[[], tuple[int, float]]
+
+
+def wall_clock(timezone: str) -> LocalTime:
+    """Weekday and hour of day now in the station's time zone, from the wall clock: the
+    one clock the control reads (the simulator passes its own)."""
+    try:
+        zone: tzinfo = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        zone = UTC
+
+    def local() -> tuple[int, float]:
+        t = datetime.now(zone)
+        return t.weekday(), t.hour + t.minute / 60 + t.second / 3600
+
+    return local
 
 
 def _minutes(at: str) -> int:

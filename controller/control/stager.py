@@ -41,6 +41,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from controller.config.schema import PumpConfig, StagingConfig
 
@@ -85,6 +86,44 @@ class Sizing:
         return after >= min(self.needed, now) - 1e-9
 
 
+# -- what the stager is told each tick: one directive -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StopAll:
+    """Every pump stops now, minimum run time or not (a protection, or mode off)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fixed:
+    """Run exactly this many pumps (the sensor-failure emergency; 0 holds the last pump
+    off on low flow, its minimum run time respected)."""
+
+    pumps: int
+
+
+@dataclass(frozen=True, slots=True)
+class Manual:
+    """The operator's pumps (manual mode), still within every motor limit."""
+
+    want: Mapping[str, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """Automatic control: stage to the PID's demand (in pumps)."""
+
+    demand: float
+    #: False: no pump stops for the demand (a drive leads and the pressure does not yet
+    #: stand clearly above the setpoint)
+    may_destage: bool = True
+    start_ok: StartCheck | None = None
+    sizing: Sizing | None = None
+
+
+Directive = StopAll | Fixed | Manual | Demand
+
+
 #: Without power, the next try waits this long after the loss or the last failed try
 #: (a commercial set's restart delay after a power failure).
 POWER_RETRY_S = 10.0
@@ -125,6 +164,45 @@ class PumpRecord:
     def can_stop(self, now: float) -> bool:
         return self.on and now - self.started_at >= self.cfg.min_run_s
 
+    def export(self, now: float) -> dict[str, Any]:
+        """What survives a restart, as ages (see ``ControlCore.export_state``)."""
+        return {
+            "run_s": self.run_s,
+            "starts_total": self.starts_total,
+            "starts_age_s": [now - t for t in self.starts],
+            "off_for_s": None if self.on else min(now - self.changed_at, HOUR_S),
+            "locked": self.locked,
+        }
+
+    def restore(self, saved: Mapping[str, Any], boot: float) -> None:
+        """The saved history, every age taken as before ``boot`` (see
+        ``ControlCore.restore_state``); anything damaged is dropped, never trusted."""
+        self.run_s = _age(saved.get("run_s"), limit=math.inf) or 0.0
+        total = saved.get("starts_total")
+        self.starts_total = total if isinstance(total, int) and total >= 0 else 0
+        self.starts = deque(sorted(boot - a for a in _ages(saved.get("starts_age_s"))))
+        off_for = _age(saved.get("off_for_s"))
+        self.changed_at = boot if off_for is None else boot - off_for
+        locked = saved.get("locked")
+        if isinstance(locked, str) and locked:
+            self.locked = locked[:200]  # latched until a technician acknowledges
+
+
+def _age(value: Any, *, limit: float = HOUR_S) -> float | None:
+    """A saved age in seconds, if it is one (finite, 0 to ``limit``): the state file is
+    ours, but a damaged one must not put a NaN into the motor limits."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value):
+        return None
+    return float(value) if 0.0 <= value <= limit else None
+
+
+def _ages(values: Any) -> list[float]:
+    if not isinstance(values, list):
+        return []
+    return [a for a in (_age(v) for v in values[:1000]) if a is not None]
+
 
 @dataclass(frozen=True)
 class Lockout:
@@ -133,7 +211,8 @@ class Lockout:
 
 
 class Stager:
-    """State of every pump and the staging decision; ``update`` once per tick."""
+    """State of every pump and the staging decision; ``update`` once per tick, with one
+    directive: ``StopAll``, ``Fixed``, ``Manual`` or ``Demand``."""
 
     def __init__(
         self, pumps: Mapping[str, PumpConfig], staging: StagingConfig, *, now: float
@@ -146,8 +225,8 @@ class Stager:
         self._down_since: float | None = None
         self._last = now
         self._born = now
-        self.new_lockouts: list[Lockout] = []
-        #: True while a healthy drive can lead: the control core sets it every tick.
+        self._new_lockouts: list[Lockout] = []
+        #: True while a healthy drive can lead (``set_lead_vfd``, by the drive cascade).
         self.lead_vfd = False
         #: Since when every running pump lost its run feedback at once (grid or
         #: contactor supply lost), until a pump's feedback arrives again; None: powered.
@@ -184,6 +263,40 @@ class Stager:
             rec.cfg = p
             self.pumps[name] = rec
 
+    def set_lead_vfd(self, live: bool) -> None:
+        """Whether a healthy drive leads: it then starts first and stops last."""
+        self.lead_vfd = live
+
+    def take_lockouts(self) -> list[Lockout]:
+        """The lockouts since the last call (each is alarmed once)."""
+        new, self._new_lockouts = self._new_lockouts, []
+        return new
+
+    def relay_opened(self, name: str, now: float) -> None:
+        """A stopped pump's relay opened only now (the end of a destage hand-over): its
+        minimum off time counts from its real stop, not from the decision."""
+        rec = self.pumps.get(name)
+        if rec is not None and not rec.on:
+            rec.changed_at = now
+
+    def export_state(self, now: float) -> dict[str, Any]:
+        """Every pump's motor history and the station's starts of the hour, as ages."""
+        self.station_can_start(now)  # prunes the rolling hour before it is saved
+        return {
+            "pumps": {name: rec.export(now) for name, rec in self.pumps.items()},
+            "station_starts_age_s": [now - t for t in self.station_starts],
+        }
+
+    def restore_state(self, data: Mapping[str, Any], boot: float) -> None:
+        """The history ``export_state`` saved, for the pumps still in the file."""
+        for name, saved in dict(data.get("pumps", {})).items():
+            rec = self.pumps.get(name)
+            if rec is not None and isinstance(saved, Mapping):
+                rec.restore(saved, boot)
+        self.station_starts = deque(
+            sorted(boot - a for a in _ages(data.get("station_starts_age_s")))
+        )
+
     def reset_lockout(self, name: str | None = None) -> list[str]:
         done = []
         for rec in self.pumps.values():
@@ -215,7 +328,7 @@ class Stager:
         rec.locked = reason
         if rec.on:
             self._stop(rec, now)
-        self.new_lockouts.append(Lockout(rec.name, reason))
+        self._new_lockouts.append(Lockout(rec.name, reason))
 
     def _check_lockouts(
         self, now: float, feedback: Mapping[str, bool | None], fault: Mapping[str, bool]
@@ -244,6 +357,10 @@ class Stager:
             return
         for rec in dropped:
             self._lock(rec, "run feedback lost while running", now)
+        self._check_silent_starts(now, watched)
+
+    def _check_silent_starts(self, now: float, watched: list[PumpRecord]) -> None:
+        """Starts whose run feedback never came: a pump fault, or the supply (rule 1)."""
         for rec in watched:
             if rec.confirmed or now - rec.started_at <= rec.cfg.feedback_timeout_s:
                 continue
@@ -467,61 +584,38 @@ class Stager:
     def update(
         self,
         now: float,
+        directive: Directive,
         *,
-        demand: float = 0.0,
-        may_destage: bool = True,
-        fixed: int | None = None,
-        manual: Mapping[str, bool] | None = None,
-        stop_all: bool = False,
         feedback: Mapping[str, bool | None] | None = None,
         fault: Mapping[str, bool] | None = None,
-        start_ok: StartCheck | None = None,
-        sizing: Sizing | None = None,
     ) -> dict[str, bool]:
-        """Advance to ``now`` and return the relay state of every pump."""
+        """Advance to ``now`` and return the relay state of every pump.
+
+        ``feedback`` and ``fault`` are what the pumps report (a missing feedback: no
+        input configured); ``directive`` is what the control asks for this tick.
+        """
         dt = max(0.0, now - self._last)
         self._last = now
         for rec in self.pumps.values():
             if rec.on:
                 rec.run_s += dt
         self._check_lockouts(now, feedback or {}, fault or {})
-        if stop_all:
-            for rec in self.pumps.values():
-                if rec.on:
-                    self._stop(rec, now)
-            self.target = 0
+        if isinstance(directive, StopAll):
+            self._stop_all(now)
+        elif isinstance(directive, Manual):
+            self._manual(now, directive.want)
+        elif isinstance(directive, Fixed):
+            self.target = min(directive.pumps, self.available())
             self._up_since = self._down_since = None
-        elif manual is not None:
-            self.target = self.running()
-            for name, want in manual.items():
-                found = self.pumps.get(name)
-                if found is None:
-                    continue
-                rec = found
-                if want and rec.can_start(now) and self.running() < self.available():
-                    if self.station_can_start(now):
-                        self._start(rec, now)
-                elif not want and rec.can_stop(now):
-                    self._stop(rec, now)
+            self._stage(now, None, None)
         else:
-            if fixed is not None:
-                self.target = min(fixed, self.available())
-                self._up_since = self._down_since = None
-            else:
-                self._count_target(now, demand, may_destage=may_destage)
-            self.target = min(self.target, self.available())
-            while self.running() < self.target and self._start_one(now, start_ok, sizing):
-                pass
-            while self.running() > self.target and self._stop_one(now, sizing):
-                pass
-            self._alternate(now, start_ok, sizing)
-            if fixed is None:
-                self._exercise(now, start_ok)
+            self._count_target(now, directive.demand, may_destage=directive.may_destage)
+            self._stage(now, directive.start_ok, directive.sizing)
+            self._exercise(now, directive.start_ok)
         # An exercise run ends on time, and at once when the station is not in automatic.
+        automatic = isinstance(directive, Demand)
         for rec in self.pumps.values():
-            if rec.exercise_until is not None and (
-                now >= rec.exercise_until or stop_all or manual is not None or fixed is not None
-            ):
+            if rec.exercise_until is not None and (now >= rec.exercise_until or not automatic):
                 rec.exercise_until = None
                 if rec.on:
                     self._stop(rec, now)  # a short run by design: min run time does not apply
@@ -529,3 +623,31 @@ class Stager:
         while self._on_count() > self.max_running and self._stop_one(now):
             pass
         return {name: rec.on for name, rec in self.pumps.items()}
+
+    def _stop_all(self, now: float) -> None:
+        for rec in self.pumps.values():
+            if rec.on:
+                self._stop(rec, now)
+        self.target = 0
+        self._up_since = self._down_since = None
+
+    def _manual(self, now: float, want: Mapping[str, bool]) -> None:
+        self.target = self.running()
+        for name, on in want.items():
+            rec = self.pumps.get(name)
+            if rec is None:
+                continue
+            if on and rec.can_start(now) and self.running() < self.available():
+                if self.station_can_start(now):
+                    self._start(rec, now)
+            elif not on and rec.can_stop(now):
+                self._stop(rec, now)
+
+    def _stage(self, now: float, start_ok: StartCheck | None, sizing: Sizing | None) -> None:
+        """Start or stop pumps toward ``target``, then alternate."""
+        self.target = min(self.target, self.available())
+        while self.running() < self.target and self._start_one(now, start_ok, sizing):
+            pass
+        while self.running() > self.target and self._stop_one(now, sizing):
+            pass
+        self._alternate(now, start_ok, sizing)
