@@ -21,7 +21,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -327,7 +327,10 @@ class Daemon:
         )
 
     def _on_events(self, out: ControlOutputs) -> None:
-        for raw in out.events:
+        self._publish_events(out.events)
+
+    def _publish_events(self, events: Iterable[Any]) -> None:
+        for raw in events:
             event = alarm_event(raw)
             log.warning(
                 f"alarm {event.event}",
@@ -399,6 +402,9 @@ class Daemon:
             self.exit_safety()
         else:
             self.pump_io.all_safe()
+        # Events since the last tick (an acknowledge just before the stop) are not left
+        # for a tick that will not come: they go out with the orderly stop.
+        self._publish_events(self.core.alarms.drain())
         self.stop.set()
 
     def _on_reload_signal(self) -> None:
