@@ -129,6 +129,15 @@ def test_low_flow_stops_the_last_pump_and_restarts_on_the_band(cfg: StationConfi
     assert loop.run_until(lambda c: c.core is not None and c.core.state == "auto",
                           limit_s=900)  # fmt: skip
     assert loop.station.state.discharge_bar < band_low + 0.05
+    # The band is the decision to restart: the pump starts at once, not after the
+    # stage-up delay on top (seen from outside: 15 s later, a bar below the setpoint).
+    restarted_at = loop.station.t
+    lowest = loop.station.state.discharge_bar
+    while running(loop) == 0 and loop.station.t < restarted_at + 60:
+        loop.run(cfg.control.tick_s)
+        lowest = min(lowest, loop.station.state.discharge_bar)
+    assert loop.station.t - restarted_at <= 2 * cfg.control.tick_s
+    assert lowest > band_low - 0.1
 
 
 def test_manual_mode_cannot_defeat_dry_run(cfg: StationConfig) -> None:

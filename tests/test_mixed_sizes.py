@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from controller.config import parse_config
 from controller.config.schema import PumpConfig, StagingConfig, StationConfig
-from controller.control.stager import Demand, PumpRecord, Sizing, Stager
+from controller.control.stager import Demand, Fixed, PumpRecord, Sizing, Stager
 from harness.closed_loop import ClosedLoop
 from tests.conftest import EXAMPLE_CONFIG
 
@@ -81,3 +81,53 @@ def test_equal_pumps_are_chosen_as_by_run_hours_alone(
         a = plain.update(now, Demand(demand))
         b = sized.update(now, Demand(demand, sizing=Sizing(capacity=capacity, needed=needed)))
         assert a == b
+
+
+def _sized_station() -> tuple[Stager, dict[str, float]]:
+    """Two big pumps (41 m3/h at the setpoint's head) and two small ones (25 m3/h), the
+    big ones running, every minimum time served."""
+    timing = {"min_run_s": 30, "min_off_s": 30}
+    curves = {"A1": BIG, "A2": BIG, "B1": SMALL, "B2": SMALL}
+    relays = {"A1": "GPIO17", "A2": "GPIO27", "B1": "GPIO24", "B2": "GPIO25"}
+    pumps = {
+        n: PumpConfig.model_validate({"relay": relays[n], **curve, **timing})
+        for n, curve in curves.items()
+    }
+    staging = StagingConfig(max_running=3, alternation_h=0, exercise_interval_h=0,
+                            stage_up_delay_s=0, stage_down_delay_s=0)  # fmt: skip
+    stager = Stager(pumps, staging, now=0.0)
+    stager.update(1.0, Fixed(0))
+    stager.update(100.0, Demand(2.0))  # A1, then A2 (start order): one a tick
+    stager.update(101.0, Demand(2.0))
+    flows = {"A1": 41.0, "A2": 41.0, "B1": 25.0, "B2": 25.0}
+    return stager, flows
+
+
+def _on(stager: Stager) -> set[str]:
+    return {n for n, r in stager.pumps.items() if r.on}
+
+
+def test_a_destage_never_leaves_a_set_too_small_for_the_flow() -> None:
+    # Seen from outside on such a station: A1 stopped at 63 m3/h, A2 alone (41 m3/h at
+    # the setpoint's head) let the pressure fall 1 bar in 44 s before a small pump came.
+    stager, flows = _sized_station()
+    big_pair = _on(stager)
+    assert big_pair == {"A1", "A2"}
+
+    def capacity(recs: Sequence[PumpRecord]) -> float:
+        return sum(flows[r.name] for r in recs)
+
+    # 62 m3/h needed: one big pump is short, a big and a small one carry it: a swap.
+    stager.update(200.0, Demand(0.5, sizing=Sizing(capacity=capacity, needed=62.0)))
+    after = _on(stager)
+    assert len(after) == 2
+    assert capacity([stager.pumps[n] for n in after]) == 66.0
+    # 80 m3/h needed: nothing smaller carries it; the set runs on rather than stop a pump.
+    stager2, _ = _sized_station()
+    before = _on(stager2)
+    stager2.update(200.0, Demand(0.5, sizing=Sizing(capacity=capacity, needed=80.0)))
+    assert _on(stager2) == before
+    # 30 m3/h needed: one big pump carries it: an ordinary stop.
+    stager3, _ = _sized_station()
+    stager3.update(200.0, Demand(0.5, sizing=Sizing(capacity=capacity, needed=30.0)))
+    assert len(_on(stager3)) == 1

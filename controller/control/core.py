@@ -278,10 +278,13 @@ class ControlCore:
         sizing: Sizing | None,
     ) -> tuple[Directive, str]:
         """Filling, then the PID: the demand for the stager."""
+        # Leaving the low-flow stop: the pressure is at the band's restart point.
+        restart = self.state == "low_flow" and self.stager.running() == 0
         if not self._pid_live:
             # Bumpless return to automatic: continue from what is running now, or from
-            # just enough demand for one pump if nothing runs (pressure is low).
-            running = self.stager.running()
+            # just enough demand for one pump if nothing runs (pressure is low); after
+            # the low-flow stop, from the one pump that restarts now.
+            running = 1 if restart else self.stager.running()
             self.pid.hold(running - 0.3 if running else 0.0, pv, self.active_setpoint)
             self._pid_live = True
             self._start_filling(now, pv)
@@ -294,7 +297,10 @@ class ControlCore:
         # the fixed pump over and over (the drive's flow is far from linear in speed).
         may_destage = not self.stager.lead_vfd or pv > self.active_setpoint + VFD_DESTAGE_MARGIN_BAR
         state = "filling" if self.filling.active else "auto"
-        return Demand(demand, may_destage=may_destage, start_ok=start_ok, sizing=sizing), state
+        directive = Demand(
+            demand, may_destage=may_destage, start_ok=start_ok, sizing=sizing, restart=restart
+        )
+        return directive, state
 
     def _recentre(self, before: int, pv: float | None) -> None:
         """A whole pump more or less: re-centre the demand in the new stage's band so the

@@ -119,6 +119,10 @@ class Demand:
     may_destage: bool = True
     start_ok: StartCheck | None = None
     sizing: Sizing | None = None
+    #: The pressure fell to the low-flow stop's restart point with no pump running: the
+    #: first pump starts now (the band is the stage-up decision; waiting out the stage-up
+    #: delay on top let the zone sag a bar below the setpoint).
+    restart: bool = False
 
 
 Directive = StopAll | Fixed | Manual | Demand
@@ -498,22 +502,70 @@ class Stager:
         self._start(choice, now)
         return True
 
-    def _stop_one(self, now: float, sizing: Sizing | None = None) -> bool:
-        demand_pumps = [r for r in self.pumps.values() if r.on and r.exercise_until is None]
-        running = demand_pumps
+    def _demand_pumps(self) -> list[PumpRecord]:
+        return [r for r in self.pumps.values() if r.on and r.exercise_until is None]
+
+    def _stop_candidates(self, now: float) -> list[PumpRecord]:
+        """The running pumps that may stop now, in stop order."""
+        running = self._demand_pumps()
         if self.lead_vfd and any(r.cfg.vfd is None for r in running):
             # The drive leads: fixed pumps go first, and if none may stop yet, wait.
             running = [r for r in running if r.cfg.vfd is None]
-        candidates = sorted(
-            (r for r in running if r.can_stop(now)), key=self._start_order, reverse=True
-        )
+        return sorted((r for r in running if r.can_stop(now)), key=self._start_order, reverse=True)
+
+    def _mixed_sizes(self) -> bool:
+        """Pumps of more than one size (curve): which one stops decides what is left."""
+        curves = {
+            (r.cfg.rated_flow_m3h, r.cfg.rated_head_m, r.cfg.shutoff_head_m)
+            for r in self.pumps.values()
+        }
+        return len(curves) > 1
+
+    def _stop_one(self, now: float) -> bool:
+        """Stop the next pump in stop order (the running cap, a fixed count)."""
+        candidates = self._stop_candidates(now)
         if not candidates:
             return False
-        choice = candidates[0]
-        if sizing is not None:
-            choice = sizing.best_stop(demand_pumps, candidates)
-        self._stop(choice, now)
+        self._stop(candidates[0], now)
         return True
+
+    def _destage(self, now: float, start_ok: StartCheck | None, sizing: Sizing | None) -> bool:
+        """A stop the demand asks for. With the curves known, the set left must carry the
+        zone's need at the setpoint; where no stop leaves such a set, a smaller idle pump
+        takes a running one's place (one step down in size, the count unchanged), and
+        where none can, the set runs on: pressure above the setpoint costs energy, a set
+        too small for the flow costs the zone its water."""
+        if sizing is None:
+            return self._stop_one(now)
+        candidates = self._stop_candidates(now)
+        if not candidates:
+            return False
+        running = self._demand_pumps()
+        choice = sizing.best_stop(running, candidates)
+        if not self._mixed_sizes() or (
+            sizing.capacity([r for r in running if r is not choice]) >= sizing.needed
+        ):
+            # Equal pumps stage as they always have: on the demand alone.
+            self._stop(choice, now)
+            return True
+        if self.power_lost_since is not None or not self.station_can_start(now):
+            return False
+        idle = [
+            r
+            for r in sorted(self.pumps.values(), key=self._start_order)
+            if not r.on and r.can_start(now) and (start_ok is None or start_ok(r, False))
+        ]
+        before = sizing.capacity(running)
+        for out in candidates:
+            rest = [r for r in running if r is not out]
+            for into in idle:
+                if sizing.needed <= sizing.capacity([*rest, into]) < before - 1e-9:
+                    self._start(into, now)
+                    self._stop(out, now)
+                    # One step a time: the demand asks again after its stage-down delay.
+                    self.target = self.running()
+                    return True
+        return False
 
     def _count_target(self, now: float, demand: float, *, may_destage: bool) -> None:
         n = self.running()
@@ -609,7 +661,11 @@ class Stager:
             self._up_since = self._down_since = None
             self._stage(now, None, None)
         else:
-            self._count_target(now, directive.demand, may_destage=directive.may_destage)
+            if directive.restart and self.running() == 0 and self.available() > 0:
+                self.target = 1
+                self._up_since = self._down_since = None
+            else:
+                self._count_target(now, directive.demand, may_destage=directive.may_destage)
             self._stage(now, directive.start_ok, directive.sizing)
             self._exercise(now, directive.start_ok)
         # An exercise run ends on time, and at once when the station is not in automatic.
@@ -648,6 +704,6 @@ class Stager:
         self.target = min(self.target, self.available())
         while self.running() < self.target and self._start_one(now, start_ok, sizing):
             pass
-        while self.running() > self.target and self._stop_one(now, sizing):
+        while self.running() > self.target and self._destage(now, start_ok, sizing):
             pass
         self._alternate(now, start_ok, sizing)
