@@ -128,3 +128,34 @@ def test_acknowledging_a_lockout_never_restarts_a_pump_whose_fault_persists() ->
     tick(False)  # the motor protection is reset by hand: the acknowledged lockout goes
     assert core.stager.pumps["P1"].locked is None
     assert not core.alarms.is_active("pump_lockout_P1")
+
+
+def test_a_vessel_too_small_for_the_minimum_off_time_rests_the_low_flow_stop() -> None:
+    # Seen from outside: one 20 m3/h pump, a 0.02 m3/bar vessel, 30 s minimum off time.
+    # Each low-flow stop drained to the restart point in ~19 s; the pump could restart
+    # only at 30 s, 0.8 bar under the setpoint, every minute all night.
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    p1 = data["pumps"]["P1"]
+    p1.update({"rated_flow_m3h": 20, "rated_head_m": 25, "shutoff_head_m": 32,
+               "min_off_s": 30, "min_run_s": 30, "max_starts_per_hour": 10})  # fmt: skip
+    data["pumps"] = {"P1": p1}
+    data["control"]["staging"]["max_running"] = 1
+    data["protections"]["low_flow"] = {"flow_min_m3h": 6.0, "delay_s": 5, "band_bar": 0.4}
+    data.setdefault("simulation", {}).update(
+        {
+            "demand_peak_m3h": 18,
+            "demand_night_fraction": 0.15,
+            "leakage_m3h_at_3bar": 1.0,
+            "compliance_m3_per_bar": 0.02,
+        }
+    )
+    cfg = parse_config(yaml.safe_dump(data))
+    loop = ClosedLoop(cfg, start_hour=23.5)
+    loop.run(1800)
+    assert "low_flow" in loop.trace.state  # the stop was tried...
+    settled = len(loop.trace.t)
+    loop.run(1800)
+    band_low = cfg.control.setpoint_bar - cfg.protections.low_flow.band_bar / 2
+    # ...and once it proved too fast for the motor, the pump runs on: no sag, no cycling.
+    assert "low_flow" not in loop.trace.state[settled:]
+    assert min(loop.trace.pressure_bar[settled:]) > band_low - 0.1

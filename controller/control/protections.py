@@ -34,6 +34,10 @@ from controller.values import Reading
 DRY_RUN_HYSTERESIS_BAR = 0.1
 #: Starts kept in reserve: below this many left, the low-flow stop holds the last pump.
 LOW_FLOW_RESERVE_STARTS = 2
+#: After an off-cycle of the low-flow stop that drained to the restart point sooner than
+#: the pumps' minimum off time (a small vessel), the stop rests this long: the pump could
+#: not restart in time, and the zone sagged below the band until it could.
+LOW_FLOW_REST_S = 3600.0
 #: High-pressure trips within an hour that mean restarting is no use.
 REPEATED_TRIPS = 3
 HOUR_S = 3600.0
@@ -87,6 +91,8 @@ class Protections:
         self._dry_off = Timer()
         self._high_on = Timer()
         self._low_on = Timer()
+        self._low_stopped_at: float | None = None
+        self._low_rest_until = -math.inf
         self._trips: deque[float] = deque()
 
     def reconfigure(self, cfg: StationConfig) -> None:
@@ -231,17 +237,24 @@ class Protections:
             # The on/off cycling of the last pump costs a start per cycle: with the start
             # budget nearly spent the pump is held running instead, so the zone is never
             # left without a pump for want of starts (it restarts at setpoint - band/2).
+            # The same when the last off-cycle drained faster than a pump may stay off.
             low_flow = (
                 flow is not None
                 and flow < flow_min
                 and running == 1
                 and starts_left > LOW_FLOW_RESERVE_STARTS
+                and now >= self._low_rest_until
             )
             if self._low_on.held(low_flow, now, prot.low_flow.delay_s):
+                if not self.low_flow_stop:
+                    self._low_stopped_at = now
                 self.low_flow_stop = True
             if self.low_flow_stop and (
                 pressure is None or pressure < setpoint - prot.low_flow.band_bar / 2
             ):
                 self.low_flow_stop = False
+                min_off = max((p.min_off_s for p in self.cfg.pumps.values()), default=0.0)
+                if self._low_stopped_at is not None and now - self._low_stopped_at < min_off:
+                    self._low_rest_until = now + LOW_FLOW_REST_S
         else:
             self.low_flow_stop = False
