@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import Target, add_arguments, finish
 from controller.config import load_config
 from simulator.scenarios import Case, GeneratedStation, parse_events, reproducer, run_day, shrink
 from simulator.scenarios.invariants import Summary
@@ -95,6 +96,7 @@ def run_budget(
         "failures_by_kind": {k: len(v) for k, v in sorted(by_kind.items())},
         "failing_seeds_by_kind": dict(sorted(by_kind.items())),
         "ticks": sum(r["ticks"] for r in rows),
+        "day_cpu_s": round(sum(r["wall_s"] for r in rows), 1),
         "wall_s": round(time.perf_counter() - started, 1),
         "jobs": jobs,
         "seed": seed,
@@ -168,18 +170,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--log", type=Path, help="append each day here as JSON and skip days it already has"
     )
+    add_arguments(parser)
     args = parser.parse_args(argv)
     if args.script is not None:
         return script(args.script)
     if args.replay is not None:
         return replay(args.replay, args.hours, args.out, args.shrink_budget, args.kind)
     result = run_budget(args.days, args.seed, args.jobs, args.hours, args.time_limit, log=args.log)
-    print(json.dumps(result, indent=2))
-    for kind, seeds in result["failing_seeds_by_kind"].items():
+    seeds_by_kind: dict[str, list[int]] = result.pop("failing_seeds_by_kind")
+    result.pop("failures_by_kind")
+    result["commits"] = " ".join(result["commits"])
+    for kind, seeds in seeds_by_kind.items():
         for seed in seeds[: args.shrink]:
             case = Case.generate(seed, hours=args.hours)
             day, found = shrink(case.station, case.day, kind, budget_s=args.shrink_budget)
             print(reproducer(seed, case.station, day, found, hours=args.hours), file=sys.stderr)
+    table = [
+        {"invariant": kind, "failed_days": len(seeds), "first_seeds": " ".join(map(str, seeds[:5]))}
+        for kind, seeds in seeds_by_kind.items()
+    ]
+    targets = [Target("failed_days", "<=", 0, "issue 13: no invariant broken on main")]
+    command = "python -m bench.scenarios " + " ".join(sys.argv[1:] if argv is None else argv)
+    finish("scenarios", result, targets, args, command=command, tables={"failures": table})
     return 0
 
 
