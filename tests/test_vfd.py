@@ -230,3 +230,21 @@ def test_the_hand_over_waits_for_a_drive_slower_than_its_configured_ramp(
     loop.run(120)
     # Ending after the file's 5 s left the drive at 63 % and dipped to 2.72 bar.
     assert min(loop.trace.pressure_bar[first:]) >= cfg.control.setpoint_bar - 0.2
+
+
+def test_a_drive_trip_on_a_station_without_a_deadband_does_not_cycle_the_fixed_pumps(
+    cfg: StationConfig,
+) -> None:
+    # Seen from outside: a VFD station left at the default deadband 0 staged its fixed
+    # pumps on and off every ~90 s once the drive tripped, until they were out of starts.
+    pid = cfg.control.pid.model_copy(update={"deadband_bar": 0.0})
+    bare = cfg.model_copy(update={"control": cfg.control.model_copy(update={"pid": pid})})
+    loop = ClosedLoop(bare, start_hour=5.0, seed=3, faults=["drive_fault:P1@1800"])
+    loop.run(1800 + 3600)
+    after = {
+        name: [t for t in times if t > 1800 + 300]
+        for name, times in loop.station.start_times().items()
+    }
+    assert loop.core is not None
+    assert loop.core.stager.pumps["P1"].locked == "drive tripped"
+    assert max(max_starts_in_any_hour(ts) for ts in after.values()) <= 2, after

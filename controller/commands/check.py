@@ -70,18 +70,22 @@ def summary(cfg: StationConfig, path: str) -> str:
 
 def control_warnings(cfg: StationConfig) -> list[str]:
     """Settings that validate but that the field has shown to cost starts."""
+    from controller.control.drives import FALLBACK_DEADBAND_BAR
+
     out = []
     if cfg.control.pid.deadband_bar == 0 and len(cfg.pumps) > 1:
-        when = (
-            "while the drive is out (tripped or silent) the station stages fixed-speed pumps"
-            if any(p.vfd is not None for p in cfg.pumps.values())
-            else "the station stages fixed-speed pumps"
-        )
-        out.append(
-            f"control.pid.deadband_bar is 0: {when}, each stage lands in a band around the "
-            "setpoint and the integral stages a pump on and off until the start limits "
-            "stop it; set about half that band (0.3-0.5 bar on most stations)"
-        )
+        if any(p.vfd is not None for p in cfg.pumps.values()):
+            out.append(
+                "control.pid.deadband_bar is 0: while the drive is out (tripped or silent) "
+                f"the station stages fixed-speed pumps with {FALLBACK_DEADBAND_BAR} bar "
+                "instead; set about half this station's stage band (0.3-0.5 bar on most)"
+            )
+        else:
+            out.append(
+                "control.pid.deadband_bar is 0: fixed-speed pumps land in a band around "
+                "the setpoint and the integral stages a pump on and off until the start "
+                "limits stop it; set about half that band (0.3-0.5 bar on most stations)"
+            )
     return out
 
 

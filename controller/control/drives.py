@@ -24,6 +24,10 @@ HANDOVER_S = 2.0
 DESTAGE_HANDOVER_MAX_S = 10.0
 #: The lead drive is up to speed within this fraction of its full speed.
 UP_TO_SPEED = 0.95
+#: The fixed-speed deadband of a station with drives whose file leaves it at 0: once the
+#: drives are out, whole pumps land in a band around the setpoint, and without a
+#: deadband the integral stages a fixed pump on and off until the start limits stop it.
+FALLBACK_DEADBAND_BAR = 0.3
 
 
 class DriveCascade:
@@ -80,7 +84,12 @@ class DriveCascade:
     def deadband_bar(self, cfg: StationConfig) -> float:
         """The PID's deadband: continuous control with a drive leading; a deadband only
         for fixed-speed steps."""
-        return 0.0 if self.stager.lead_vfd else cfg.control.pid.deadband_bar
+        if self.stager.lead_vfd:
+            return 0.0
+        band = cfg.control.pid.deadband_bar
+        if band == 0 and len(cfg.pumps) > 1 and any(p.vfd for p in cfg.pumps.values()):
+            return FALLBACK_DEADBAND_BAR  # documented: "used only while the drive is out"
+        return band
 
     def running(self, relays: Mapping[str, bool]) -> list[str]:
         """The drives switched on, the lead (the first started) first."""
