@@ -35,7 +35,13 @@ SEED_STRIDE = 100_000
 
 def _one(args: tuple[int, float]) -> dict[str, Any]:
     seed, hours = args
-    case = Case.generate(seed, hours=hours)
+    try:
+        case = Case.generate(seed, hours=hours)
+    except Exception as exc:  # a finding of the generator's, not a reason to stop the run
+        detail = f"{type(exc).__name__}: {str(exc)[:300]}"
+        first = {"invalid_station": [0, detail]}
+        return {"seed": seed, "pumps": 0, "ticks": 0, "wall_s": 0.0,
+                "first": first, "counts": {"invalid_station": 1}}  # fmt: skip
     res = run_day(case.station, case.day)
     summary = Summary.of(res.violations)
     return {

@@ -40,3 +40,7 @@ class ConfigError(BoosterError):
             f"{file}: {count} error{'s' if count != 1 else ''}\n"
             + "\n".join(f"  {issue}" for issue in issues)
         )
+
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, list[ConfigIssue]]]:
+        # Picklable as raised (a worker process reports it to its pool intact).
+        return (type(self), (self.file, self.issues))

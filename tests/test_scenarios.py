@@ -414,3 +414,25 @@ def test_shrinking_cuts_the_day_and_drops_the_events_that_do_not_matter() -> Non
     same, none = shrink(case.station, day, "min_run", run=stand_in)
     assert none is None
     assert same == day
+
+
+def test_a_station_whose_tick_points_outrun_the_default_baud_gets_a_faster_bus() -> None:
+    # Seed 100117 of the large run: 8 block reads at 9 600 baud take ~330 ms against a
+    # 250 ms tick, which check refuses; the worker's ConfigError then could not even be
+    # unpickled by the pool, and the whole run stalled.
+    import pickle
+
+    from controller.config import parse_config
+    from controller.errors import ConfigError
+
+    case = Case.generate(100117, hours=1)
+    assert case.station.cfg.buses["rs485"].baudrate > 9600
+    parse_config(case.station.yaml_text, "again")  # the text written is the one that fits
+    slow = case.station.yaml_text.replace(
+        f"baudrate: {case.station.cfg.buses['rs485'].baudrate}", "baudrate: 9600"
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(slow, "slow")
+    again = pickle.loads(pickle.dumps(err.value))
+    assert isinstance(again, ConfigError)
+    assert str(again) == str(err.value)
