@@ -159,7 +159,7 @@ def _run(cfg: StationConfig, steps: list[tuple[float, Any, Any, Any, Any]]) -> N
                 assert core.protections.high, f"{pv_value} bar held above {cutout} bar"
             if core.protections.high:
                 assert not any(out.relays.values()), out.relays
-            json.dumps(core.snapshot(), allow_nan=False)
+            json.dumps(core.status(), allow_nan=False)
 
 
 @pytest.mark.parametrize("station", list(CONFIGS))

@@ -146,7 +146,7 @@ def test_a_word_an_enum_does_not_know_passes_through_and_the_schema_catches_it()
 
 def _uplink(core: ControlCore, buf: SampleBuffer) -> Uplink:
     cfg = load_config(EXAMPLE_CONFIG).uplink
-    return Uplink(cfg, site="bs01", buffer=buf, status=lambda: station_status(core.snapshot()),
+    return Uplink(cfg, site="bs01", buffer=buf, status=lambda: station_status(core.status()),
                   commands=None)  # fmt: skip
 
 
@@ -165,7 +165,7 @@ def test_the_status_validates_and_carries_what_the_core_reports(
     online = json.loads(uplink.status_payload(True))
     check("status.json", online)
     # The same keys, in the same order, as the core's own report under the head.
-    snap = json.loads(json.dumps(core.snapshot()))
+    snap = json.loads(json.dumps(core.status()))
     assert list(online) == ["online", "site", "version", "ts", *snap]
     assert {k: online[k] for k in snap} == snap
     assert online["pressure_management"]["schedule"][0]["days"] == ["sat"]

@@ -55,7 +55,7 @@ from controller.control.stager import (
     StopAll,
 )
 from controller.control.supervision import PowerWatch, ServiceWatch, guard_exercise
-from controller.values import BadReason, Reading
+from controller.values import BadReason, PumpInputs, Reading
 
 __all__ = [
     "MODES",
@@ -71,12 +71,6 @@ VFD_DESTAGE_MARGIN_BAR = 0.15
 #: fill may be burst; restarts that trip again and again mean a fault the control
 #: cannot fix.
 HOLD_OFF_UNTIL_ACK = ("filling_failed", "high_pressure_repeated")
-
-
-@dataclass(frozen=True, slots=True)
-class PumpInputs:
-    feedback: bool | None  # None: no run-feedback input configured
-    fault: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,7 +482,8 @@ class ControlCore:
         self.drives.reconfigure(cfg, now)
         self.relays = {name: rec.on for name, rec in self.stager.pumps.items()}
 
-    def snapshot(self) -> dict[str, Any]:
+    def status(self) -> dict[str, Any]:
+        """The core's status as a dict (``controller.state.build.station_status`` types it)."""
         now = self._last if self._last is not None else 0.0
         speeds = self.drives.speeds
         pumps = {}

@@ -75,7 +75,7 @@ def _tokens(loop: ClosedLoop, t: float) -> frozenset[str]:
 
 def _json_error(core: ControlCore, loop: ClosedLoop, out: ControlOutputs) -> str | None:
     try:
-        json.dumps(core.snapshot(), allow_nan=False)
+        json.dumps(core.status(), allow_nan=False)
     except ValueError as exc:
         return f"status snapshot is not strict JSON: {exc}"
     readings = loop.loop.readings
