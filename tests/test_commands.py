@@ -261,6 +261,8 @@ def test_a_realistic_pressure_management_command_is_not_too_deep() -> None:
 class Exploding:
     """A target with a bug: every command raises something no validation foresaw."""
 
+    control = CFG.control
+
     def set_setpoint(self, bar: float) -> None:
         raise ZeroDivisionError("float division by zero")
 

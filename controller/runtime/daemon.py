@@ -21,7 +21,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ from controller.aio import wait_any, wait_event
 from controller.audit import AuditLog
 from controller.config import ConfigError, StationConfig
 from controller.config.isolated import load_config_isolated
+from controller.config.schema import ControlConfig, PressureManagementConfig
 from controller.control.core import ControlCore, ControlOutputs
 from controller.dashboard import headline
 from controller.errors import BoosterError
@@ -102,6 +103,10 @@ class DurableCommandTarget:
         self.core = core
         self.save = save
 
+    @property
+    def control(self) -> ControlConfig:
+        return self.core.control
+
     def set_setpoint(self, bar: float) -> None:
         self.core.set_setpoint(bar)
         self.save()
@@ -117,8 +122,8 @@ class DurableCommandTarget:
     def ack(self, alarm_id: str | None = None) -> list[str]:
         return self.core.ack(alarm_id)
 
-    def set_pressure_management(self, data: Mapping[str, Any] | None) -> None:
-        self.core.set_pressure_management(data)
+    def set_pressure_management(self, pm: PressureManagementConfig | None) -> None:
+        self.core.set_pressure_management(pm)
 
 
 class Daemon:
