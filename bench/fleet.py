@@ -90,7 +90,7 @@ async def worker(first: int, count: int, scheme: str, port: int, state: Path) ->
         if scheme == "sparkplug":
             core = loop.core
             assert core is not None
-            uplink = SparkplugNode(cfg, buffer=buffer, status=core.snapshot, commands=None)
+            uplink = SparkplugNode(cfg, buffer=buffer, status=core.status, commands=None)
         else:
             uplink = Uplink(cfg.uplink, site=cfg.site.id, buffer=buffer, status=dict,
                             commands=None)  # fmt: skip

@@ -105,9 +105,9 @@ def run(number: int) -> dict[str, Any]:
         "encode_us": best_us(lambda: encode(make_sample(readings, out, pumps)), number),
         "tick_us": best_us(tick, max(1, number // 4)),
         "status_typed_us": best_us(
-            lambda: dumps(to_json(station_status(core.snapshot()))), max(1, number // 10)
+            lambda: dumps(to_json(station_status(core.status()))), max(1, number // 10)
         ),
-        "status_dict_us": best_us(lambda: dumps(core.snapshot()), max(1, number // 10)),
+        "status_dict_us": best_us(lambda: dumps(core.status()), max(1, number // 10)),
         "alarm_event_us": best_us(lambda: dumpb(to_json(alarm_event(event))), number),
     }
     extra = figures["sample_typed_us"] - figures["sample_dict_us"]

@@ -27,7 +27,7 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 
 def _status(given: LocalStatus | Mapping[str, Any]) -> LocalStatus:
-    """A dict (the demo's ``status_snapshot``, or a status from another release) read
+    """A dict (the demo's ``local_status_json``, or a status from another release) read
     into the model: what it lacks shows as "-"."""
     return given if isinstance(given, LocalStatus) else read(LocalStatus, given)
 

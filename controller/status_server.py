@@ -27,7 +27,7 @@ from controller.telemetry.encoding import dumps
 log = get_logger(__name__)
 
 #: What the socket answers a status request with: the model, or its JSON (the daemon's
-#: ``status_snapshot``, which the demo extends).
+#: ``local_status_json``, which the demo extends).
 StatusView = LocalStatus | Mapping[str, Any]
 CommandHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 MAX_REQUEST_BYTES = 64 * 1024

@@ -28,6 +28,15 @@ class BadReason(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class PumpInputs:
+    """One pump's digital inputs as read from its GPIO lines (``drivers.gpio.factory.PumpIO``),
+    as the control core receives them. The relay is an output: ``PumpIO.states()``."""
+
+    feedback: bool | None  # None: no run-feedback input configured
+    fault: bool  # motor protection tripped; False when the pump has no fault input
+
+
+@dataclass(frozen=True, slots=True)
 class Reading:
     """One point's latest value. ``value`` is None exactly when quality is bad.
 

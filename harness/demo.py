@@ -22,7 +22,7 @@ from typing import Any
 from controller.aio import wait_event
 from controller.config.schema import HmiConfig, StationConfig
 from controller.dashboard import headline, render
-from controller.runtime.assembly import Source
+from controller.runtime.assembly import ValueSource
 from controller.runtime.daemon import EXIT_OK, Daemon
 from controller.telemetry.buffer import utc_iso
 from controller.telemetry.uplink import Uplink
@@ -255,7 +255,7 @@ def build_demo(cfg: StationConfig, options: DemoOptions) -> Demo:
     )
     demo = Demo(plant, pacer, options)
 
-    def make_source(station_cfg: StationConfig) -> Source:
+    def make_source(station_cfg: StationConfig) -> ValueSource:
         if station_cfg is not cfg:  # a reload with new buses: a register image to match
             plant.source = SimSource(station_cfg, plant.station)
         return plant.source
@@ -299,7 +299,7 @@ async def run_demo(cfg: StationConfig, options: DemoOptions) -> int:
         dashboard.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await dashboard
-    print(headline(demo.daemon.status_snapshot()))
+    print(headline(demo.daemon.local_status_json()))
     if code == EXIT_OK and demo.undelivered:
         return EXIT_UNDELIVERED
     return code
@@ -322,11 +322,11 @@ async def _dashboard(demo: Demo) -> None:
     if demo.options.live:
         from rich.live import Live
 
-        with Live(render(demo.daemon.status_snapshot()), refresh_per_second=4,
+        with Live(render(demo.daemon.local_status_json()), refresh_per_second=4,
                   screen=False) as live:  # fmt: skip
             while True:
                 await asyncio.sleep(0.25)
-                live.update(render(demo.daemon.status_snapshot()))
+                live.update(render(demo.daemon.local_status_json()))
     else:
         last_minute = -1
         while True:
@@ -338,6 +338,6 @@ async def _dashboard(demo: Demo) -> None:
                 line = (
                     "controller off: power cut without a UPS"
                     if demo.pacer.power_lost.is_set()
-                    else headline(demo.daemon.status_snapshot())
+                    else headline(demo.daemon.local_status_json())
                 )
                 print(f"{sim['time']}  {line}", flush=True)

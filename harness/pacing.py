@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from controller.aio import wait_event
-from controller.runtime.assembly import Source
+from controller.runtime.assembly import ValueSource
 from controller.runtime.loop import ControlLoop
 from simulator.station import SimStation
 
@@ -58,7 +58,7 @@ class SimulatedTime:
     def wall(self) -> float:
         return self.start_epoch + float(self.station.t)
 
-    async def run_source(self, source: Source, stop: asyncio.Event) -> None:
+    async def run_source(self, source: ValueSource, stop: asyncio.Event) -> None:
         await stop.wait()  # run_loop steps the plant; the loop reads the source itself
 
     async def run_loop(self, loop: ControlLoop, stop: asyncio.Event) -> None:

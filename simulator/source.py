@@ -22,7 +22,7 @@ from simulator.station import SimStation
 
 
 class SimSource:
-    """``snapshot()`` like ``drivers.modbus.acquisition.Acquisition``, from a SimStation."""
+    """``read_all()`` like ``drivers.modbus.acquisition.Acquisition``, from a SimStation."""
 
     def __init__(self, cfg: StationConfig, station: SimStation) -> None:
         self.cfg = cfg
@@ -99,7 +99,7 @@ class SimSource:
         detail = f"{fault_detail(kind, exception_code=code)} (simulated)"
         return Reading.bad(name, unit, FAULT_QUALITY[kind], detail, t_mono=t)
 
-    def snapshot(self) -> dict[str, Reading]:
+    def read_all(self) -> dict[str, Reading]:
         """Every point as acquisition would have read it just now."""
         self.publish()
         station = self.station

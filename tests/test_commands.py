@@ -186,7 +186,7 @@ def test_scada_changes_the_pressure_management_with_the_same_validation() -> Non
         "flow_compensation": {"flow_design_m3h": 60, "k_bar": 0.5, "exponent": 1.5},
     }
     assert send(proc, "pressure_management", id="pm1", pressure_management=pm)["ok"] is True
-    snap = core.snapshot()["pressure_management"]
+    snap = core.status()["pressure_management"]
     assert snap["schedule"][1]["setpoint_bar"] == 2.2
     assert core.manager.scheduled(0, 23.5) == 2.2
     bad_time = {"schedule": [{"at": "24:00", "setpoint_bar": 3.0}]}
@@ -196,9 +196,9 @@ def test_scada_changes_the_pressure_management_with_the_same_validation() -> Non
     reply = send(proc, "pressure_management", id="pm3", pressure_management=low)
     assert "outside the allowed" in reply["error"]
     assert "is required" in send(proc, "pressure_management", id="pm4")["error"]
-    assert core.snapshot()["pressure_management"]["schedule"][1]["setpoint_bar"] == 2.2
+    assert core.status()["pressure_management"]["schedule"][1]["setpoint_bar"] == 2.2
     assert send(proc, "pressure_management", id="pm5", pressure_management=None)["ok"]
-    assert core.snapshot()["pressure_management"] is None
+    assert core.status()["pressure_management"] is None
 
 
 # -- hostile payloads: refused with a reason, never an exception --------------------------
@@ -260,6 +260,8 @@ def test_a_realistic_pressure_management_command_is_not_too_deep() -> None:
 
 class Exploding:
     """A target with a bug: every command raises something no validation foresaw."""
+
+    control = CFG.control
 
     def set_setpoint(self, bar: float) -> None:
         raise ZeroDivisionError("float division by zero")

@@ -30,6 +30,7 @@ from controller.config import load_config
 from controller.config.schema import PressureManagementConfig, StationConfig
 from controller.control.core import CommandRejected, ControlCore, PumpInputs
 from controller.control.setpoint import SetpointManager
+from controller.telemetry.commands import valid_mode, valid_pressure_management, valid_setpoint
 from controller.values import BadReason, Quality, Reading
 from tests.conftest import EXAMPLE_CONFIG, VFD_CONFIG
 
@@ -108,16 +109,17 @@ def _reading(name: str, unit: str, value: float | None) -> Reading:
 def _apply(core: ControlCore, cmd: tuple[str, Any]) -> None:
     name, arg = cmd
     try:
+        # Validated as the command processor validates every command, then carried out.
         if name == "setpoint":
-            core.set_setpoint(arg)
+            core.set_setpoint(valid_setpoint(arg, core.control))
         elif name == "mode":
-            core.set_mode(arg)
+            core.set_mode(valid_mode(arg))
         elif name == "pump":
             core.pump(*arg)
         elif name == "ack":
             core.ack(arg)
         else:
-            core.set_pressure_management(arg)
+            core.set_pressure_management(valid_pressure_management(arg, core.control))
     except CommandRejected:
         pass  # refused with a reason: what a hostile command should get
 
@@ -159,7 +161,7 @@ def _run(cfg: StationConfig, steps: list[tuple[float, Any, Any, Any, Any]]) -> N
                 assert core.protections.high, f"{pv_value} bar held above {cutout} bar"
             if core.protections.high:
                 assert not any(out.relays.values()), out.relays
-            json.dumps(core.snapshot(), allow_nan=False)
+            json.dumps(core.status(), allow_nan=False)
 
 
 @pytest.mark.parametrize("station", list(CONFIGS))
@@ -181,12 +183,12 @@ def test_the_commands_seen_in_the_field_leave_the_cutout_armed(station: str) -> 
         "ramp_bar_per_min": math.inf,
     }
     with pytest.raises(CommandRejected, match="finite"):
-        core.set_pressure_management(attack)
+        valid_pressure_management(attack, core.control)
     with pytest.raises(CommandRejected):
-        core.set_pressure_management({"ramp_bar_per_min": 1e-300})
+        valid_pressure_management({"ramp_bar_per_min": 1e-300}, core.control)
     with pytest.raises(CommandRejected):
-        core.set_pressure_management(
-            {"schedule": [{"at": "01:00", "setpoint_bar": 2.0, "days": []}]}
+        valid_pressure_management(
+            {"schedule": [{"at": "01:00", "setpoint_bar": 2.0, "days": []}]}, core.control
         )
     # Held at 8 bar with pumps running: the cutout trips after its delay and stays.
     _run(cfg, [(120.0, 2.0, 1.0, 0.0, None), (60.0, 8.0, 1.0, 0.0, None)])

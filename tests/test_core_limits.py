@@ -129,14 +129,14 @@ def test_status_shows_the_pid_terms_for_tuning() -> None:
     proportional part pushes up, and the three add up to the demand shown."""
     cfg = CONFIGS["relays"]
     core = ControlCore(cfg, now=0.0)
-    before = core.snapshot()["pid"]
+    before = core.status()["pid"]
     assert before == {"p": 0.0, "i": 0.0, "d": 0.0}
     none = {n: PumpInputs(feedback=None, fault=False) for n in cfg.pumps}
     now = 0.0
     while now < cfg.protections.power_on_delay_s + 30:
         now += 1.0
         core.step(now, _readings("relays", 1.5, 20.0, "ok"), none)
-    status = core.snapshot()
+    status = core.status()
     terms = status["pid"]
     assert set(terms) == {"p", "i", "d"}
     assert terms["p"] > 0  # 1.5 bar against a 3.0 bar setpoint

@@ -58,7 +58,7 @@ async def test_acquisition_and_the_simulated_source_agree(
 
     station = _station(cfg, fault)
     source = SimSource(cfg, station)
-    simulated: Reading = source.snapshot()[point]
+    simulated: Reading = source.read_all()[point]
 
     def faults(slave_id: int) -> SlaveFault | None:
         mode = station.slave_fault(bus_name, slave_id)
@@ -80,4 +80,4 @@ async def test_acquisition_and_the_simulated_source_agree(
         assert fault_detail(fault, exception_code=CODE) in simulated.detail
     # The other slaves answer in both.
     other = next(n for n, (dev, _) in cfg.points().items() if dev != DEVICE)
-    assert source.snapshot()[other].good
+    assert source.read_all()[other].good

@@ -17,9 +17,10 @@ import pytest
 
 from controller.config import load_config
 from controller.config.schema import GpioConfig
+from controller.values import PumpInputs
 from drivers.gpio.base import GpioBackend
 from drivers.gpio.errors import GpioError
-from drivers.gpio.factory import BACKENDS, PumpIO, PumpReading, backend_key, open_backend
+from drivers.gpio.factory import BACKENDS, PumpIO, backend_key, open_backend
 from drivers.gpio.gpiod_backend import GpiodBackend
 from drivers.gpio.sim import SimGpio
 from tests.conftest import EXAMPLE_CONFIG
@@ -328,7 +329,7 @@ def test_pump_io_claims_every_relay_off_and_reads_the_inputs(pi5: FakeGpiod) -> 
     io = PumpIO(GpiodBackend(), CFG.pumps)
     assert relay_levels(pi5) == [("GPIO17", 1), ("GPIO27", 1), ("GPIO24", 1)]
     pi5.drive("GPIO22", True)  # P1's contactor closed (inputs are active high here)
-    assert io.read_all()["P1"] == PumpReading(relay=False, feedback=True, fault=False)
+    assert io.inputs()["P1"] == PumpInputs(feedback=True, fault=False)
     assert io.states() == {"P1": False, "P2": False, "P3": False}
 
 

@@ -323,7 +323,7 @@ async def test_hmi_serves_tls_with_its_certificate_and_a_secure_cookie(tmp_path:
     server = HmiServer(
         hmi_cfg,
         station=lambda: station,
-        snapshot=lambda: dict(core.snapshot(), values={}),
+        snapshot=lambda: dict(core.status(), values={}),
         commands=CommandProcessor(core),
         audit=AuditLog(tmp_path / "audit.jsonl"),
         history=History(tmp_path / "h.sqlite3"),

@@ -182,7 +182,7 @@ async def test_poison_retained_and_oversize_commands_leave_telemetry_and_status_
     await buf.open()
     cfg = UplinkConfig(host="127.0.0.1", port=broker.port, topic_prefix=topic_root,
                        protocol=protocol, reconnect_max_s=0.5)  # type: ignore[arg-type]  # fmt: skip
-    uplink = Uplink(cfg, site=SITE, buffer=buf, status=core.snapshot, commands=commands)
+    uplink = Uplink(cfg, site=SITE, buffer=buf, status=core.status, commands=commands)
     telemetry = Subscriber(broker.port, f"{base}/telemetry", tmp_path / f"tel-{protocol}.txt")
     status = Subscriber(broker.port, f"{base}/status", tmp_path / f"status-{protocol}.txt")
     results = Subscriber(broker.port, f"{base}/cmd/+/result", tmp_path / f"res-{protocol}.txt")
@@ -300,7 +300,7 @@ async def test_mqtt_3_1_1_drops_the_link_rather_than_read_a_frame_above_the_read
     await buf.open()
     cfg = UplinkConfig(host="127.0.0.1", port=broker.port, topic_prefix=topic_root,
                        protocol="3.1.1", reconnect_max_s=0.5)  # fmt: skip
-    uplink = Uplink(cfg, site=SITE, buffer=buf, status=core.snapshot, commands=commands)
+    uplink = Uplink(cfg, site=SITE, buffer=buf, status=core.status, commands=commands)
     results = Subscriber(broker.port, f"{base}/cmd/+/result", tmp_path / "res-guard.txt")
     stop = asyncio.Event()
     task = asyncio.create_task(uplink.run(stop))

@@ -134,7 +134,7 @@ async def test_silent_slave_leaves_the_others_on_time_and_recovers(bench: Bench)
     poller = acq.pollers[0]
     dead = 2
     try:
-        await _wait(lambda: acq.snapshot()["flow"].good, 10)
+        await _wait(lambda: acq.read_all()["flow"].good, 10)
         bench.faults[dead] = SlaveFault("silent")
         await _wait(lambda: poller.slaves[dead].errors.get("timeout", 0) >= 1, 10)
         first_failure = acq.clock()
@@ -156,14 +156,14 @@ async def test_silent_slave_leaves_the_others_on_time_and_recovers(bench: Bench)
             gaps = [b - a for a, b in itertools.pairwise(stamps)]
             assert len(gaps) >= 5, "the live slave was not polled"
             assert max(gaps) <= tick + (1 + bus.retries) * bus.timeout_s + 0.1, gaps
-        assert acq.snapshot()["discharge_pressure"].good
-        assert acq.snapshot()["flow"].reason is BadReason.TIMEOUT
+        assert acq.read_all()["discharge_pressure"].good
+        assert acq.read_all()["flow"].reason is BadReason.TIMEOUT
         # Waiting out a backoff window is sleeping, not spinning: about one pass per tick.
         assert poller.passes <= 2 * (acq.clock() - first_failure) / tick + 20
         # Recovery at the next probe.
         bench.faults.pop(dead)
-        await _wait(lambda: acq.snapshot()["flow"].good, bus.backoff_s + 5)
-        assert acq.snapshot()["flow"].value == pytest.approx(42.25)
+        await _wait(lambda: acq.read_all()["flow"].good, bus.backoff_s + 5)
+        assert acq.read_all()["flow"].value == pytest.approx(42.25)
     finally:
         stop.set()
         await runner
@@ -236,7 +236,7 @@ async def test_a_queued_write_reaches_the_slave_before_the_next_reads(bench: Ben
         acq.write("int32_CDAB", -42)  # two registers: function 16
         acq.write("int16_ABCD", 21.0)  # one register (input kind here: the slave refuses)
         await acq.poll_due()
-        snap = acq.snapshot()
+        snap = acq.read_all()
     finally:
         await acq.close()
     assert snap["int32_CDAB"].value == -42

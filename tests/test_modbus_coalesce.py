@@ -123,7 +123,7 @@ async def test_adjacent_blocks_of_two_poll_classes_due_together_take_one_request
     assert sorted((r.slave_id, r.start, r.count) for r in reads) == [
         (1, 0, 3), (1, 40, 1), (2, 4112, 4),
     ]  # fmt: skip
-    snap = line.acq.snapshot()
+    snap = line.acq.read_all()
     assert snap["inlet_temperature"].value == pytest.approx(28.5)
     assert snap["volume_total"].value == pytest.approx(VOLUME)
     assert snap["suction_pressure"].value == pytest.approx(SUCTION)
@@ -147,7 +147,7 @@ async def test_a_block_falling_due_before_the_next_pass_rides_along(make_line: A
     # fast block are read now; the far one waits for its own time (no read of its own
     # goes out early).
     assert await line.pass_at(0.5) == 2
-    assert line.acq.snapshot()["inlet_temperature"].value == pytest.approx(30.0)
+    assert line.acq.read_all()["inlet_temperature"].value == pytest.approx(30.0)
     # Their schedule keeps its rate: next due 1.4 (before the pass at 1.5), not 1.2.
     assert poller.next_due[1] == pytest.approx(1000.0 + 1.4)
     assert await line.pass_at(1.0) == 3
@@ -161,7 +161,7 @@ async def test_a_garbled_read_marks_only_its_own_points_bad(make_line: Any) -> N
     await line.pass_at(0.0)
     line.slave.garble = 0  # the AI module's read of 0-2: garbage, every repeat
     await line.pass_at(1.0)
-    snap = line.acq.snapshot()
+    snap = line.acq.read_all()
     for name in ("suction_pressure", "discharge_pressure", "inlet_temperature"):
         reading = line.acq.pollers[0].readings[name]
         assert reading.reason is BadReason.FRAMING, reading
@@ -194,14 +194,14 @@ async def test_a_slave_refusing_a_coalesced_read_has_its_blocks_read_apart(
     line: Line = await make_line(slow_s=1.0, inlet_address=3)  # register 2: a hole
     poller = line.acq.pollers[0]
     assert await line.pass_at(0.0) == 1 + 2 + 1 + 1  # refused 0-3, then 0-1 and 3 apart
-    snap = line.acq.snapshot()
+    snap = line.acq.read_all()
     assert snap["suction_pressure"].value == pytest.approx(SUCTION)
     assert snap["inlet_temperature"].value == pytest.approx(28.5)
     stats = poller.slaves[1]
     assert stats.errors == {}
     # From now on apart: 2 requests for the AI module's near blocks, no refusal.
     assert await line.pass_at(1.0) == 2 + 1 + 1
-    assert line.acq.snapshot()["inlet_temperature"].good
+    assert line.acq.read_all()["inlet_temperature"].good
 
 
 def _block(slave_id: int, kind: str, start: int, count: int) -> Block:

@@ -122,10 +122,10 @@ async def test_a_reply_with_another_function_code_is_rejected(line: Line) -> Non
     line.slave.tamper = as_function_4
     acq = await _poll_once(line.cfg)
     try:
-        flow = acq.snapshot()["flow"]
+        flow = acq.read_all()["flow"]
         assert flow.reason is BadReason.FRAMING
         assert "function 4, asked 3" in flow.detail
-        assert acq.snapshot()["suction_pressure"].good
+        assert acq.read_all()["suction_pressure"].good
         # It answered: garbled, but alive; not a reason to leave it alone.
         assert not _slave_stats(acq, 2).backing_off
     finally:
@@ -144,7 +144,7 @@ async def test_a_late_reply_from_another_slave_is_dropped_and_the_right_one_take
     line.slave.tamper = late_reply_first
     acq = await _poll_once(line.cfg)
     try:
-        assert acq.snapshot()["flow"].value == pytest.approx(FLOW)
+        assert acq.read_all()["flow"].value == pytest.approx(FLOW)
         assert _slave_stats(acq, 2).line_errors == {}
     finally:
         await acq.close()
@@ -160,7 +160,7 @@ async def test_only_a_reply_from_another_slave_means_no_answer_and_keeps_it(
     line.slave.tamper = someone_else
     acq = await _poll_once(line.cfg)
     try:
-        flow = acq.snapshot()["flow"]
+        flow = acq.read_all()["flow"]
         assert flow.reason is BadReason.TIMEOUT
         assert "dropped a reply from slave 7" in flow.detail
         assert flow.value is None
@@ -179,7 +179,7 @@ async def test_a_reply_of_the_wrong_length_is_rejected(line: Line) -> None:
     line.slave.tamper = one_register_short
     acq = await _poll_once(line.cfg)
     try:
-        flow = acq.snapshot()["flow"]
+        flow = acq.read_all()["flow"]
         assert flow.reason is BadReason.FRAMING
         assert "bytes" in flow.detail
     finally:
@@ -197,7 +197,7 @@ async def test_stale_bytes_on_the_line_are_discarded_before_a_request(
     await acq.start()
     try:
         await acq.poll_due()
-        assert acq.snapshot()["suction_pressure"].value == pytest.approx(SUCTION)
+        assert acq.read_all()["suction_pressure"].value == pytest.approx(SUCTION)
         # "An earlier answer" of slave 1's first block: 12000 counts = 5.0 bar on both.
         stale = with_crc(bytes((1, 4, 4)) + struct.pack(">HH", 12000, 12000))
         assert line.slave._fd is not None
@@ -207,7 +207,7 @@ async def test_stale_bytes_on_the_line_are_discarded_before_a_request(
         clock.t += 1.0
         line.image.set_value("suction_pressure", 1.5)
         await acq.poll_due()
-        assert acq.snapshot()["suction_pressure"].value == pytest.approx(1.5)
+        assert acq.read_all()["suction_pressure"].value == pytest.approx(1.5)
         assert _slave_stats(acq, 1).line_errors == {}
     finally:
         await acq.close()
@@ -229,7 +229,7 @@ async def test_retry_then_success_counts_no_failure(line: Line) -> None:
     line.slave.tamper = corrupt_once
     acq = await _poll_once(line.cfg)
     try:
-        flow = acq.snapshot()["flow"]
+        flow = acq.read_all()["flow"]
         assert flow.good
         assert not flow.held
         assert flow.value == pytest.approx(FLOW)
@@ -258,7 +258,7 @@ async def test_with_retries_0_one_corrupted_reply_fails_the_poll_but_backs_nothi
         ln.faults.clear()
         clock.t += cfg.control.tick_s  # the next tick, well inside backoff_s
         await acq.poll_due()
-        assert acq.snapshot()["flow"].value == pytest.approx(FLOW)
+        assert acq.read_all()["flow"].value == pytest.approx(FLOW)
     finally:
         await acq.close()
         await ln.slave.close()
@@ -278,7 +278,7 @@ async def test_corrupted_answers_never_back_a_slave_off(line: Line) -> None:
         assert not stats.backing_off
         assert stats.failures_in_row == 5  # polled every tick, each poll failed
         assert stats.requests == 10  # and each one was repeated once
-        assert acq.snapshot()["flow"].reason is BadReason.FRAMING
+        assert acq.read_all()["flow"].reason is BadReason.FRAMING
     finally:
         await acq.close()
 
@@ -315,7 +315,7 @@ async def test_backoff_only_after_consecutive_silences(
         requests = stats.requests
         await acq.poll_due()  # inside the window: the slave is left alone
         assert stats.requests == requests
-        assert acq.snapshot()["discharge_pressure"].good
+        assert acq.read_all()["discharge_pressure"].good
     finally:
         await acq.close()
         await ln.slave.close()
@@ -339,23 +339,23 @@ async def test_a_failed_poll_holds_the_last_good_value_then_turns_bad(
         ln.faults[1] = SlaveFault("bad_crc")
         clock.t += 0.5
         await acq.poll_due()
-        held = acq.snapshot()["suction_pressure"]
+        held = acq.read_all()["suction_pressure"]
         assert held.good
         assert held.held
         assert held.value == pytest.approx(SUCTION)
         assert held.reason is BadReason.FRAMING
         assert held.as_dict()["held"] is True
         clock.t = good_at + 2.0  # still within hold_s
-        assert acq.snapshot()["suction_pressure"].held
+        assert acq.read_all()["suction_pressure"].held
         clock.t = good_at + 2.01
-        bad = acq.snapshot()["suction_pressure"]
+        bad = acq.read_all()["suction_pressure"]
         assert not bad.good
         assert bad.reason is BadReason.FRAMING
         assert "CRC error" in bad.detail
         # A fresh good read ends it.
         ln.faults.clear()
         await acq.poll_due()
-        fresh = acq.snapshot()["suction_pressure"]
+        fresh = acq.read_all()["suction_pressure"]
         assert fresh.good
         assert not fresh.held
     finally:
@@ -390,12 +390,12 @@ async def test_implausible_jump_and_a_totaliser_going_back_are_bad_not_good(
     await acq.start()
     try:
         await acq.poll_due()
-        assert acq.snapshot()["panel_temperature"].value == pytest.approx(30.0)
+        assert acq.read_all()["panel_temperature"].value == pytest.approx(30.0)
         ln.image.set_value("panel_temperature", 1666.6)
         ln.image.set_value("volume_total", 1200.0)
         clock.t += 0.5
         await acq.poll_due()
-        snap = acq.snapshot()
+        snap = acq.read_all()
         temp, total = snap["panel_temperature"], snap["volume_total"]
         assert temp.reason is BadReason.IMPLAUSIBLE, temp
         assert "max_rate_per_s 1" in temp.detail
@@ -406,7 +406,7 @@ async def test_implausible_jump_and_a_totaliser_going_back_are_bad_not_good(
         ln.image.set_value("volume_total", 1234.6)
         clock.t += 0.5
         await acq.poll_due()
-        snap = acq.snapshot()
+        snap = acq.read_all()
         assert snap["panel_temperature"].value == pytest.approx(30.4)
         assert snap["volume_total"].value == pytest.approx(1234.6)
     finally:
@@ -430,7 +430,7 @@ async def test_local_echo_is_read_back_and_dropped(
         ln = await _line(cfg, relay.slave_port)
         acq = await _poll_once(cfg)
         try:
-            snap = acq.snapshot()
+            snap = acq.read_all()
         finally:
             await acq.close()
             await ln.slave.close()
@@ -538,7 +538,7 @@ async def test_late_and_duplicated_replies_are_never_taken_for_another_request(
             for _ in range(40):
                 await acq.poll_due()
                 clock.t += cfg.control.tick_s
-                snap = acq.snapshot()
+                snap = acq.read_all()
                 for name, value in want.items():
                     if snap[name].good:
                         good += 1
@@ -580,7 +580,7 @@ async def test_a_stray_byte_before_the_answer_does_not_lose_it(line: Line, stray
     line.slave.tamper = stray_first
     acq = await _poll_once(line.cfg)
     try:
-        assert acq.snapshot()["flow"].value == pytest.approx(FLOW)
+        assert acq.read_all()["flow"].value == pytest.approx(FLOW)
         assert _slave_stats(acq, 2).line_errors == {}
     finally:
         await acq.close()

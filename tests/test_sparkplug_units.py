@@ -181,12 +181,12 @@ def test_pressure_management_and_acknowledge_writes_reach_the_core() -> None:
                         {"name": "Alarms/Acknowledge", "string_value": ""}), topic="t")  # fmt: skip
     assert [r["ok"] for r in out.results] == [True, True], out.results
     assert out.results[1]["acknowledged"] == []
-    managed = core.snapshot()["pressure_management"]
+    managed = core.status()["pressure_management"]
     assert managed is not None
     assert managed["schedule"][0]["setpoint_bar"] == 2.2
     out = h.handle(ncmd({"name": "Control/Pressure Management", "string_value": ""}), topic="t")
     assert out.results[0]["ok"] is True
-    assert core.snapshot()["pressure_management"] is None
+    assert core.status()["pressure_management"] is None
 
 
 def test_primary_host_state_follows_the_timestamp_rule_and_survives_garbage(

@@ -15,6 +15,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from controller.config import load_config
+from controller.config.schema import PressureManagementConfig
 from controller.control.alarms import AlarmEvent as ControlAlarmEvent
 from controller.control.core import ControlCore, ControlOutputs, PumpInputs
 from controller.dashboard import headline, render
@@ -146,7 +147,7 @@ def test_a_word_an_enum_does_not_know_passes_through_and_the_schema_catches_it()
 
 def _uplink(core: ControlCore, buf: SampleBuffer) -> Uplink:
     cfg = load_config(EXAMPLE_CONFIG).uplink
-    return Uplink(cfg, site="bs01", buffer=buf, status=lambda: station_status(core.snapshot()),
+    return Uplink(cfg, site="bs01", buffer=buf, status=lambda: station_status(core.status()),
                   commands=None)  # fmt: skip
 
 
@@ -159,13 +160,15 @@ def test_the_status_validates_and_carries_what_the_core_reports(
     for t in range(20):
         core.step(float(t), readings, {})
     core.set_pressure_management(
-        {"schedule": [{"at": "23:00", "setpoint_bar": 2.2, "days": ["sat"]}]}
+        PressureManagementConfig.model_validate(
+            {"schedule": [{"at": "23:00", "setpoint_bar": 2.2, "days": ["sat"]}]}
+        )
     )
     uplink = _uplink(core, SampleBuffer(tmp_path / "b.sqlite3", site="bs01"))
     online = json.loads(uplink.status_payload(True))
     check("status.json", online)
     # The same keys, in the same order, as the core's own report under the head.
-    snap = json.loads(json.dumps(core.snapshot()))
+    snap = json.loads(json.dumps(core.status()))
     assert list(online) == ["online", "site", "version", "ts", *snap]
     assert {k: online[k] for k in snap} == snap
     assert online["pressure_management"]["schedule"][0]["days"] == ["sat"]
@@ -194,6 +197,7 @@ def test_alarm_events_validate_as_published(tmp_path: Path) -> None:
 class _Target:
     def __init__(self) -> None:
         self.mode = "auto"
+        self.control = load_config(EXAMPLE_CONFIG).control
 
     def set_setpoint(self, bar: float) -> None:
         if bar > 4.5:

@@ -311,7 +311,7 @@ async def test_commands_are_answered_and_alarms_sent_also_after_a_reconnect(
     cfg = UplinkConfig(host="127.0.0.1", port=broker.port, topic_prefix=topic_root,
                        protocol=protocol, reconnect_max_s=0.5)  # type: ignore[arg-type]  # fmt: skip
     uplink = Uplink(cfg, site=SITE, buffer=buf, commands=commands,
-                    status=lambda: station_status(core.snapshot()))  # fmt: skip
+                    status=lambda: station_status(core.status()))  # fmt: skip
     base = f"{topic_root}/{SITE}"
     results = Subscriber(broker.port, f"{base}/cmd/+/result", tmp_path / "res.txt")
     alarms = Subscriber(broker.port, f"{base}/alarm", tmp_path / "alarm.txt")

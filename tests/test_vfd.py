@@ -205,7 +205,7 @@ def test_a_reload_during_a_hand_over_that_removes_its_pump_is_safe(cfg: StationC
     smaller = cfg.model_copy(update={"pumps": pumps, "control": control})
     loop.core.reconfigure(smaller, now=loop.t)
     assert not loop.core.drives.handover
-    out = loop.core.step(loop.t + 0.5, loop.source.snapshot(), {})
+    out = loop.core.step(loop.t + 0.5, loop.source.read_all(), {})
     assert pump not in out.relays
 
 

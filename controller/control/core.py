@@ -15,29 +15,23 @@ through these stages, in this order::
     supervision   station power                                             supervision.py
     alarms        pump lockouts                                             alarms.py
 
-Commands from SCADA or the local socket go through the methods below, their values
-checked by ``commands``; they change the mode or the setpoint, never a protection:
-``step`` applies the protections after the mode, every tick.
+Commands from SCADA, the HMI or the local socket reach the methods below through the
+command processor (``controller.telemetry.commands``), their values already validated
+against ``control``; they change the mode or the setpoint, never a protection: ``step``
+applies the protections after the mode, every tick.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.config.schema import StationConfig
+from controller.config.schema import ControlConfig, PressureManagementConfig, StationConfig
 from controller.control import hydraulics
 from controller.control.alarms import AlarmEvent, Alarms
-from controller.control.commands import (
-    MODES,
-    CommandRejected,
-    valid_mode,
-    valid_pressure_management,
-    valid_setpoint,
-)
+from controller.control.commands import MODES, CommandRejected
 from controller.control.drives import DriveCascade
 from controller.control.filling import FillOutcome, PipeFilling
 from controller.control.pid import Pid
@@ -55,7 +49,7 @@ from controller.control.stager import (
     StopAll,
 )
 from controller.control.supervision import PowerWatch, ServiceWatch, guard_exercise
-from controller.values import BadReason, Reading
+from controller.values import BadReason, PumpInputs, Reading
 
 __all__ = [
     "MODES",
@@ -71,12 +65,6 @@ VFD_DESTAGE_MARGIN_BAR = 0.15
 #: fill may be burst; restarts that trip again and again mean a fault the control
 #: cannot fix.
 HOLD_OFF_UNTIL_ACK = ("filling_failed", "high_pressure_repeated")
-
-
-@dataclass(frozen=True, slots=True)
-class PumpInputs:
-    feedback: bool | None  # None: no run-feedback input configured
-    fault: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,11 +400,20 @@ class ControlCore:
 
     # -- commands -------------------------------------------------------------------------
 
+    # Values arrive validated by the command processor (controller/telemetry/commands.py)
+    # against ``control``; what depends on the core's own state is refused here.
+
+    @property
+    def control(self) -> ControlConfig:
+        """The control section in force: what the command processor validates against."""
+        return self.cfg.control
+
     def set_setpoint(self, bar: float) -> None:
-        self.setpoint = valid_setpoint(bar, self.cfg.control)
+        """A validated base setpoint (finite, inside the range of ``control``), bar."""
+        self.setpoint = float(bar)
 
     def set_mode(self, mode: str) -> None:
-        mode = valid_mode(mode)
+        """A validated mode (one of ``MODES``)."""
         if mode == "manual" and self.mode != "manual":
             # Manual starts from what runs now: switching mode never switches a pump.
             self.manual = {name: rec.on for name, rec in self.stager.pumps.items()}
@@ -432,12 +429,9 @@ class ControlCore:
             raise CommandRejected(f"{name} is locked out ({rec.locked}); acknowledge first")
         self.manual[name] = bool(on)
 
-    def set_pressure_management(self, data: Mapping[str, Any] | None) -> None:
-        """SCADA's new schedule / flow compensation (None: back to the fixed setpoint).
-
-        Validated like the station file; lasts until the file is reloaded.
-        """
-        pm = valid_pressure_management(data, self.cfg.control)
+    def set_pressure_management(self, pm: PressureManagementConfig | None) -> None:
+        """SCADA's new schedule / flow compensation, validated (None: back to the fixed
+        setpoint). Lasts until the file is reloaded."""
         control = self.cfg.control.model_copy(update={"pressure_management": pm})
         self.cfg = self.cfg.model_copy(update={"control": control})
         self.manager = SetpointManager(control)
@@ -488,7 +482,8 @@ class ControlCore:
         self.drives.reconfigure(cfg, now)
         self.relays = {name: rec.on for name, rec in self.stager.pumps.items()}
 
-    def snapshot(self) -> dict[str, Any]:
+    def status(self) -> dict[str, Any]:
+        """The core's status as a dict (``controller.state.build.station_status`` types it)."""
         now = self._last if self._last is not None else 0.0
         speeds = self.drives.speeds
         pumps = {}
@@ -561,6 +556,10 @@ class ControlCore:
                 if name in self.stager.pumps and not self.stager.pumps[name].locked
             }
         setpoint = data.get("setpoint_bar")
-        if isinstance(setpoint, (int, float)):
-            with contextlib.suppress(CommandRejected):
-                self.set_setpoint(float(setpoint))
+        ctl = self.cfg.control
+        if (
+            isinstance(setpoint, (int, float))
+            and math.isfinite(setpoint)
+            and ctl.setpoint_min_bar <= setpoint <= ctl.setpoint_max_bar
+        ):
+            self.setpoint = float(setpoint)

@@ -32,7 +32,7 @@ def make_hmi(daemon: Daemon, *, demo: bool = False) -> HmiServer:
             return f"summary unavailable: {exc!r}"
 
     def snapshot() -> dict[str, Any]:
-        snap = daemon.status_snapshot()
+        snap = daemon.local_status_json()
         # What the operator asked of each pump in manual mode: Hand or Off on the faceplate
         # (the pump itself may follow later: anti-cycling, protections).
         snap["manual"] = dict(daemon.core.manual)

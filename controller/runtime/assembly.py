@@ -25,26 +25,11 @@ from typing import Protocol
 from controller.config.schema import StationConfig
 from controller.control.core import ControlCore, ControlOutputs
 from controller.runtime.drives import SpeedWriter
-from controller.runtime.loop import ControlLaw, ControlLoop, ReadingSource, Sample
+from controller.runtime.loop import ControlLaw, ControlLoop, Sample, ValueSource
 from drivers.gpio.base import GpioBackend
 from drivers.gpio.factory import PumpIO
 
-__all__ = ["Assembly", "Pacer", "RealTime", "Source", "assemble"]
-
-
-class Source(ReadingSource, Protocol):
-    """Where a station's values come from: Modbus acquisition, or the simulated plant.
-
-    What the loop reads (``ReadingSource.snapshot``), plus what the daemon needs: progress
-    for the watchdog, statistics for the status, and writes for the drives.
-    """
-
-    @property
-    def progress(self) -> int: ...
-
-    def stats(self) -> dict[str, object]: ...
-
-    def write(self, point: str, value: float) -> None: ...
+__all__ = ["Assembly", "Pacer", "RealTime", "ValueSource", "assemble"]
 
 
 class Pacer(Protocol):
@@ -58,7 +43,7 @@ class Pacer(Protocol):
         """UTC epoch seconds, stamped on telemetry and alarms."""
         ...
 
-    async def run_source(self, source: Source, stop: asyncio.Event) -> None:
+    async def run_source(self, source: ValueSource, stop: asyncio.Event) -> None:
         """Keep ``source``'s values current until ``stop`` is set."""
         ...
 
@@ -86,7 +71,7 @@ class RealTime:
     def wall(self) -> float:
         return self._wall()
 
-    async def run_source(self, source: Source, stop: asyncio.Event) -> None:
+    async def run_source(self, source: ValueSource, stop: asyncio.Event) -> None:
         from drivers.modbus.acquisition import Acquisition
 
         assert isinstance(source, Acquisition), "real time polls a Modbus acquisition"
@@ -110,9 +95,9 @@ class Assembly:
     #: the control core (None when a baseline law runs instead)
     core: ControlCore | None
     loop: ControlLoop
-    source: Source
+    source: ValueSource
 
-    def replace_source(self, source: Source) -> None:
+    def replace_source(self, source: ValueSource) -> None:
         """Read from (and write speeds to) another source: a reload that changed the buses."""
         self.source = source
         self.loop.source = source
@@ -129,7 +114,7 @@ def assemble(
     cfg: StationConfig,
     *,
     gpio: GpioBackend,
-    source: Source,
+    source: ValueSource,
     clock: Callable[[], float],
     law: ControlLaw | None = None,
     local_time: Callable[[], tuple[int, float]] | None = None,

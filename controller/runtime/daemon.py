@@ -21,7 +21,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +30,13 @@ from controller.aio import wait_any, wait_event
 from controller.audit import AuditLog
 from controller.config import ConfigError, StationConfig
 from controller.config.isolated import load_config_isolated
+from controller.config.schema import ControlConfig, PressureManagementConfig
 from controller.control.core import ControlCore, ControlOutputs
 from controller.dashboard import headline
 from controller.errors import BoosterError
 from controller.logs import get_logger
 from controller.runtime import last_good
-from controller.runtime.assembly import Assembly, Pacer, RealTime, Source, assemble
+from controller.runtime.assembly import Assembly, Pacer, RealTime, ValueSource, assemble
 from controller.runtime.watchdog import WatchdogGate
 from controller.sdnotify import Notifier, watchdog_interval_s
 from controller.state.build import alarm_event, point_value, station_status
@@ -71,7 +72,7 @@ ALARM_HOLD_OFF_S = 60.0
 WATCHDOG_CHECK_S = 0.5
 
 
-__all__ = ["Daemon", "DurableCommandTarget", "Episode", "Source", "run_daemon"]
+__all__ = ["Daemon", "DurableCommandTarget", "Episode", "ValueSource", "run_daemon"]
 
 
 class Episode:
@@ -102,6 +103,10 @@ class DurableCommandTarget:
         self.core = core
         self.save = save
 
+    @property
+    def control(self) -> ControlConfig:
+        return self.core.control
+
     def set_setpoint(self, bar: float) -> None:
         self.core.set_setpoint(bar)
         self.save()
@@ -117,8 +122,8 @@ class DurableCommandTarget:
     def ack(self, alarm_id: str | None = None) -> list[str]:
         return self.core.ack(alarm_id)
 
-    def set_pressure_management(self, data: Mapping[str, Any] | None) -> None:
-        self.core.set_pressure_management(data)
+    def set_pressure_management(self, pm: PressureManagementConfig | None) -> None:
+        self.core.set_pressure_management(pm)
 
 
 class Daemon:
@@ -144,7 +149,7 @@ class Daemon:
         gpio: GpioBackend,
         notifier: Notifier | None = None,
         pacer: Pacer | None = None,
-        make_source: Callable[[StationConfig], Source] | None = None,
+        make_source: Callable[[StationConfig], ValueSource] | None = None,
         local_time: Callable[[], tuple[int, float]] | None = None,
         hangup_stops: bool = False,
         hmi_demo: bool = False,
@@ -238,14 +243,14 @@ class Daemon:
         if self.hmi is not None:
             self.hmi.on_command(name, payload, reply, topic)
 
-    def _acquisition(self, cfg: StationConfig) -> Source:
+    def _acquisition(self, cfg: StationConfig) -> ValueSource:
         """The field's value source: every bus of the station file, polled."""
         from drivers.modbus.acquisition import Acquisition
 
         return Acquisition(cfg, clock=self.clock)
 
     @property
-    def source(self) -> Source:
+    def source(self) -> ValueSource:
         """Where the values come from now (a reload that changes the buses replaces it)."""
         return self.assembly.source
 
@@ -253,7 +258,7 @@ class Daemon:
 
     def station_status(self) -> StationStatus:
         """The body of the retained MQTT status (the uplink adds online/site/version/ts)."""
-        return station_status(self.core.snapshot())
+        return station_status(self.core.status())
 
     def brief_status(self) -> BriefStatus:
         """What the one-line headline needs (systemd's STATUS=), cheap enough to build often."""
@@ -279,7 +284,7 @@ class Daemon:
             ready=self.ready,
         )
 
-    def status_snapshot(self) -> dict[str, Any]:
+    def local_status_json(self) -> dict[str, Any]:
         """``local_status`` as the status socket sends it (and the HMI reads it), with
         what the demo adds (its simulated clock, each pump's energy)."""
         snap: dict[str, Any] = to_json(self.local_status())
@@ -466,7 +471,7 @@ class Daemon:
     async def _status_task(self, stop: asyncio.Event) -> None:
         handler = self._status_command if self.cfg.status.allow_commands else None
         async with StatusServer(
-            path=self.cfg.status.socket, status=self.status_snapshot, commands=handler
+            path=self.cfg.status.socket, status=self.local_status_json, commands=handler
         ):
             await stop.wait()
 

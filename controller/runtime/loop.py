@@ -2,9 +2,9 @@
 
 The loop owns no policy. Protections, PID and staging live in ``controller.control``
 (pure code); acquisition runs in its own task and the loop only takes its latest
-snapshot, so a slow bus can never delay a tick. ``tick`` is synchronous so that the
-closed-loop simulator can call it thousands of times per second; ``run`` drives it from
-a fixed-rate ticker on the monotonic clock.
+readings (``ValueSource.read_all``), so a slow bus can never delay a tick. ``tick`` is
+synchronous so that the closed-loop simulator can call it thousands of times per second;
+``run`` drives it from a fixed-rate ticker on the monotonic clock.
 """
 
 from __future__ import annotations
@@ -37,10 +37,22 @@ from controller.values import Reading
 log = get_logger(__name__)
 
 
-class ReadingSource(Protocol):
-    """Where the loop gets values: the Modbus acquisition, or the simulator directly."""
+class ValueSource(Protocol):
+    """Where a station's values come from: Modbus acquisition, or the simulated plant.
 
-    def snapshot(self) -> dict[str, Reading]: ...
+    What the loop reads each tick (``read_all``, never blocking: the latest reading of
+    every point), plus what the daemon needs: progress for the watchdog, statistics for the
+    status, and writes for the drives.
+    """
+
+    def read_all(self) -> dict[str, Reading]: ...
+
+    @property
+    def progress(self) -> int: ...
+
+    def stats(self) -> dict[str, object]: ...
+
+    def write(self, point: str, value: float) -> None: ...
 
 
 class ControlLaw(Protocol):
@@ -183,7 +195,7 @@ class ControlLoop:
         self,
         *,
         core: ControlLaw,
-        source: ReadingSource,
+        source: ValueSource,
         pumps: PumpLines,
         pump_names: list[str],
         tick_s: float,
@@ -205,7 +217,7 @@ class ControlLoop:
 
     def tick(self, now: float) -> ControlOutputs:
         """Read, decide, write, record. Exceptions propagate: the daemon makes outputs safe."""
-        readings = self.source.snapshot()
+        readings = self.source.read_all()
         inputs = {
             name: PumpInputs(feedback=self.pumps.feedback(name), fault=self.pumps.fault(name))
             for name in self.pump_names

@@ -1,6 +1,6 @@
 """The models, from what the controller's parts report today.
 
-The control core reports its status as a dict (``ControlCore.snapshot``) and its alarm
+The control core reports its status as a dict (``ControlCore.status``) and its alarm
 events as its own small dataclass; acquisition hands over ``Reading``s. These functions
 are the one place that turns them into the typed contract, without validation (they
 run at every status publish, alarm and socket request; the tests validate what they
@@ -66,7 +66,7 @@ def alarm_event(event: ControlAlarmEvent) -> AlarmEvent:
 
 
 def station_status(core: Mapping[str, Any]) -> StationStatus:
-    """The control core's status dict (``ControlCore.snapshot``) as the typed body."""
+    """The control core's status dict (``ControlCore.status``) as the typed body."""
     pm = core.get("pressure_management")
     return StationStatus(
         mode=coerce(Mode, core["mode"]),

@@ -14,10 +14,15 @@ out is remembered by (name, id): sent again, it is answered with the stored repl
 not executed twice. A rejection is not remembered, so it never shadows a later valid
 command with the same id. A command older than ``max_age_s`` (or from too far in the
 future) is rejected; so is anything malformed, and the payload is bounded (size,
-nesting depth, length of a number) before it is parsed. The target (the control core)
-applies the checks that depend on the station: a setpoint outside the allowed range (as
-the current station file sets it), a pump command outside manual mode. Protections are
-applied after commands on every tick, so no command can switch one off.
+nesting depth, length of a number) before it is parsed. The values are validated here,
+against the station file in force (``CommandTarget.control``, which follows a reload): a
+setpoint must be finite and inside the allowed range, a mode one of ``MODES``, a pressure
+management table valid like the station file's; the target (the control core) receives
+validated values and refuses only what depends on its own state (a pump command outside
+manual mode or for a locked-out pump, an ack of an alarm that is not active). SCADA, the
+Sparkplug NCMD and the web HMI all come through ``CommandProcessor``, so they share these
+checks. Protections are applied after commands on every tick, so no command can switch
+one off.
 
 Nothing a message holds can make ``handle`` raise: an unexpected failure is logged with
 its traceback and answered ``ok: false``, so the SCADA link never dies from a payload.
@@ -34,6 +39,10 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
+from controller.config.schema import ControlConfig, PressureManagementConfig
+from controller.control.commands import MODES, CommandRejected
 from controller.errors import BoosterError
 from controller.logs import get_logger
 from controller.state.dump import to_json
@@ -55,7 +64,13 @@ REMEMBERED_COMMANDS = 1000
 
 
 class CommandTarget(Protocol):
-    """What commands act on (the control core); a rejection raises a BoosterError."""
+    """What commands act on (the control core), with validated values; a rejection that
+    depends on the target's state raises a BoosterError."""
+
+    @property
+    def control(self) -> ControlConfig:
+        """The control section in force: what setpoints and tables are checked against."""
+        ...
 
     def set_setpoint(self, bar: float) -> None: ...
 
@@ -65,7 +80,53 @@ class CommandTarget(Protocol):
 
     def ack(self, alarm_id: str | None = None) -> list[str]: ...
 
-    def set_pressure_management(self, data: Mapping[str, Any] | None) -> None: ...
+    def set_pressure_management(self, pm: PressureManagementConfig | None) -> None: ...
+
+
+# -- command values, checked against the station file in force ------------------------------
+
+
+def valid_setpoint(bar: object, control: ControlConfig) -> float:
+    """``bar`` as a base setpoint: a finite number inside the configured range."""
+    if not isinstance(bar, (int, float)) or isinstance(bar, bool) or not math.isfinite(bar):
+        raise CommandRejected("setpoint must be a finite number of bar")
+    if not control.setpoint_min_bar <= bar <= control.setpoint_max_bar:
+        raise CommandRejected(
+            f"setpoint {bar} bar is outside the allowed "
+            f"{control.setpoint_min_bar}-{control.setpoint_max_bar} bar"
+        )
+    return float(bar)
+
+
+def valid_mode(mode: object) -> str:
+    """``mode`` if it is one of ``MODES``."""
+    if mode not in MODES:
+        raise CommandRejected(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    return str(mode)
+
+
+def valid_pressure_management(
+    data: Mapping[str, Any] | None, control: ControlConfig
+) -> PressureManagementConfig | None:
+    """SCADA's schedule / flow compensation, validated like the station file (with its own
+    pydantic models); None stays None (back to the fixed setpoint)."""
+    if data is None:
+        return None
+    try:
+        pm = PressureManagementConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "pressure_management"
+        raise CommandRejected(f"{where}: {first['msg']}") from None
+    for entry in pm.schedule:
+        if not control.setpoint_min_bar <= entry.setpoint_bar <= control.setpoint_max_bar:
+            raise CommandRejected(
+                f"schedule setpoint {entry.setpoint_bar} bar at {entry.at} is outside "
+                f"the allowed {control.setpoint_min_bar}-{control.setpoint_max_bar} bar"
+            )
+    if pm.flow_compensation is not None and control.flow_point is None:
+        raise CommandRejected("flow compensation needs a flow point in the station file")
+    return pm
 
 
 #: Called after every handled or refused command: (name, payload, reply, topic).
@@ -364,12 +425,10 @@ class CommandProcessor:
 
     def _dispatch(self, name: str, data: dict[str, Any]) -> list[str] | None:
         if name == "setpoint":
-            # The range check is the target's: it follows the station file on reload.
-            self.target.set_setpoint(_number(data, "value"))
+            # Checked against the station file in force: it follows a reload.
+            self.target.set_setpoint(valid_setpoint(_number(data, "value"), self.target.control))
         elif name == "mode":
-            mode = _text(data, "mode")
-            assert mode is not None
-            self.target.set_mode(mode)
+            self.target.set_mode(valid_mode(_text(data, "mode")))
         elif name == "pump":
             pump = _text(data, "pump")
             on = data.get("on")
@@ -387,5 +446,5 @@ class CommandProcessor:
             pm = data["pressure_management"]
             if pm is not None and not isinstance(pm, dict):
                 raise Invalid("'pressure_management' must be an object or null")
-            self.target.set_pressure_management(pm)
+            self.target.set_pressure_management(valid_pressure_management(pm, self.target.control))
         return None

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from controller.config.schema import GpioConfig, PumpConfig
+from controller.values import PumpInputs
 from drivers.gpio.base import GpioBackend, InputLine, OutputLine
 from drivers.gpio.errors import GpioError, all_safe_each
 
-__all__ = ["BACKENDS", "GpioError", "PumpIO", "PumpReading", "backend_key", "open_backend"]
+__all__ = ["BACKENDS", "GpioError", "PumpIO", "backend_key", "open_backend"]
 
 
 def _open_gpiod(cfg: GpioConfig) -> GpioBackend:
@@ -73,15 +74,6 @@ def open_backend(cfg: GpioConfig, *, sim: GpioBackend | None = None) -> GpioBack
     if cfg.backend == "sim" and sim is not None:
         return sim
     return BACKENDS[backend_key(cfg)](cfg)
-
-
-@dataclass(frozen=True, slots=True)
-class PumpReading:
-    """One pump's lines now: relay as last written, inputs as read."""
-
-    relay: bool
-    feedback: bool | None  # None: no run-feedback input configured
-    fault: bool
 
 
 # What identifies a claimed line across a reload: direction and polarity.
@@ -234,13 +226,9 @@ class PumpIO:
             return False
         return self._inputs[wiring.fault].read()
 
-    def read_all(self) -> dict[str, PumpReading]:
-        """Every pump's relay state and inputs."""
+    def inputs(self) -> dict[str, PumpInputs]:
+        """Every pump's inputs, as the control core receives them (relays: ``states``)."""
         return {
-            pump: PumpReading(
-                relay=self._outputs[w.relay].value,
-                feedback=self.feedback(pump),
-                fault=self.fault(pump),
-            )
-            for pump, w in self._wiring.items()
+            pump: PumpInputs(feedback=self.feedback(pump), fault=self.fault(pump))
+            for pump in self._wiring
         }

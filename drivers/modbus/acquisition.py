@@ -360,7 +360,7 @@ def _next_slot(due: float, period: float, now: float, pass_started: float) -> fl
 
 
 class Acquisition:
-    """Every bus of a station; ``snapshot()`` is what the control loop reads."""
+    """Every bus of a station; ``read_all()`` is what the control loop reads."""
 
     def __init__(self, cfg: StationConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
@@ -417,7 +417,7 @@ class Acquisition:
 
         await asyncio.gather(*(bus_loop(p) for p in self.pollers))
 
-    def snapshot(self) -> dict[str, Reading]:
+    def read_all(self) -> dict[str, Reading]:
         now = self.clock()
         return {name: guard.view(now) for name, guard in self.guards.items()}
 
@@ -442,7 +442,7 @@ async def read_once(cfg: StationConfig) -> dict[str, Reading]:
     await acq.start()
     try:
         await asyncio.gather(*(_read_bus(p) for p in acq.pollers))
-        return acq.snapshot()
+        return acq.read_all()
     finally:
         await acq.close()
 

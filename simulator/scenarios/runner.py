@@ -23,6 +23,7 @@ from typing import Any
 
 from controller.control.core import CommandRejected, ControlCore, ControlOutputs
 from controller.runtime.loop import make_sample
+from controller.telemetry.commands import valid_mode, valid_pressure_management, valid_setpoint
 from harness.closed_loop import ClosedLoop, Trace
 from simulator.scenarios.days import Command, Day, generate_day
 from simulator.scenarios.invariants import (
@@ -75,7 +76,7 @@ def _tokens(loop: ClosedLoop, t: float) -> frozenset[str]:
 
 def _json_error(core: ControlCore, loop: ClosedLoop, out: ControlOutputs) -> str | None:
     try:
-        json.dumps(core.snapshot(), allow_nan=False)
+        json.dumps(core.status(), allow_nan=False)
     except ValueError as exc:
         return f"status snapshot is not strict JSON: {exc}"
     readings = loop.loop.readings
@@ -96,16 +97,17 @@ def _apply(core: ControlCore, cmd: Command) -> bool:
     """Apply one command; False when the core refused it (as it may)."""
     args = cmd.args
     try:
+        # Values validated as the command processor validates them, then carried out.
         if cmd.name == "setpoint":
-            core.set_setpoint(args["bar"])
+            core.set_setpoint(valid_setpoint(args["bar"], core.control))
         elif cmd.name == "mode":
-            core.set_mode(args["mode"])
+            core.set_mode(valid_mode(args["mode"]))
         elif cmd.name == "pump":
             core.pump(args["name"], args["on"])
         elif cmd.name == "ack":
             core.ack(args.get("alarm"))
         elif cmd.name == "pressure_management":
-            core.set_pressure_management(args["data"])
+            core.set_pressure_management(valid_pressure_management(args["data"], core.control))
         else:
             raise ValueError(f"unknown scenario command {cmd.name!r}")
     except CommandRejected:

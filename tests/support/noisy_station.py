@@ -46,17 +46,17 @@ def modbus_thread() -> Iterator[asyncio.AbstractEventLoop]:
 
 
 class WireSource:
-    """``snapshot()`` for the control loop: the station's values read over the wire."""
+    """``read_all()`` for the control loop: the station's values read over the wire."""
 
     def __init__(self, sim: SimSource, acq: Acquisition, loop: asyncio.AbstractEventLoop) -> None:
         self.sim = sim
         self.acq = acq
         self.loop = loop
 
-    def snapshot(self) -> dict[str, Reading]:
+    def read_all(self) -> dict[str, Reading]:
         self.sim.publish()  # what the transmitters say now, into the slaves' registers
         asyncio.run_coroutine_threadsafe(self.acq.poll_due(), self.loop).result(timeout=30)
-        return self.acq.snapshot()
+        return self.acq.read_all()
 
 
 @dataclass
