@@ -72,6 +72,7 @@ IMMEDIATE_STOP_STATES = frozenset(
         "sensor_failure",
         "off",
         "filling_failed",
+        "high_pressure_repeated",
         "power_on_delay",
         "unpowered",
         "power_lost",
