@@ -561,3 +561,22 @@ async def test_the_reconnect_back_off_resets_only_after_a_healthy_connection(
             await link.close()
     retries = [e["retry_s"] for e in logs if e["event"] == "uplink down"]
     assert retries[:3] == expected
+
+
+def test_the_reconnect_backoff_doubles_to_its_cap_and_starts_afresh_after_a_healthy_link() -> None:
+    from controller.telemetry.uplink import HEALTHY_LINK_S, Backoff
+
+    backoff = Backoff(8.0)
+    steps = []
+    for _ in range(6):
+        steps.append(backoff.current)
+        delay = backoff.next_delay()
+        assert steps[-1] * 0.5 <= delay <= steps[-1]
+    assert steps == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    backoff.link_lost(HEALTHY_LINK_S - 1)  # kicked soon after connecting: keeps its step
+    assert backoff.current == 8.0
+    backoff.link_lost(None)  # never connected
+    assert backoff.current == 8.0
+    backoff.link_lost(HEALTHY_LINK_S)
+    assert backoff.current == 1.0
+    assert Backoff(0.5).current == 0.5  # a maximum below 1 s is the first step too

@@ -88,6 +88,30 @@ MAX_QUEUED_COMMANDS = 100
 HEALTHY_LINK_S = 30.0
 
 
+class Backoff:
+    """Reconnect delays with jitter: from 1 s (or the maximum, if lower) doubling up to
+    ``max_s``, afresh after a healthy link. The JSON uplink and the Sparkplug node share it."""
+
+    def __init__(self, max_s: float) -> None:
+        self.first = min(1.0, max_s)
+        self.max_s = max_s
+        self.current = self.first
+
+    def reset(self) -> None:
+        self.current = self.first
+
+    def link_lost(self, connected_for_s: float | None) -> None:
+        """A link that dropped after a good run (``HEALTHY_LINK_S``): retry soon."""
+        if connected_for_s is not None and connected_for_s >= HEALTHY_LINK_S:
+            self.reset()
+
+    def next_delay(self) -> float:
+        """This retry's wait (half to all of the current step); the next step doubles."""
+        delay = self.current * random.uniform(0.5, 1.0)
+        self.current = min(self.current * 2, self.max_s)
+        return delay
+
+
 class _OncePerMinute(logging.Filter):
     """Lets aiomqtt's "queue is full" warning through once a minute: a command flood
     must not flood the journal too (one line per dropped message otherwise)."""
@@ -332,8 +356,7 @@ class Uplink:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, serve, reconnect with backoff and jitter, until ``stop``."""
-        first = min(1.0, self.cfg.reconnect_max_s)
-        backoff = first
+        backoff = Backoff(self.cfg.reconnect_max_s)
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             raise_if_cancelling()
@@ -347,9 +370,8 @@ class Uplink:
                     return
             except aiomqtt.MqttError as exc:
                 self.last_error = str(exc)
-                if connected_at is not None and loop.time() - connected_at >= HEALTHY_LINK_S:
-                    backoff = first  # a link that dropped after a good run: retry soon
-                log.warning("uplink down", error=str(exc), retry_s=round(backoff, 1))
+                backoff.link_lost(None if connected_at is None else loop.time() - connected_at)
+                log.warning("uplink down", error=str(exc), retry_s=round(backoff.current, 1))
             except (CredentialsError, TlsFilesError) as exc:
                 self.last_error = str(exc)
                 log.error("uplink cannot start", error=str(exc))
@@ -357,9 +379,7 @@ class Uplink:
                 if self.connected:
                     self.reconnects += 1
                 self.connected = False
-            delay = backoff * random.uniform(0.5, 1.0)
-            backoff = min(backoff * 2, self.cfg.reconnect_max_s)
-            await wait_event(stop, delay)
+            await wait_event(stop, backoff.next_delay())
 
     async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         if self.commands is not None:

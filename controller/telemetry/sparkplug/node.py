@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -64,8 +63,8 @@ from controller.telemetry.sparkplug.metrics import (
 from controller.telemetry.sparkplug.ncmd import MAX_NCMD_BYTES, NcmdHandler
 from controller.telemetry.sparkplug.session import BdSeqStore, SeqCounter
 from controller.telemetry.uplink import (
-    HEALTHY_LINK_S,
     READ_LIMIT_BYTES,
+    Backoff,
     CredentialsError,
     TlsFilesError,
     _limit_reads,
@@ -264,8 +263,7 @@ class SparkplugNode:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sessions until ``stop``: reconnect with back-off and jitter after a loss."""
-        first = min(1.0, self.cfg.reconnect_max_s)
-        backoff = first
+        backoff = Backoff(self.cfg.reconnect_max_s)
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             raise_if_cancelling()
@@ -281,12 +279,13 @@ class SparkplugNode:
                     await self._session(client, bdseq, stop)
                 if stop.is_set():
                     return
-                backoff = first  # the host went offline: a new session at once (after jitter)
+                backoff.reset()  # the host went offline: a new session at once (after jitter)
             except aiomqtt.MqttError as exc:
                 self.last_error = str(exc)
-                if connected_at is not None and loop.time() - connected_at >= HEALTHY_LINK_S:
-                    backoff = first
-                log.warning("sparkplug link down", error=str(exc), retry_s=round(backoff, 1))
+                backoff.link_lost(None if connected_at is None else loop.time() - connected_at)
+                log.warning(
+                    "sparkplug link down", error=str(exc), retry_s=round(backoff.current, 1)
+                )
             except (CredentialsError, TlsFilesError) as exc:
                 self.last_error = str(exc)
                 log.error("sparkplug uplink cannot start", error=str(exc))
@@ -296,9 +295,7 @@ class SparkplugNode:
                 self.connected = False
                 self.born = False
                 self.replaying = False
-            delay = backoff * random.uniform(0.5, 1.0)
-            backoff = min(backoff * 2, self.cfg.reconnect_max_s)
-            await wait_event(stop, delay)
+            await wait_event(stop, backoff.next_delay())
 
     async def _session(self, client: aiomqtt.Client, bdseq: int, stop: asyncio.Event) -> None:
         self.ncmd.session = bdseq
