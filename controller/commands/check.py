@@ -70,14 +70,15 @@ def summary(cfg: StationConfig, path: str) -> str:
 
 def control_warnings(cfg: StationConfig) -> list[str]:
     """Settings that validate but that the field has shown to cost starts."""
-    from controller.control.drives import FALLBACK_DEADBAND_BAR
+    from controller.control.drives import fixed_speed_deadband_bar
 
     out = []
     if cfg.control.pid.deadband_bar == 0 and len(cfg.pumps) > 1:
-        if any(p.vfd is not None for p in cfg.pumps.values()):
+        fallback = fixed_speed_deadband_bar(cfg)
+        if fallback > 0:
             out.append(
                 "control.pid.deadband_bar is 0: while the drive is out (tripped or silent) "
-                f"the station stages fixed-speed pumps with {FALLBACK_DEADBAND_BAR} bar "
+                f"the station stages fixed-speed pumps with {fallback} bar "
                 "instead; set about half this station's stage band (0.3-0.5 bar on most)"
             )
         else:

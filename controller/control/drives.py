@@ -30,6 +30,16 @@ UP_TO_SPEED = 0.95
 FALLBACK_DEADBAND_BAR = 0.3
 
 
+def fixed_speed_deadband_bar(cfg: StationConfig) -> float:
+    """The PID's deadband while fixed-speed pumps stage (no drive leading): the file's,
+    or ``FALLBACK_DEADBAND_BAR`` where a station with drives leaves it at 0 (documented
+    as used only while the drive is out)."""
+    band = cfg.control.pid.deadband_bar
+    if band == 0 and len(cfg.pumps) > 1 and any(p.vfd for p in cfg.pumps.values()):
+        return FALLBACK_DEADBAND_BAR
+    return band
+
+
 class DriveCascade:
     def __init__(self, cfg: StationConfig, *, stager: Stager, pid: Pid, alarms: Alarms) -> None:
         self.cfg = cfg
@@ -84,12 +94,7 @@ class DriveCascade:
     def deadband_bar(self, cfg: StationConfig) -> float:
         """The PID's deadband: continuous control with a drive leading; a deadband only
         for fixed-speed steps."""
-        if self.stager.lead_vfd:
-            return 0.0
-        band = cfg.control.pid.deadband_bar
-        if band == 0 and len(cfg.pumps) > 1 and any(p.vfd for p in cfg.pumps.values()):
-            return FALLBACK_DEADBAND_BAR  # documented: "used only while the drive is out"
-        return band
+        return 0.0 if self.stager.lead_vfd else fixed_speed_deadband_bar(cfg)
 
     def running(self, relays: Mapping[str, bool]) -> list[str]:
         """The drives switched on, the lead (the first started) first."""
