@@ -54,9 +54,18 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def wait(driver: Any, condition: Any, what: str, timeout: float = TIMEOUT) -> Any:
+    """Poll `condition` until it holds. A page that reloads between finding an
+    element and reading it (the language switch, a redirect) leaves a stale
+    reference: that is "not yet", not a failure, so the poll goes on."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition, message=what)
+    return WebDriverWait(
+        driver,
+        timeout,
+        poll_frequency=0.1,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    ).until(condition, message=what)
 
 
 def login(driver: Any, demo: Demo, user: str = "demo", password: str | None = None) -> None:
