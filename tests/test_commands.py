@@ -272,6 +272,9 @@ class Exploding:
     def pump(self, name: str, on: bool) -> None:
         raise KeyError(name)
 
+    def pump_mode(self, name: str, mode: str) -> None:
+        raise IndexError(name)
+
     def ack(self, alarm_id: str | None = None) -> list[str]:
         raise OverflowError("int too large to convert to float")
 

@@ -162,6 +162,19 @@ def test_operator_session_in_the_browser(
         assert "pump_lockout_P1" in history
         assert "demo@" in history  # who acknowledged
 
+        # Hand-Off-Auto: P3 switched Off (out of service) with the station in automatic,
+        # seen in SCADA's telemetry (pump flag 64), then given back to Auto
+        driver.get(demo.url + "/pumps")
+        wait(driver, lambda d: d.find_elements(By.ID, "pump-P3-off"), "P3's Off button")
+        driver.find_element(By.ID, "pump-P3-off").click()
+        assert "diterima" in flash(driver, "accepted")
+        wait(driver, lambda d: live_text(d, "p.P3.hoa") == "Off (tidak beroperasi)", "P3 Off")
+        wait(driver, lambda d: any(_pump_flags(m, 2) & 64 for m in telemetry.messages()),
+             "P3 out of service in the MQTT telemetry")  # fmt: skip
+        assert live_text(driver, "p.P2.hoa").startswith("Auto")  # the station stays automatic
+        driver.find_element(By.ID, "pump-P3-auto").click()
+        wait(driver, lambda d: live_text(d, "p.P3.hoa").startswith("Auto"), "P3 back in Auto")
+
         # every page, as a screenshot for the docs, then the language switch
         for page in PAGES:
             driver.get(demo.url + page)
@@ -215,6 +228,14 @@ def _acknowledge(driver: Any, button: str) -> None:
         except TimeoutException:
             continue
     raise AssertionError("the lockout could not be acknowledged")
+
+
+def _pump_flags(message: Any, index: int) -> int:
+    """The flag word of the schema's ``index``-th pump in a telemetry message (format 2)."""
+    if isinstance(message, dict) and message.get("v") == 2:
+        flags = message.get("pmp") or []
+        return int(flags[index]) if len(flags) > index else 0
+    return 0
 
 
 def _has_setpoint(message: Any, value: float) -> bool:

@@ -129,6 +129,7 @@ def test_every_write_refuses_a_missing_token(demo: Demo) -> None:
         ("/lang", {"lang": "en"}),
         ("/cmd/ack", {}),
         ("/cmd/pump", {"pump": "P1", "on": "1"}),
+        ("/cmd/pump_mode", {"pump": "P1", "mode": "off"}),
         ("/users/add", {"name": "x", "role": "viewer", "password": "p" * 12}),
     ):
         reply = client.post(path, form)
@@ -188,6 +189,11 @@ def test_viewer_can_read_but_not_write(demo: Demo) -> None:
     assert reply.status == 403
     assert "viewer" in json.loads(reply.body)["message"]
     assert viewer.live()["fields"]["base_setpoint"] == before
+    assert 'id="pump-P1-off"' not in viewer.get("/pumps").body
+    reply = viewer.post("/cmd/pump_mode", {"pump": "P1", "mode": "off", "csrf": viewer.csrf()},
+                        Accept="application/json")  # fmt: skip
+    assert reply.status == 403
+    assert "Off" not in viewer.live()["fields"]["p.P1.hoa"]
 
 
 def test_setpoint_goes_through_the_command_path_and_is_audited(demo: Demo) -> None:
@@ -383,3 +389,40 @@ def test_acknowledge_all_resets_the_lockout_and_names_who(demo: Demo) -> None:
     history = client.get("/alarms").body
     assert "pump_lockout_P2" in history
     assert "demo@127.0.0.1" in history  # who acknowledged
+
+
+def test_a_pump_switched_off_on_its_faceplate_is_out_of_service_in_automatic(demo: Demo) -> None:
+    """The Off of Hand-Off-Auto per pump, with the station in automatic: the pump stops
+    and stays stopped, the others carry on; Auto gives it back. Both writes are audited."""
+    client = operator(demo)
+    json_reply = {"Accept": "application/json"}
+    assert 'id="pump-P3-off"' in client.get("/pumps").body  # in any station mode
+    reply = client.post("/cmd/pump_mode", {"pump": "P3", "mode": "off", "csrf": client.csrf()},
+                        **json_reply)  # fmt: skip
+    assert reply.status == 200, reply.body
+    try:
+        wait_until(lambda: client.live()["fields"]["p.P3.hoa"] == "Off (tidak beroperasi)",
+                   timeout=5, what="P3 Off (out of service)")  # fmt: skip
+        fields = client.live()["fields"]
+        assert fields["p.P3.state"] == "tidak beroperasi (Off)"
+        assert fields["p.P3.speed"] == "0"
+        assert "Auto" in fields["p.P1.hoa"]  # the others stay in automatic
+        page = client.get("/pumps").body
+        assert 'id="pump-P3-off" aria-pressed="true"' in page
+        assert 'id="pump-P3-auto" aria-pressed="false"' in page
+        entry = [e for e in audit_entries(demo) if e["command"] == "pump_mode"][-1]
+        assert entry["ok"] is True
+        assert entry["source"] == "hmi"
+        assert '"mode": "off"' in str(entry["payload"])
+        # Hand needs manual mode, and a pump switched Off is not started by hand either
+        client.post("/cmd/mode", {"mode": "manual", "csrf": client.csrf()}, **json_reply)
+        reply = client.post("/cmd/pump", {"pump": "P3", "on": "1", "csrf": client.csrf()},
+                            **json_reply)  # fmt: skip
+        assert reply.status == 409
+        assert "out of service" in json.loads(reply.body)["message"]
+    finally:
+        client.post("/cmd/mode", {"mode": "auto", "csrf": client.csrf()}, **json_reply)
+        reply = client.post("/cmd/pump_mode", {"pump": "P3", "mode": "auto",
+                            "csrf": client.csrf()}, **json_reply)  # fmt: skip
+    assert reply.status == 200, reply.body
+    wait_until(lambda: "Auto" in client.live()["fields"]["p.P3.hoa"], timeout=5, what="P3 Auto")

@@ -209,6 +209,9 @@ class _Target:
     def pump(self, name: str, on: bool) -> None:
         pass
 
+    def pump_mode(self, name: str, mode: str) -> None:
+        pass
+
     def ack(self, alarm_id: str | None = None) -> list[str]:
         return ["high_pressure"]
 
@@ -244,6 +247,7 @@ GOOD_COMMANDS = {
     "setpoint": {"value": 3.2},
     "mode": {"mode": "manual"},
     "pump": {"pump": "P2", "on": True},
+    "pump_mode": {"pump": "P3", "mode": "off"},
     "ack": {},  # every latched alarm ({"alarm": id} for one: below)
     "pressure_management": {
         "pressure_management": {
@@ -257,6 +261,7 @@ BAD_COMMANDS = {
     "setpoint": {"value": "3.2"},
     "mode": {"mode": "sideways"},
     "pump": {"pump": "P2", "on": "yes"},
+    "pump_mode": {"pump": "P2", "mode": "hand"},
     "ack": {"alarm": 7},
     "pressure_management": {"pressure_management": {"schedule": "nightly"}},
 }

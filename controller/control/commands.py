@@ -5,7 +5,8 @@ the one path for SCADA, Sparkplug NCMD, the HMI and the status socket) against t
 station file in force: the core receives values that are valid (a setpoint inside the
 range, a known mode, a validated pressure management table). What depends on the core's
 own state is refused here, by the core, with ``CommandRejected``: a pump command outside
-manual mode or for a locked-out pump, an acknowledgement of an alarm that is not active.
+manual mode or for a locked-out or switched-Off pump, an acknowledgement of an alarm that
+is not active.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from __future__ import annotations
 from controller.errors import BoosterError
 
 MODES = ("auto", "manual", "off")
+#: A pump's own mode, the Auto and Off of its Hand-Off-Auto (Hand is the station's manual
+#: mode with the pump started): ``off`` takes it out of service.
+PUMP_MODES = ("auto", "off")
 
 
 class CommandRejected(BoosterError):

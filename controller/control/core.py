@@ -31,7 +31,7 @@ from typing import Any
 from controller.config.schema import ControlConfig, PressureManagementConfig, StationConfig
 from controller.control import hydraulics
 from controller.control.alarms import AlarmEvent, Alarms
-from controller.control.commands import MODES, CommandRejected
+from controller.control.commands import MODES, PUMP_MODES, CommandRejected
 from controller.control.drives import DriveCascade
 from controller.control.filling import FillOutcome, PipeFilling
 from controller.control.pid import Pid
@@ -53,6 +53,7 @@ from controller.values import BadReason, PumpInputs, Reading
 
 __all__ = [
     "MODES",
+    "PUMP_MODES",
     "CommandRejected",
     "ControlCore",
     "ControlOutputs",
@@ -84,9 +85,12 @@ class ControlOutputs:
 
 
 def pump_state(rec: PumpRecord) -> str:
-    """``locked out``, ``exercising``, ``running`` or ``ready``: as SCADA and the HMI show it."""
+    """``locked out``, ``out of service``, ``exercising``, ``running`` or ``ready``: as
+    SCADA and the HMI show it."""
     if rec.locked:
         return "locked out"
+    if rec.out_of_service:
+        return "out of service"
     if rec.exercise_until is not None:
         return "exercising"
     return "running" if rec.on else "ready"
@@ -186,7 +190,7 @@ class ControlCore:
         )
         self._watch_power(now, pv)
         speeds = self.drives.update_speeds(now, self.relays, feedback, pid_live=self._pid_live)
-        self._alarm_lockouts(now)
+        self._alarm_pumps(now)
         return ControlOutputs(
             relays=dict(self.relays),
             mode=self.mode,
@@ -331,7 +335,8 @@ class ControlCore:
         if lost and self.state in ("auto", "filling"):
             self.state = "power_lost"
 
-    def _alarm_lockouts(self, now: float) -> None:
+    def _alarm_pumps(self, now: float) -> None:
+        """Lockouts (latched, major) and pumps switched Off (a warning while they are)."""
         for lock in self.stager.take_lockouts():
             self.alarms.set(
                 f"pump_lockout_{lock.pump}",
@@ -344,6 +349,13 @@ class ControlCore:
         for name, rec in self.stager.pumps.items():
             if not rec.locked:
                 self.alarms.set(f"pump_lockout_{name}", False, now)
+            self.alarms.set(
+                f"pump_off_{name}",
+                rec.out_of_service,
+                now,
+                severity="warning",
+                message=f"{name} switched Off (out of service): control does not start it",
+            )
 
     def _starting(self, now: float) -> bool:
         return now - self.protections.started < self.cfg.protections.power_on_delay_s
@@ -419,15 +431,40 @@ class ControlCore:
             self.manual = {name: rec.on for name, rec in self.stager.pumps.items()}
         self.mode = mode
 
-    def pump(self, name: str, on: bool) -> None:
-        if name not in self.stager.pumps:
+    def _pump_named(self, name: str) -> PumpRecord:
+        rec = self.stager.pumps.get(name)
+        if rec is None:
             raise CommandRejected(f"no pump {name!r}; pumps: {', '.join(self.stager.pumps)}")
+        return rec
+
+    def pump(self, name: str, on: bool) -> None:
+        """The operator's start or stop of one pump, in manual mode (the Hand of its
+        Hand-Off-Auto)."""
+        rec = self._pump_named(name)
         if self.mode != "manual":
             raise CommandRejected(f"pump commands need manual mode (mode is {self.mode})")
-        rec = self.stager.pumps[name]
         if on and rec.locked:
             raise CommandRejected(f"{name} is locked out ({rec.locked}); acknowledge first")
+        if on and rec.out_of_service:
+            raise CommandRejected(
+                f"{name} is switched Off (out of service); switch it to Auto first"
+            )
         self.manual[name] = bool(on)
+
+    def pump_mode(self, name: str, mode: str) -> None:
+        """A validated pump mode (one of ``PUMP_MODES``), in any station mode: ``off``
+        takes the pump out of service (it stops now, minimum run time or not, and nothing
+        starts it), ``auto`` gives it back to the station's control. A protection is not
+        a pump mode: none is defeated by either."""
+        rec = self._pump_named(name)
+        now = self._last if self._last is not None else self.protections.started
+        off = mode == "off"
+        self.stager.set_out_of_service(name, off, now)
+        if off:
+            self.manual[name] = False
+            if name in self.drives.handover:
+                self.drives.end_hand_overs(now, name)  # its relay opens now too
+        self.relays[name] = rec.on
 
     def set_pressure_management(self, pm: PressureManagementConfig | None) -> None:
         """SCADA's new schedule / flow compensation, validated (None: back to the fixed
@@ -495,6 +532,7 @@ class ControlCore:
                 "starts_last_hour": len(rec.starts),
                 "starts_total": rec.starts_total,
                 "locked_out": rec.locked,
+                "out_of_service": rec.out_of_service,
                 "state": pump_state(rec),
             }
             if name in speeds:
@@ -548,12 +586,13 @@ class ControlCore:
             self.mode = str(mode)
         manual = data.get("manual")
         if self.mode == "manual" and isinstance(manual, dict):
-            # What the operator had switched on by hand: a pump still in the file and
-            # not locked out starts again after the restart's power-on delay.
+            # What the operator had switched on by hand: a pump still in the file,
+            # neither locked out nor switched Off, starts again after the restart's
+            # power-on delay.
             self.manual = {
                 name: on is True
                 for name, on in manual.items()
-                if name in self.stager.pumps and not self.stager.pumps[name].locked
+                if name in self.stager.pumps and self.stager.pumps[name].usable
             }
         setpoint = data.get("setpoint_bar")
         ctl = self.cfg.control

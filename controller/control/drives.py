@@ -136,7 +136,7 @@ class DriveCascade:
         drive slower than its ``ramp_s`` says is waited for and a faster one is not;
         without it, after the drive's ``ramp_s``. Anything but automatic control on a live
         drive (a protection, a lockout, manual, off) ends every hand-over at once: the
-        relay opens now.
+        relay opens now; so does a pump switched Off or locked out, for its own.
         """
         out = dict(relays)
         if not self.handover and not automatic:
@@ -158,7 +158,7 @@ class DriveCascade:
             up_to_speed = False
         for name, before in was_on.items():
             rec = self.stager.pumps[name]
-            if before and not rec.on and rec.cfg.vfd is None and not rec.locked:
+            if before and not rec.on and rec.cfg.vfd is None and rec.usable:
                 self.handover.setdefault(name, now + hold_s)
         cap = self.stager.max_running
         for name, until in list(self.handover.items()):
@@ -166,7 +166,7 @@ class DriveCascade:
             # Never more pumps at once than the cap (the standby stays standby): a swap
             # that starts another pump as this one stops is no destage to hand over.
             over_cap = sum(out.values()) + 1 > cap
-            if rec.on or rec.locked or now >= until or over_cap or up_to_speed:
+            if rec.on or not rec.usable or now >= until or over_cap or up_to_speed:
                 self.end_hand_overs(now, name)
             else:
                 out[name] = True

@@ -28,7 +28,12 @@ Rules, in order of precedence:
 6. The caller may veto a start (``start_ok``): the control core refuses a pump whose
    start the curves say would carry the pressure toward the cutout. A vetoed pump is
    passed over for the next in order, and an exercise waits for a better moment.
-7. Pumps of different sizes are not equal units (``sizing``): the pump to start is the
+7. A pump switched Off (out of service: ``set_out_of_service``, the Off of its
+   Hand-Off-Auto) stops at once, minimum run time or not, as an Off switch on a
+   panel does, and nothing starts it (demand, exercise, alternation, power retries, a
+   manual start) until it is switched back to Auto. It counts as not available, like
+   a locked-out pump; its motor history is kept.
+8. Pumps of different sizes are not equal units (``sizing``): the pump to start is the
    first in order whose set carries the flow needed at the setpoint (else the one that
    comes closest); the pump to stop, the first whose removal leaves a set that still
    carries it (else the one that leaves the most); alternation only swaps in a pump
@@ -152,13 +157,20 @@ class PumpRecord:
     exercise_until: float | None = None  # running only to be exercised, until then
     #: Its run feedback has closed since its last start (the contactor pulled in).
     confirmed: bool = False
+    #: Switched Off by the operator (rule 7): never started until switched back to Auto.
+    out_of_service: bool = False
 
     def prune(self, now: float) -> None:
         while self.starts and self.starts[0] <= now - HOUR_S:
             self.starts.popleft()
 
+    @property
+    def usable(self) -> bool:
+        """Neither locked out nor switched Off: control may start it."""
+        return not self.locked and not self.out_of_service
+
     def can_start(self, now: float) -> bool:
-        if self.on or self.locked:
+        if self.on or not self.usable:
             return False
         if now - self.changed_at < self.cfg.min_off_s:
             return False
@@ -176,6 +188,7 @@ class PumpRecord:
             "starts_age_s": [now - t for t in self.starts],
             "off_for_s": None if self.on else min(now - self.changed_at, HOUR_S),
             "locked": self.locked,
+            "out_of_service": self.out_of_service,
         }
 
     def restore(self, saved: Mapping[str, Any], boot: float) -> None:
@@ -190,6 +203,8 @@ class PumpRecord:
         locked = saved.get("locked")
         if isinstance(locked, str) and locked:
             self.locked = locked[:200]  # latched until a technician acknowledges
+        # Switched Off for maintenance stays Off through a power cut: only True counts.
+        self.out_of_service = saved.get("out_of_service") is True
 
 
 def _age(value: Any, *, limit: float = HOUR_S) -> float | None:
@@ -248,7 +263,7 @@ class Stager:
         return min(cap, len(self.pumps))
 
     def available(self) -> int:
-        return min(self.max_running, sum(1 for p in self.pumps.values() if not p.locked))
+        return min(self.max_running, sum(1 for p in self.pumps.values() if p.usable))
 
     def running(self) -> int:
         """Pumps running for the demand (a pump being exercised does not count)."""
@@ -300,6 +315,15 @@ class Stager:
         self.station_starts = deque(
             sorted(boot - a for a in _ages(data.get("station_starts_age_s")))
         )
+
+    def set_out_of_service(self, name: str, off: bool, now: float) -> None:
+        """The Off (``off``) or Auto of one pump's Hand-Off-Auto (rule 7): Off stops it
+        now, whatever its minimum run time."""
+        rec = self.pumps[name]
+        rec.out_of_service = off
+        if off and rec.on:
+            rec.exercise_until = None
+            self._stop(rec, now)
 
     def reset_lockout(self, name: str | None = None) -> list[str]:
         done = []
@@ -449,6 +473,8 @@ class Stager:
             rec.prune(now)
             if rec.locked:
                 reasons.append(f"{rec.name} locked out ({rec.locked})")
+            elif rec.out_of_service:
+                reasons.append(f"{rec.name} switched Off (out of service)")
             elif now - rec.changed_at < rec.cfg.min_off_s:
                 left = rec.cfg.min_off_s - (now - rec.changed_at)
                 reasons.append(f"{rec.name} in its minimum off time ({left:.0f} s left)")
@@ -652,6 +678,9 @@ class Stager:
             if rec.on:
                 rec.run_s += dt
         self._check_lockouts(now, feedback or {}, fault or {})
+        for rec in self.pumps.values():
+            if rec.out_of_service and rec.on:
+                self.set_out_of_service(rec.name, True, now)  # at once (rule 7)
         if isinstance(directive, StopAll):
             self._stop_all(now)
         elif isinstance(directive, Manual):
@@ -668,17 +697,19 @@ class Stager:
                 self._count_target(now, directive.demand, may_destage=directive.may_destage)
             self._stage(now, directive.start_ok, directive.sizing)
             self._exercise(now, directive.start_ok)
-        # An exercise run ends on time, and at once when the station is not in automatic.
-        automatic = isinstance(directive, Demand)
+        self._end_exercises(now, automatic=isinstance(directive, Demand))
+        # The cap holds even against a reload that lowered it.
+        while self._on_count() > self.max_running and self._stop_one(now):
+            pass
+        return {name: rec.on for name, rec in self.pumps.items()}
+
+    def _end_exercises(self, now: float, *, automatic: bool) -> None:
+        """An exercise run ends on time, and at once when the station is not in automatic."""
         for rec in self.pumps.values():
             if rec.exercise_until is not None and (now >= rec.exercise_until or not automatic):
                 rec.exercise_until = None
                 if rec.on:
                     self._stop(rec, now)  # a short run by design: min run time does not apply
-        # The cap holds even against a reload that lowered it.
-        while self._on_count() > self.max_running and self._stop_one(now):
-            pass
-        return {name: rec.on for name, rec in self.pumps.items()}
 
     def _stop_all(self, now: float) -> None:
         for rec in self.pumps.values():

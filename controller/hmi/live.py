@@ -67,7 +67,8 @@ def live_view(snap: dict[str, Any], lang: str) -> dict[str, Any]:
         running += on
         fields[f"p.{name}.state"] = state_name(lang, str(pump.get("state", "")))
         asked = bool(snap.get("manual", {}).get(name, on))
-        fields[f"p.{name}.hoa"] = t(lang, f"ui.hoa_{hoa(mode, asked)}")
+        switch = hoa(mode, asked, out_of_service=bool(pump.get("out_of_service")))
+        fields[f"p.{name}.hoa"] = t(lang, f"ui.hoa_{switch}")
         fields[f"p.{name}.starts_today"] = fmt(today.get(name), 0)
         hz = values.get(hz_points.get(name) or "", {})
         fields[f"p.{name}.hz"] = fmt(hz.get("v"), 1) if hz.get("q") == "good" else "-"
@@ -99,9 +100,12 @@ def live_view(snap: dict[str, Any], lang: str) -> dict[str, Any]:
     return {"fields": fields, "classes": classes, "alarms": alarms, "seq": snap.get("seq", 0)}
 
 
-def hoa(mode: str, asked_on: bool) -> str:
-    """Hand-Off-Auto of one pump: the station's mode, and in manual mode the operator's
-    own start (hand) or stop (off) of that pump."""
+def hoa(mode: str, asked_on: bool, *, out_of_service: bool = False) -> str:
+    """Hand-Off-Auto of one pump: ``oos`` when the pump itself is switched Off (out of
+    service, whatever the station's mode); else the station's mode, and in manual mode
+    the operator's own start (hand) or stop (off) of that pump."""
+    if out_of_service:
+        return "oos"
     if mode == "auto":
         return "auto"
     if mode == "manual" and asked_on:

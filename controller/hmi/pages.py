@@ -309,8 +309,9 @@ def pumps_body(
             )
         )
         actions = ""
+        oos = bool(pump.get("out_of_service"))
         if writable:
-            if manual:
+            if manual and not oos:
                 on = not snap.get("manual", {}).get(name, pump.get("running"))
                 actions += (
                     f'<form method="post" action="/cmd/pump" class="inline">{csrf_field(csrf)}'
@@ -321,6 +322,19 @@ def pumps_body(
                     f"{esc(t(lang, 'ui.start' if on else 'ui.stop'))}</button></form>"
                 )
 
+            # Off and Auto as two buttons, not one toggle: a toggle rendered before the
+            # last tick would send the state the pump is already in.
+            buttons = "".join(
+                f'<button type="submit" name="mode" value="{mode}" id="pump-{esc(name)}-{mode}" '
+                f'aria-pressed="{"true" if oos == (mode == "off") else "false"}">'
+                f"{esc(t(lang, label))}</button>"
+                for mode, label in (("off", "ui.take_out_of_service"), ("auto", "ui.hoa_auto"))
+            )
+            actions += (
+                f'<form method="post" action="/cmd/pump_mode" class="inline">{csrf_field(csrf)}'
+                f'<input type="hidden" name="pump" value="{esc(name)}">'
+                f'<input type="hidden" name="next" value="/pumps">{buttons}</form>'
+            )
             if pump.get("locked_out"):
                 actions += (
                     f'<form method="post" action="/cmd/ack" class="inline">{csrf_field(csrf)}'

@@ -721,6 +721,8 @@ def _command_body(name: str, form: Any) -> dict[str, Any]:
         return {"mode": _field(form, "mode") or ""}
     if name == "pump":
         return {"pump": _field(form, "pump") or "", "on": _field(form, "on") == "1"}
+    if name == "pump_mode":
+        return {"pump": _field(form, "pump") or "", "mode": _field(form, "mode") or ""}
     if name == "ack":
         alarm = _field(form, "alarm")
         return {"alarm": alarm} if alarm else {}

@@ -59,7 +59,7 @@ def state_name(lang: str, state: str) -> str:
 
 def alarm_text(lang: str, alarm_id: str, fallback: str = "") -> str:
     """An alarm's message for people; per-pump alarms carry the pump's name."""
-    for prefix in ("pump_lockout_", "drive_comms_"):
+    for prefix in ("pump_lockout_", "pump_off_", "drive_comms_"):
         if alarm_id.startswith(prefix):
             key = f"alarm.{prefix.rstrip('_')}"
             return t(lang, key, pump=alarm_id[len(prefix) :])

@@ -60,10 +60,14 @@ MESSAGES: dict[str, dict[str, str]] = {
     "ui.hoa_auto": {"id": "Auto (otomatis)", "en": "Auto"},
     "ui.hoa_hand": {"id": "Hand (manual, jalan)", "en": "Hand (manual, on)"},
     "ui.hoa_off": {"id": "Off (mati)", "en": "Off"},
+    "ui.hoa_oos": {"id": "Off (tidak beroperasi)", "en": "Off (out of service)"},
     "ui.hoa_hint": {
-        "id": "Hand/Off per pompa: ubah mode stasiun ke manual di Ikhtisar",
-        "en": "Hand/Off per pump: switch the station to manual on the Overview",
+        "id": "Hand per pompa: ubah mode stasiun ke manual di Ikhtisar. Off per pompa "
+        "(tidak beroperasi, mis. untuk perawatan): tombol di kartu pompa",
+        "en": "Hand per pump: switch the station to manual on the Overview. Off per pump "
+        "(out of service, e.g. for maintenance): the button on its card",
     },
+    "ui.take_out_of_service": {"id": "Off (keluarkan dari operasi)", "en": "Off (out of service)"},
     "ui.lockout": {"id": "Penguncian", "en": "Lockout"},
     "ui.reset": {"id": "Reset", "en": "Reset"},
     "ui.start": {"id": "Nyalakan", "en": "Start"},
@@ -154,6 +158,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "state.ready": {"id": "siap", "en": "ready"},
     "state.locked_out": {"id": "terkunci", "en": "locked out"},
     "state.exercising": {"id": "latihan putar", "en": "exercising"},
+    "state.out_of_service": {"id": "tidak beroperasi (Off)", "en": "out of service (Off)"},
     # -- alarm messages by alarm id -------------------------------------------------------
     "alarm.dry_run": {
         "id": "Tekanan hisap terlalu rendah: pompa dihentikan (proteksi kering)",
@@ -198,6 +203,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "alarm.pump_lockout": {
         "id": "Pompa {pump} terkunci: periksa pompa lalu akui untuk reset",
         "en": "Pump {pump} locked out: inspect it, then acknowledge to reset",
+    },
+    "alarm.pump_off": {
+        "id": "Pompa {pump} di posisi Off (tidak beroperasi): kontrol tidak menyalakannya",
+        "en": "Pump {pump} switched Off (out of service): control does not start it",
     },
     "alarm.drive_comms": {
         "id": "Komunikasi inverter pompa {pump} terputus",

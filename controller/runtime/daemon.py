@@ -95,8 +95,8 @@ class Episode:
 
 class DurableCommandTarget:
     """The control core as SCADA and the status socket command it: a new mode, manual
-    pump or setpoint is on disk before the command's reply says ok, so a power cut right
-    after an operator's ``off`` cannot restart the pumps. Costs one small fsync'd write
+    pump, pump mode or setpoint is on disk before the command's reply says ok, so a power
+    cut right after an operator's ``off`` cannot restart the pumps. Costs one small fsync'd write
     per accepted command (commands are operator actions: a few per day)."""
 
     def __init__(self, core: ControlCore, save: Callable[[], None]) -> None:
@@ -117,6 +117,10 @@ class DurableCommandTarget:
 
     def pump(self, name: str, on: bool) -> None:
         self.core.pump(name, on)
+        self.save()
+
+    def pump_mode(self, name: str, mode: str) -> None:
+        self.core.pump_mode(name, mode)
         self.save()
 
     def ack(self, alarm_id: str | None = None) -> list[str]:

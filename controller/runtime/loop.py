@@ -29,6 +29,7 @@ from controller.telemetry.encoding import (
     PUMP_LOCKED_OUT,
     PUMP_NO_FEEDBACK,
     PUMP_ON,
+    PUMP_OUT_OF_SERVICE,
     TelemetrySchema,
 )
 from controller.ticker import FixedRateTicker, Tick
@@ -183,6 +184,8 @@ def _pump_flags(name: str, inputs: PumpInputs, out: ControlOutputs) -> int:
     state = out.pump_states.get(name)
     if state == "locked out" or name in out.lockouts:
         flags |= PUMP_LOCKED_OUT
+    elif state == "out of service":
+        flags |= PUMP_OUT_OF_SERVICE
     elif state == "exercising":
         flags |= PUMP_EXERCISING
     return flags

@@ -91,6 +91,7 @@ def pump_status(pump: Mapping[str, Any]) -> PumpStatus:
         starts_last_hour=pump["starts_last_hour"],
         starts_total=pump["starts_total"],
         locked_out=pump["locked_out"],
+        out_of_service=bool(pump.get("out_of_service", False)),
         state=coerce(PumpState, pump["state"]),
         speed_pct=pump.get("speed_pct"),
         energy_kwh=pump.get("energy_kwh"),

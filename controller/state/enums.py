@@ -34,6 +34,13 @@ class Mode(enum.StrEnum):
     OFF = "off"
 
 
+class PumpMode(enum.StrEnum):
+    """A pump's own mode (``pump_mode`` command): Auto, or Off (out of service)."""
+
+    AUTO = "auto"
+    OFF = "off"
+
+
 class ControlState(enum.StrEnum):
     """What the control is doing this tick: the mode, or the protection that overrides it."""
 
@@ -76,6 +83,7 @@ class PumpState(enum.StrEnum):
     READY = "ready"
     EXERCISING = "exercising"
     LOCKED_OUT = "locked out"
+    OUT_OF_SERVICE = "out of service"
 
 
 E = TypeVar("E", bound=enum.StrEnum)

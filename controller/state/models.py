@@ -41,6 +41,7 @@ from controller.state.enums import (
     BadReason,
     ControlState,
     Mode,
+    PumpMode,
     PumpState,
     Quality,
     Severity,
@@ -236,6 +237,8 @@ class PumpStatus:
     """Starts since commissioning."""
     locked_out: str | None
     """Why the pump is locked out (until a technician acknowledges); null if it is not."""
+    out_of_service: bool = False
+    """Switched Off (``pump_mode`` off): stopped, and nothing starts it until Auto."""
     state: PumpState
     """What the pump is doing."""
     speed_pct: float | Absent = None
@@ -406,6 +409,17 @@ class PumpCommand(CommandHead):
 
 @with_config(CONFIG)
 @dataclass(frozen=True, kw_only=True)
+class PumpModeCommand(CommandHead):
+    """``cmd/pump_mode``: a pump's Auto or Off (out of service), in any station mode."""
+
+    pump: str
+    """The pump's name."""
+    mode: PumpMode
+    """auto (the station's control runs it) or off (stopped now, never started)."""
+
+
+@with_config(CONFIG)
+@dataclass(frozen=True, kw_only=True)
 class AckCommand(CommandHead):
     """``cmd/ack``: acknowledges latched alarms (one, or all)."""
 
@@ -427,6 +441,7 @@ COMMANDS: dict[str, type[CommandHead]] = {
     "setpoint": SetpointCommand,
     "mode": ModeCommand,
     "pump": PumpCommand,
+    "pump_mode": PumpModeCommand,
     "ack": AckCommand,
     "pressure_management": PressureManagementCommand,
 }

@@ -5,6 +5,7 @@ A command is a JSON object on ``<prefix>/<site>/cmd/<name>``::
     {"id": "c-123", "ts": "2026-11-24T08:00:00Z", "value": 3.2}        setpoint
     {"id": "c-124", "ts": 1795939200, "mode": "manual"}                 mode
     {"id": "c-125", "ts": "...", "pump": "P2", "on": true}              pump
+    {"id": "c-128", "ts": "...", "pump": "P2", "mode": "off"}           pump_mode
     {"id": "c-126", "ts": "...", "alarm": "high_pressure"}              ack (alarm optional)
     {"id": "c-127", "ts": "...", "pressure_management": {...} | null}   pressure_management
 
@@ -16,10 +17,12 @@ command with the same id. A command older than ``max_age_s`` (or from too far in
 future) is rejected; so is anything malformed, and the payload is bounded (size,
 nesting depth, length of a number) before it is parsed. The values are validated here,
 against the station file in force (``CommandTarget.control``, which follows a reload): a
-setpoint must be finite and inside the allowed range, a mode one of ``MODES``, a pressure
+setpoint must be finite and inside the allowed range, a mode one of ``MODES`` (a pump's
+mode one of ``PUMP_MODES``), a pressure
 management table valid like the station file's; the target (the control core) receives
 validated values and refuses only what depends on its own state (a pump command outside
-manual mode or for a locked-out pump, an ack of an alarm that is not active). SCADA, the
+manual mode or for a locked-out or switched-Off pump, an ack of an alarm that is not
+active). SCADA, the
 Sparkplug NCMD and the web HMI all come through ``CommandProcessor``, so they share these
 checks. Protections are applied after commands on every tick, so no command can switch
 one off.
@@ -42,7 +45,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from controller.config.schema import ControlConfig, PressureManagementConfig
-from controller.control.commands import MODES, CommandRejected
+from controller.control.commands import MODES, PUMP_MODES, CommandRejected
 from controller.errors import BoosterError
 from controller.logs import get_logger
 from controller.state.dump import to_json
@@ -51,7 +54,7 @@ from controller.telemetry.clock import PLAUSIBLE_EPOCH
 
 log = get_logger(__name__)
 
-COMMANDS = ("setpoint", "mode", "pump", "ack", "pressure_management")
+COMMANDS = ("setpoint", "mode", "pump", "pump_mode", "ack", "pressure_management")
 MAX_PAYLOAD_BYTES = 4096
 #: The deepest command is pressure_management.schedule[i].days[j]: 5 levels.
 MAX_DEPTH = 16
@@ -78,6 +81,8 @@ class CommandTarget(Protocol):
 
     def pump(self, name: str, on: bool) -> None: ...
 
+    def pump_mode(self, name: str, mode: str) -> None: ...
+
     def ack(self, alarm_id: str | None = None) -> list[str]: ...
 
     def set_pressure_management(self, pm: PressureManagementConfig | None) -> None: ...
@@ -102,6 +107,13 @@ def valid_mode(mode: object) -> str:
     """``mode`` if it is one of ``MODES``."""
     if mode not in MODES:
         raise CommandRejected(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    return str(mode)
+
+
+def valid_pump_mode(mode: object) -> str:
+    """``mode`` if it is one of ``PUMP_MODES``."""
+    if mode not in PUMP_MODES:
+        raise CommandRejected(f"pump mode must be one of {', '.join(PUMP_MODES)}, not {mode!r}")
     return str(mode)
 
 
@@ -436,6 +448,10 @@ class CommandProcessor:
                 raise Invalid("'on' must be true or false")
             assert pump is not None
             self.target.pump(pump, on)
+        elif name == "pump_mode":
+            pump = _text(data, "pump")
+            assert pump is not None
+            self.target.pump_mode(pump, valid_pump_mode(_text(data, "mode")))
         elif name == "ack":
             return self.target.ack(_text(data, "alarm", required=False))
         else:

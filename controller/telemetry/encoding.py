@@ -72,6 +72,7 @@ PUMP_NO_FEEDBACK = 4  # no feedback contact wired (feedback unknown)
 PUMP_FAULT = 8  # motor protection input tripped
 PUMP_EXERCISING = 16
 PUMP_LOCKED_OUT = 32
+PUMP_OUT_OF_SERVICE = 64  # switched Off (pump_mode off)
 
 
 @dataclass(frozen=True)
@@ -113,10 +114,12 @@ class TelemetrySchema:
 
 
 def pump_state(flags: int) -> str:
-    """The pump state a flag word encodes (``locked out``, ``exercising``, ``running``,
-    ``ready``)."""
+    """The pump state a flag word encodes (``locked out``, ``out of service``,
+    ``exercising``, ``running``, ``ready``)."""
     if flags & PUMP_LOCKED_OUT:
         return "locked out"
+    if flags & PUMP_OUT_OF_SERVICE:
+        return "out of service"
     if flags & PUMP_EXERCISING:
         return "exercising"
     return "running" if flags & PUMP_ON else "ready"

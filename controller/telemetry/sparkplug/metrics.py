@@ -32,6 +32,8 @@ PRESSURE_MANAGEMENT = "Control/Pressure Management"
 ACKNOWLEDGE = "Alarms/Acknowledge"
 ALARM_EVENT = "Alarms/Last Event"
 MANUAL_SUFFIX = "/Manual On"
+#: A pump's Auto / Off (out of service): the ``pump_mode`` command.
+PUMP_MODE_SUFFIX = "/Mode"
 
 _U64 = (1 << 64) - 1
 #: ``Buffer/Backlog`` is news when it moved by more than this many rows, or fell to 0: its
@@ -134,6 +136,7 @@ class Catalogue:
                 (f"{base}/State", pb.String, {}),
                 (f"{base}/Lockout", pb.String, {}),
                 (f"{base}{MANUAL_SUFFIX}", pb.Boolean, {"writable": True}),
+                (f"{base}{PUMP_MODE_SUFFIX}", pb.String, {"writable": True}),
             ]
             if pump.vfd is not None:
                 rows.append((f"{base}/Speed", pb.Float, {"unit": "%", "low": 0.0, "high": 100.0}))
@@ -204,6 +207,9 @@ def status_values(status: Mapping[str, Any], manual: Mapping[str, bool]) -> dict
     }
     for name, on in manual.items():
         out[f"Pumps/{name}{MANUAL_SUFFIX}"] = bool(on)
+    for name, row in (status.get("pumps") or {}).items():
+        if isinstance(row, Mapping):
+            out[f"Pumps/{name}{PUMP_MODE_SUFFIX}"] = "off" if row.get("out_of_service") else "auto"
     return out
 
 

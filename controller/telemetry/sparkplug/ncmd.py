@@ -29,6 +29,7 @@ from controller.telemetry.sparkplug.metrics import (
     MANUAL_SUFFIX,
     MODE,
     PRESSURE_MANAGEMENT,
+    PUMP_MODE_SUFFIX,
     REBIRTH,
     SETPOINT,
     Catalogue,
@@ -167,6 +168,9 @@ def _command(name: str, value: Value) -> tuple[str, dict[str, Any]]:
     if name.startswith("Pumps/") and name.endswith(MANUAL_SUFFIX):
         pump = name[len("Pumps/") : -len(MANUAL_SUFFIX)]
         return "pump", {"pump": pump, "on": value}
+    if name.startswith("Pumps/") and name.endswith(PUMP_MODE_SUFFIX):
+        pump = name[len("Pumps/") : -len(PUMP_MODE_SUFFIX)]
+        return "pump_mode", {"pump": pump, "mode": value}
     raise Invalid(f"metric {name!r} is not writable")
 
 
