@@ -262,7 +262,72 @@ def proc_rss_mb(pid: int, key: str = "VmHWM") -> float:
     return 0.0
 
 
-async def main() -> None:
+@dataclass
+class Fleet:
+    """A running fleet: the broker, the checker on it, and the worker processes with the
+    latest counters each reported."""
+
+    broker: Broker
+    state: Path
+    checker: Checker
+    check_task: asyncio.Task[None]
+    procs: list[asyncio.subprocess.Process]
+    #: Each worker's latest counters, and its CPU seconds.
+    latest: list[dict[str, Any]] = field(init=False)
+    worker_cpu: list[float] = field(init=False)
+    followers: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.latest = [{} for _ in self.procs]
+        self.worker_cpu = [0.0 for _ in self.procs]
+
+    def follow(self) -> None:
+        """Read each worker's counters as they come."""
+
+        async def follow(k: int, proc: asyncio.subprocess.Process) -> None:
+            assert proc.stdout is not None
+            while line := await proc.stdout.readline():
+                self.latest[k] = json.loads(line)
+                self.worker_cpu[k] = self.latest[k]["cpu_s"]
+
+        self.followers = [asyncio.create_task(follow(k, p)) for k, p in enumerate(self.procs)]
+
+    def total(self, key: str) -> int:
+        return sum(int(s.get(key, 0)) for s in self.latest)
+
+    async def close(self) -> None:
+        """Stop the workers (kill those that do not stop), the checker and the broker."""
+        for p in self.procs:
+            if p.stdin is not None:
+                p.stdin.write(b"stop\n")
+                with contextlib.suppress(ConnectionError):
+                    await p.stdin.drain()
+        for p in self.procs:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(30):
+                    await p.wait()
+            if p.returncode is None:
+                p.kill()
+        for f in self.followers:
+            f.cancel()
+        self.check_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.check_task
+        self.broker.close()
+        shutil.rmtree(self.state, ignore_errors=True)  # 500 buffer files
+
+
+async def until(cond: Any, limit: float) -> float | None:
+    """Seconds until ``cond()`` held (checked twice a second), None past ``limit``."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        if cond():
+            return round(time.monotonic() - t0, 1)
+        await asyncio.sleep(0.5)
+    return None
+
+
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--stations", type=int, default=500)
     ap.add_argument("--workers", type=int, default=2)
@@ -272,11 +337,11 @@ async def main() -> None:
     ap.add_argument("--drain-limit", type=float, default=900.0)
     ap.add_argument("--worker", nargs=4, metavar=("FIRST", "COUNT", "PORT", "STATE"))
     add_arguments(ap)
-    args = ap.parse_args()
-    if args.worker:
-        first, count, port, state = args.worker
-        await worker(int(first), int(count), args.scheme, int(port), Path(state))
-        return
+    return ap.parse_args()
+
+
+async def start_fleet(args: argparse.Namespace) -> Fleet:
+    """The broker, the checker subscribed to it, and the workers sharing the stations."""
     state = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     # Persistence and queued QoS 0 serve the checker only: its session (and what arrives
     # while it reconnects after the restart) survives the broker's stop. The stations
@@ -299,88 +364,59 @@ async def main() -> None:
             str(first), str(count), str(broker.port), str(state), cwd=REPO,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         ))  # fmt: skip
-    latest: list[dict[str, Any]] = [{} for _ in procs]
-    worker_cpu = [0.0 for _ in procs]
+    fleet = Fleet(broker, state, checker, check_task, procs)
+    fleet.follow()
+    return fleet
 
-    async def follow(k: int, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdout is not None
-        while line := await proc.stdout.readline():
-            latest[k] = json.loads(line)
-            worker_cpu[k] = latest[k]["cpu_s"]
 
-    followers = [asyncio.create_task(follow(k, p)) for k, p in enumerate(procs)]
-
-    def total(key: str) -> int:
-        return sum(int(s.get(key, 0)) for s in latest)
-
-    async def until(cond: Any, limit: float) -> float | None:
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < limit:
-            if cond():
-                return round(time.monotonic() - t0, 1)
-            await asyncio.sleep(0.5)
-        return None
-
-    result: dict[str, Any] = {"stations": args.stations, "workers": len(procs),
+async def run_outage(fleet: Fleet, args: argparse.Namespace) -> dict[str, Any]:
+    """Warm up, stop the broker for the outage, restart it, and measure the way back."""
+    result: dict[str, Any] = {"stations": args.stations, "workers": len(fleet.procs),
                               "scheme": args.scheme, "outage_s": args.outage}  # fmt: skip
-    broker_pid = broker._proc.pid if broker._proc else 0
-    try:
-        result["all_connected_at_start_s"] = await until(
-            lambda: total("connected") == args.stations, 300
-        )
-        cpu_a = proc_cpu_s(broker_pid)
-        await asyncio.sleep(args.warmup)
-        cpu0 = proc_cpu_s(broker_pid) - cpu_a
-        reconnects0 = total("reconnects")
-        broker.stop()
-        await asyncio.sleep(args.outage)
-        result["backlog_at_restart"] = total("backlog")
-        broker.start()
-        broker_pid = broker._proc.pid if broker._proc else 0
-        t_restart = time.monotonic()
-        result["reconnect_all_s"] = await until(
-            lambda: total("connected") == args.stations, args.drain_limit
-        )
+    broker, total = fleet.broker, fleet.total
+    broker_pid = broker.pid
+    result["all_connected_at_start_s"] = await until(
+        lambda: total("connected") == args.stations, 300
+    )
+    cpu_a = proc_cpu_s(broker_pid)
+    await asyncio.sleep(args.warmup)
+    cpu0 = proc_cpu_s(broker_pid) - cpu_a
+    reconnects0 = total("reconnects")
+    broker.stop()
+    await asyncio.sleep(args.outage)
+    result["backlog_at_restart"] = total("backlog")
+    broker.start()
+    broker_pid = broker.pid
+    t_restart = time.monotonic()
+    result["reconnect_all_s"] = await until(
+        lambda: total("connected") == args.stations, args.drain_limit
+    )
 
-        def drained() -> bool:
-            if args.scheme == "json":
-                return total("backlog") <= args.stations * 3
-            return total("born") == args.stations and total("replaying") == 0
+    def drained() -> bool:
+        if args.scheme == "json":
+            return total("backlog") <= args.stations * 3
+        return total("born") == args.stations and total("replaying") == 0
 
-        await until(drained, args.drain_limit)
-        result["drain_s"] = round(time.monotonic() - t_restart, 1)
-        # The last backlog rows on their way to the checker (live ones keep coming).
-        await asyncio.sleep(10)
-        result["reconnects"] = total("reconnects") - reconnects0
-        result["broker_cpu_s_after_restart"] = round(proc_cpu_s(broker_pid), 2)
-        result["broker_cpu_s_before_outage_per_s"] = round(cpu0 / max(1.0, args.warmup), 3)
-        result["broker_peak_rss_mb"] = round(proc_rss_mb(broker_pid), 1)
-        result["generator_cpu_s"] = round(sum(worker_cpu), 1)
-        result["generator_peak_rss_mb"] = round(sum(float(s.get("rss_mb", 0)) for s in latest), 1)
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        result["checker_cpu_s"] = round(usage.ru_utime + usage.ru_stime, 1)
-        result["messages_checked"] = checker.messages
-        last_seq = {k: v for s in latest for k, v in s.get("last_seq", {}).items()}
-        result["check"] = checker.verdict(args.stations, last_seq)
-    finally:
-        for p in procs:
-            if p.stdin is not None:
-                p.stdin.write(b"stop\n")
-                with contextlib.suppress(ConnectionError):
-                    await p.stdin.drain()
-        for p in procs:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(30):
-                    await p.wait()
-            if p.returncode is None:
-                p.kill()
-        for f in followers:
-            f.cancel()
-        check_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await check_task
-        broker.close()
-        shutil.rmtree(state, ignore_errors=True)  # 500 buffer files
+    await until(drained, args.drain_limit)
+    result["drain_s"] = round(time.monotonic() - t_restart, 1)
+    # The last backlog rows on their way to the checker (live ones keep coming).
+    await asyncio.sleep(10)
+    result["reconnects"] = total("reconnects") - reconnects0
+    result["broker_cpu_s_after_restart"] = round(proc_cpu_s(broker_pid), 2)
+    result["broker_cpu_s_before_outage_per_s"] = round(cpu0 / max(1.0, args.warmup), 3)
+    result["broker_peak_rss_mb"] = round(proc_rss_mb(broker_pid), 1)
+    result["generator_cpu_s"] = round(sum(fleet.worker_cpu), 1)
+    result["generator_peak_rss_mb"] = round(sum(float(s.get("rss_mb", 0)) for s in fleet.latest), 1)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["checker_cpu_s"] = round(usage.ru_utime + usage.ru_stime, 1)
+    result["messages_checked"] = fleet.checker.messages
+    last_seq = {k: v for s in fleet.latest for k, v in s.get("last_seq", {}).items()}
+    result["check"] = fleet.checker.verdict(args.stations, last_seq)
+    return result
+
+
+def report_figures(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """Print (and with ``--check``/``--save``, judge and keep) the figures."""
     check = result.pop("check", {})
     examples = check.pop("examples", {})
     figures = {**result, **{f"check.{k}": v for k, v in check.items()}}
@@ -393,6 +429,20 @@ async def main() -> None:
     command = " ".join(["python -m bench.fleet", *sys.argv[1:]]).replace(" --save", "")
     finish(f"fleet-{args.scheme}", figures, targets, args, command=command,
            tables={"stations with a problem": table} if table else None)  # fmt: skip
+
+
+async def main() -> None:
+    args = parse_args()
+    if args.worker:
+        first, count, port, state = args.worker
+        await worker(int(first), int(count), args.scheme, int(port), Path(state))
+        return
+    fleet = await start_fleet(args)
+    try:
+        result = await run_outage(fleet, args)
+    finally:
+        await fleet.close()
+    report_figures(result, args)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from drivers.modbus.deadline import DeadlineTimer
 from drivers.modbus.timing import char_time_s, frame_gap_s
-from simulator.registers import ILLEGAL_FUNCTION, ModbusException, RegisterImage
+from simulator.registers import ILLEGAL_FUNCTION, ModbusException, RegisterImage, SlaveTables
 
 
 @dataclass(frozen=True)
@@ -57,45 +57,71 @@ def with_crc(frame: bytes) -> bytes:
 _READ = {1: "coil", 2: "discrete", 3: "holding", 4: "input"}
 
 
+def _read(image: RegisterImage, bus: str, slave_id: int, fc: int, pdu: bytes) -> bytes:
+    """Functions 1 to 4: bits packed eight to a byte, or registers big-endian."""
+    address, count = struct.unpack(">HH", pdu[1:5])
+    limit = 2000 if fc in (1, 2) else 125
+    if not 1 <= count <= limit:
+        raise ModbusException(3, "quantity out of range")
+    words = image.read(bus, slave_id, _READ[fc], address, count)
+    if fc in (1, 2):
+        packed = bytearray((count + 7) // 8)
+        for i, bit in enumerate(words):
+            if bit:
+                packed[i // 8] |= 1 << (i % 8)
+        return bytes((fc, len(packed))) + bytes(packed)
+    return bytes((fc, 2 * count)) + struct.pack(f">{count}H", *words)
+
+
+def _write_coil(slave: SlaveTables, pdu: bytes) -> bytes:
+    address, value = struct.unpack(">HH", pdu[1:5])
+    slave.write("coil", address, [1 if value == 0xFF00 else 0])
+    return pdu[:5]
+
+
+def _write_register(slave: SlaveTables, pdu: bytes) -> bytes:
+    address, value = struct.unpack(">HH", pdu[1:5])
+    slave.write("holding", address, [value])
+    return pdu[:5]
+
+
+def _write_coils(slave: SlaveTables, pdu: bytes) -> bytes:
+    address, count, _nbytes = struct.unpack(">HHB", pdu[1:6])
+    bits = [(pdu[6 + i // 8] >> (i % 8)) & 1 for i in range(count)]
+    slave.write("coil", address, bits)
+    return pdu[:5]
+
+
+def _write_registers(slave: SlaveTables, pdu: bytes) -> bytes:
+    address, count, _nbytes = struct.unpack(">HHB", pdu[1:6])
+    values = list(struct.unpack(f">{count}H", pdu[6 : 6 + 2 * count]))
+    slave.write("holding", address, values)
+    return pdu[:5]
+
+
+#: The write functions by code; each answers with the request's first five bytes.
+_WRITE: dict[int, Callable[[SlaveTables, bytes], bytes]] = {
+    5: _write_coil,
+    6: _write_register,
+    15: _write_coils,
+    16: _write_registers,
+}
+
+
 def handle_pdu(image: RegisterImage, bus: str, slave_id: int, pdu: bytes) -> bytes:
     """The response PDU for a request PDU (an exception PDU for a refused request)."""
     fc = pdu[0]
     try:
         if fc in _READ:
-            address, count = struct.unpack(">HH", pdu[1:5])
-            limit = 2000 if fc in (1, 2) else 125
-            if not 1 <= count <= limit:
-                raise ModbusException(3, "quantity out of range")
-            words = image.read(bus, slave_id, _READ[fc], address, count)
-            if fc in (1, 2):
-                packed = bytearray((count + 7) // 8)
-                for i, bit in enumerate(words):
-                    if bit:
-                        packed[i // 8] |= 1 << (i % 8)
-                return bytes((fc, len(packed))) + bytes(packed)
-            return bytes((fc, 2 * count)) + struct.pack(f">{count}H", *words)
+            return _read(image, bus, slave_id, fc, pdu)
+        # An unknown slave is refused before an unknown function (exception 2, not 1).
         slave = image.slave(bus, slave_id)
         if slave is None:
             raise ModbusException(2)
-        if fc == 5:
-            address, value = struct.unpack(">HH", pdu[1:5])
-            slave.write("coil", address, [1 if value == 0xFF00 else 0])
-            return pdu[:5]
-        if fc == 6:
-            address, value = struct.unpack(">HH", pdu[1:5])
-            slave.write("holding", address, [value])
-            return pdu[:5]
-        if fc == 16:
-            address, count, _nbytes = struct.unpack(">HHB", pdu[1:6])
-            values = list(struct.unpack(f">{count}H", pdu[6 : 6 + 2 * count]))
-            slave.write("holding", address, values)
-            return pdu[:5]
-        if fc == 15:
-            address, count, _nbytes = struct.unpack(">HHB", pdu[1:6])
-            bits = [(pdu[6 + i // 8] >> (i % 8)) & 1 for i in range(count)]
-            slave.write("coil", address, bits)
-            return pdu[:5]
-        raise ModbusException(ILLEGAL_FUNCTION)
+        write = _WRITE.get(fc)
+        if write is None:
+            raise ModbusException(ILLEGAL_FUNCTION)
+        return write(slave, pdu)
     except ModbusException as exc:
         return bytes((fc | 0x80, exc.code))
     except (struct.error, IndexError):

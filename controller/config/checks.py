@@ -28,11 +28,32 @@ def unreadable(path: str) -> str | None:
         return exc.strerror or str(exc)
 
 
-def cross_check(cfg: StationConfig) -> list[tuple[Path, str]]:
-    """Return (path, message) for every inconsistency between sections."""
-    errors: list[tuple[Path, str]] = []
-    points = cfg.points()
+#: (path, message): one inconsistency, located in the station file.
+Problem = tuple[Path, str]
+#: The points of the station by name: (device name, point).
+Points = Mapping[str, tuple[str, PointConfig]]
 
+
+def cross_check(cfg: StationConfig) -> list[Problem]:
+    """Return (path, message) for every inconsistency between sections."""
+    points = cfg.points()
+    return [
+        *_device_checks(cfg),
+        *_slave_id_checks(cfg),
+        *_port_checks(cfg),
+        *_control_point_checks(cfg, points),
+        *_line_checks(cfg),
+        *_vfd_checks(cfg, points),
+        *_pressure_management_checks(cfg),
+        *_limit_checks(cfg),
+        *_span_checks(cfg),
+        *_poll_fit_checks(cfg),
+    ]
+
+
+def _device_checks(cfg: StationConfig) -> list[Problem]:
+    """Each device on a known bus; point names station-wide; poll classes defined."""
+    errors: list[Problem] = []
     seen_points: dict[str, str] = {}
     for dev_name, dev in cfg.devices.items():
         if dev.bus not in cfg.buses:
@@ -61,7 +82,12 @@ def cross_check(cfg: StationConfig) -> list[tuple[Path, str]]:
                         f"(poll_classes: {_names(cfg.poll_classes) or 'none defined'})",
                     )
                 )
+    return errors
 
+
+def _slave_id_checks(cfg: StationConfig) -> list[Problem]:
+    """One device per slave id on a bus."""
+    errors: list[Problem] = []
     by_bus: dict[tuple[str, int], str] = {}
     for dev_name, dev in cfg.devices.items():
         key = (dev.bus, dev.slave_id)
@@ -75,7 +101,12 @@ def cross_check(cfg: StationConfig) -> list[tuple[Path, str]]:
             )
         else:
             by_bus[key] = dev_name
+    return errors
 
+
+def _port_checks(cfg: StationConfig) -> list[Problem]:
+    """One RTU bus per serial port."""
+    errors: list[Problem] = []
     ports: dict[str, str] = {}
     for bus_name, bus in cfg.buses.items():
         if bus.type == "rtu" and bus.port:
@@ -88,7 +119,12 @@ def cross_check(cfg: StationConfig) -> list[tuple[Path, str]]:
                 )
             else:
                 ports[bus.port] = bus_name
+    return errors
 
+
+def _control_point_checks(cfg: StationConfig, points: Points) -> list[Problem]:
+    """The control section's measurements exist and are not bits."""
+    errors: list[Problem] = []
     control = cfg.control
     for field in ("pressure_point", "suction_point", "flow_point", "far_end_point"):
         name = getattr(control, field)
@@ -98,7 +134,12 @@ def cross_check(cfg: StationConfig) -> list[tuple[Path, str]]:
             )
         elif name is not None and points[name][1].kind in ("coil", "discrete"):
             errors.append((("control", field), f"point {name!r} is a bit, not a measurement"))
+    return errors
 
+
+def _line_checks(cfg: StationConfig) -> list[Problem]:
+    """Each GPIO line serves one pump signal."""
+    errors: list[Problem] = []
     lines: dict[str, Path] = {}
     for pump_name, pump in cfg.pumps.items():
         for field in ("relay", "run_feedback", "fault_input"):
@@ -111,7 +152,12 @@ def cross_check(cfg: StationConfig) -> list[tuple[Path, str]]:
                 errors.append((path, f"line {line} is already used by {first}"))
             else:
                 lines[line] = path
+    return errors
 
+
+def _vfd_checks(cfg: StationConfig, points: Points) -> list[Problem]:
+    """A drive's points exist, the written ones are writable, its frequency reads Hz."""
+    errors: list[Problem] = []
     for pump_name, pump in cfg.pumps.items():
         if pump.vfd is None:
             continue
@@ -119,7 +165,7 @@ def cross_check(cfg: StationConfig) -> list[tuple[Path, str]]:
             name = getattr(pump.vfd, field)
             if name is None:
                 continue
-            path = ("pumps", pump_name, "vfd", field)
+            path: Path = ("pumps", pump_name, "vfd", field)
             if name not in points:
                 errors.append((path, f"no point named {name!r} (points: {_names(points)})"))
             elif field in ("speed_point", "run_point") and points[name][1].kind not in (
@@ -134,7 +180,13 @@ def cross_check(cfg: StationConfig) -> list[tuple[Path, str]]:
                     (path, f"point {name!r} must read the output frequency in Hz "
                            f"(unit: Hz, scaled as needed), not {points[name][1].unit!r}")
                 )  # fmt: skip
+    return errors
 
+
+def _pressure_management_checks(cfg: StationConfig) -> list[Problem]:
+    """Scheduled setpoints within the setpoint range; flow compensation has a flow point."""
+    errors: list[Problem] = []
+    control = cfg.control
     pm = control.pressure_management
     for i, entry in enumerate(pm.schedule if pm else []):
         if not control.setpoint_min_bar <= entry.setpoint_bar <= control.setpoint_max_bar:
@@ -152,7 +204,13 @@ def cross_check(cfg: StationConfig) -> list[tuple[Path, str]]:
                 "flow compensation needs control.flow_point",
             )
         )
+    return errors
 
+
+def _limit_checks(cfg: StationConfig) -> list[Problem]:
+    """Staging and protection limits that refer to the pumps or to a point."""
+    errors: list[Problem] = []
+    control = cfg.control
     staging = control.staging
     if staging.max_running is not None and staging.max_running > len(cfg.pumps):
         errors.append(
@@ -185,8 +243,6 @@ def cross_check(cfg: StationConfig) -> list[tuple[Path, str]]:
                 "(or set protections.dry_run.suction_min_bar to 0 to disable it knowingly)",
             )
         )
-    errors.extend(_span_checks(cfg))
-    errors.extend(_poll_fit_checks(cfg))
     return errors
 
 

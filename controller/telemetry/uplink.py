@@ -172,7 +172,7 @@ def _limit_reads(client: aiomqtt.Client, limit: int) -> bool:
         data: bytes = recv(bufsize)
         return data
 
-    paho._sock_recv = guarded
+    paho._sock_recv = guarded  # noqa: SLF001 (paho has no public hook for its reads)
     return True
 
 
@@ -247,10 +247,9 @@ class Uplink:
         self.published = 0
         self.reconnects = 0
         self.last_error: str | None = None
-        self._acked = 0
-        #: Live rows acknowledged ahead of the backlog (first seq excluded, last included),
-        #: kept across a reconnect so the backlog replay skips them instead of repeating.
-        self._ahead: list[tuple[int, int]] = []
+        #: Telemetry the broker acknowledged, kept across reconnects; each replay run
+        #: advances it.
+        self._acked = _AckedTelemetry()
         self._schemas_sent: set[str] = set()
         self._alarms_acked = 0
         self._status_dirty = asyncio.Event()
@@ -340,10 +339,11 @@ class Uplink:
         )
         # A whole window in flight is the design, not a concern: without this aiomqtt logs
         # a warning per publish beyond 10 pending, flooding the journal on every replay.
-        client.pending_calls_threshold = self._window() + self.cfg.batch_size + PENDING_MARGIN
+        client.pending_calls_threshold = self.window() + self.cfg.batch_size + PENDING_MARGIN
         # paho holds back publishes beyond its own in-flight limit (20 by default) until
         # earlier ones are acknowledged: ours is the limit, paho must not add a smaller one.
-        client._client.max_inflight_messages_set(self._window() + PENDING_MARGIN)
+        # aiomqtt has no setter for it: its paho client is reached (an intended crossing).
+        client._client.max_inflight_messages_set(self.window() + PENDING_MARGIN)  # noqa: SLF001
         guarded = _limit_reads(client, READ_LIMIT_BYTES)
         if not v5 and not self._warned_v311:
             self._warned_v311 = True
@@ -450,10 +450,11 @@ class Uplink:
 
     # -- the work ---------------------------------------------------------------------------
 
-    def _window(self) -> int:
+    def window(self) -> int:
+        """Telemetry publishes that may await their PUBACK at once (at least one)."""
         return max(1, self.cfg.max_inflight)
 
-    async def _send_schemas(self, client: aiomqtt.Client) -> None:
+    async def send_schemas(self, client: aiomqtt.Client) -> None:
         """Every telemetry schema the stored samples refer to, retained, before the first
         sample that needs it (a reload may add one while connected)."""
         for sid, schema in list(self.buffer.schemas.items()):
@@ -465,35 +466,18 @@ class Uplink:
     async def _replay_once(self, client: aiomqtt.Client) -> int:
         """Send one chunk of the oldest unsent rows and wait for all their PUBACKs (the
         orderly stop's flush); returns how many were acknowledged."""
-        await self._send_schemas(client)
-        after = self._past_ahead(self._acked)
+        await self.send_schemas(client)
+        after = self._acked.past_ahead(self._acked.head)
         rows = await self.buffer.fetch(after_seq=after, limit=self.cfg.batch_size)
-        rows = [r for r in rows if not self._is_ahead(r[0])]
+        rows = [r for r in rows if not self._acked.is_ahead(r[0])]
         acked, failure = await self._publish_rows(client, f"{self.base}/telemetry", rows)
         if acked:
-            self._ack_backlog(rows[acked - 1][0])
-            await self.buffer.delete_upto(self._acked)
+            self._acked.advance(rows[acked - 1][0])
+            await self.buffer.delete_upto(self._acked.head)
             self.published += acked
         if failure is not None:
             raise failure
         return acked
-
-    def _past_ahead(self, after: int) -> int:
-        """``after``, moved past a run of live rows already acknowledged ahead of it."""
-        for lo, hi in self._ahead:
-            if lo <= after < hi:
-                after = hi
-        return after
-
-    def _is_ahead(self, seq: int) -> bool:
-        return any(lo < seq <= hi for lo, hi in self._ahead)
-
-    def _ack_backlog(self, seq: int) -> None:
-        """The backlog is acknowledged up to ``seq``; live rows acknowledged ahead of it
-        join the head once it reaches them."""
-        self._acked = max(self._acked, seq)
-        while self._ahead and self._ahead[0][0] <= self._acked:
-            self._acked = max(self._acked, self._ahead.pop(0)[1])
 
     async def _send_alarms_once(self, client: aiomqtt.Client) -> int:
         if self.buffer.alarms_waiting():
@@ -529,7 +513,7 @@ class Uplink:
 
     async def _replay(self, client: aiomqtt.Client) -> None:
         """The sliding-window replay (module docstring); runs until the link fails."""
-        run = _ReplayRun(self, client, split=self.buffer.committed_top())
+        run = _ReplayRun(self, client, split=self.buffer.committed_top(), acked=self._acked)
         try:
             await run.serve()
         finally:
@@ -605,6 +589,40 @@ class Uplink:
             log.warning("command reply not sent", command=name[:64], error=repr(exc))
 
 
+class _AckedTelemetry:
+    """How far the broker has acknowledged the telemetry rows: the backlog up to
+    ``head``, and runs of live rows acknowledged ahead of it."""
+
+    def __init__(self) -> None:
+        #: Every row up to this seq is acknowledged (deleted from the buffer, or soon).
+        self.head = 0
+        #: Live rows acknowledged ahead of the backlog (first seq excluded, last included),
+        #: kept across a reconnect so the backlog replay skips them instead of repeating.
+        self.ahead: list[tuple[int, int]] = []
+
+    def past_ahead(self, after: int) -> int:
+        """``after``, moved past a run of live rows already acknowledged ahead of it."""
+        for lo, hi in self.ahead:
+            if lo <= after < hi:
+                after = hi
+        return after
+
+    def is_ahead(self, seq: int) -> bool:
+        return any(lo < seq <= hi for lo, hi in self.ahead)
+
+    def advance(self, seq: int) -> None:
+        """The backlog is acknowledged up to ``seq``; live rows acknowledged ahead of it
+        join the head once it reaches them."""
+        self.head = max(self.head, seq)
+        while self.ahead and self.ahead[0][0] <= self.head:
+            self.head = max(self.head, self.ahead.pop(0)[1])
+
+    def keep_ahead(self, split: int, live_acked: int) -> None:
+        """A link failed with the backlog (up to ``split``) unfinished: remember the live
+        rows acknowledged above it, up to ``live_acked``."""
+        self.ahead.append((split, live_acked))
+
+
 class _Flight:
     """Publishes awaiting their PUBACK for one run of rows, oldest first."""
 
@@ -630,15 +648,19 @@ class _ReplayRun:
     """One connection's replay: the backlog (rows up to ``split``, found at connect) and
     the live rows above it, each its own in-order flight, sharing one window."""
 
-    def __init__(self, uplink: Uplink, client: aiomqtt.Client, *, split: int) -> None:
+    def __init__(
+        self, uplink: Uplink, client: aiomqtt.Client, *, split: int, acked: _AckedTelemetry
+    ) -> None:
         self.up = uplink
         self.client = client
         self.topic = f"{uplink.base}/telemetry"
         self.split = split
+        #: The uplink's acknowledgements: this run advances them.
+        self.acked = acked
         self.backlog = _Flight()
         self.live = _Flight()
-        self.backlog_sent = uplink._acked
-        self.live_sent = max(split, uplink._acked)
+        self.backlog_sent = acked.head
+        self.live_sent = max(split, acked.head)
         self.backlog_done = self.backlog_sent >= split
 
     def _in_flight(self) -> int:
@@ -649,7 +671,7 @@ class _ReplayRun:
         while True:
             raise_if_cancelling()
             buffer.samples_ready.clear()
-            await self.up._send_schemas(self.client)
+            await self.up.send_schemas(self.client)
             sent = await self._send_live()
             if not self.backlog_done:
                 sent += await self._send_backlog()
@@ -663,7 +685,7 @@ class _ReplayRun:
     async def _send_live(self) -> int:
         # Behind a backlog, a share per round; alone, as much as the window takes.
         limit = LIVE_SHARE if not self.backlog_done else self.up.cfg.batch_size
-        room = self.up._window() - self._in_flight()
+        room = self.up.window() - self._in_flight()
         if room <= 0 and not self.backlog_done:
             room = 1  # the share is guaranteed: one over the window rather than none
         elif room <= 0:
@@ -671,7 +693,7 @@ class _ReplayRun:
             # none instead counted as idle once the window drained, and rows already on
             # disk waited for the next commit (IDLE_WAIT_S when none came: issue 13).
             await self._wait_head()
-            room = self.up._window() - self._in_flight()
+            room = self.up.window() - self._in_flight()
         rows = await self.up.buffer.fetch(after_seq=self.live_sent, limit=min(limit, room))
         await self._publish(self.live, rows)
         if rows:
@@ -679,9 +701,9 @@ class _ReplayRun:
         return len(rows)
 
     async def _send_backlog(self) -> int:
-        after = self.up._past_ahead(self.backlog_sent)  # acknowledged on an earlier link
+        after = self.acked.past_ahead(self.backlog_sent)  # acknowledged on an earlier link
         rows = await self.up.buffer.fetch(after_seq=after, limit=self.up.cfg.batch_size)
-        rows = [r for r in rows if r[0] <= self.split and not self.up._is_ahead(r[0])]
+        rows = [r for r in rows if r[0] <= self.split and not self.acked.is_ahead(r[0])]
         if not rows:
             self.backlog_sent = self.split
             if not self.backlog.tasks:
@@ -693,7 +715,7 @@ class _ReplayRun:
 
     async def _publish(self, flight: _Flight, rows: list[Fetched]) -> None:
         for seq, _, payload in rows:
-            while self._in_flight() >= self.up._window() and flight.tasks:
+            while self._in_flight() >= self.up.window() and flight.tasks:
                 await self._wait_head()
             task = asyncio.create_task(self.client.publish(self.topic, payload, qos=1))
             flight.tasks.append((seq, task))
@@ -707,7 +729,7 @@ class _ReplayRun:
         self.backlog.settle()
         self.live.settle()
         if self.backlog.acked is not None:
-            self.up._ack_backlog(self.backlog.acked)
+            self.acked.advance(self.backlog.acked)
         if self.backlog_sent >= self.split and not self.backlog.tasks:
             self._merge()
 
@@ -716,9 +738,9 @@ class _ReplayRun:
         from now on the live flight is the only one."""
         if not self.backlog_done:
             self.backlog_done = True
-            self.up._ack_backlog(self.split)
+            self.acked.advance(self.split)
         if self.live.acked is not None:
-            self.up._ack_backlog(self.live.acked)  # also drops ranges it has passed
+            self.acked.advance(self.live.acked)  # also drops ranges it has passed
 
     def _count(self) -> int:
         count = self.backlog.count + self.live.count
@@ -733,7 +755,7 @@ class _ReplayRun:
         finally:  # a failed head still leaves what was acknowledged before it counted
             count = self._count()
         if count:
-            await self.up.buffer.delete_upto(self.up._acked)
+            await self.up.buffer.delete_upto(self.acked.head)
 
     async def close(self) -> None:
         """The link failed (or the session ends): keep what was acknowledged, remember
@@ -746,7 +768,7 @@ class _ReplayRun:
             if not task.cancelled():
                 task.exception()
         if not self.backlog_done and self.live.acked is not None:
-            self.up._ahead.append((self.split, self.live.acked))
+            self.acked.keep_ahead(self.split, self.live.acked)
         if self._count():
             with contextlib.suppress(Exception):  # else the next session deletes them
-                await self.up.buffer.delete_upto(self.up._acked)
+                await self.up.buffer.delete_upto(self.acked.head)

@@ -192,6 +192,29 @@ class BusPoller:
             )
         )
 
+    async def read_once(self) -> None:
+        """Read every block once (the commissioning read of the module's ``read_once``):
+        a slave that leaves a request unanswered is not asked again for its other
+        blocks, whose points read as timed out with the first failure's detail."""
+        silent: dict[int, Reading] = {}
+        for read in coalesce(self.blocks, range(len(self.blocks)), max_gap=self.max_gap):
+            stats = self.slaves[read.slave_id]
+            if read.slave_id in silent:
+                failure = silent[read.slave_id]
+                detail = f"{failure.detail}; not asked again"
+                for i in read.members:
+                    for pp in self.blocks[i].points:
+                        self._store(
+                            Reading.bad(
+                                pp.name, pp.config.unit, BadReason.TIMEOUT, detail, t_mono=0.0
+                            )
+                        )
+                continue
+            await self._poll_read(read, retry_silence=False)
+            first = self.readings.get(self.blocks[read.members[0]].points[0].name)
+            if stats.silent_in_row and first is not None and first.reason is BadReason.TIMEOUT:
+                silent[read.slave_id] = first
+
     def _due_reads(self, now: float, started: float) -> list[Read]:
         """The reads of this pass. A block not due yet joins a read going out anyway when
         it would fall due before the next pass: one request instead of two."""
@@ -441,27 +464,7 @@ async def read_once(cfg: StationConfig) -> dict[str, Reading]:
     acq = Acquisition(cfg)
     await acq.start()
     try:
-        await asyncio.gather(*(_read_bus(p) for p in acq.pollers))
+        await asyncio.gather(*(p.read_once() for p in acq.pollers))
         return acq.read_all()
     finally:
         await acq.close()
-
-
-async def _read_bus(poller: BusPoller) -> None:
-    silent: dict[int, Reading] = {}
-    reads = coalesce(poller.blocks, range(len(poller.blocks)), max_gap=poller.max_gap)
-    for read in reads:
-        stats = poller.slaves[read.slave_id]
-        if read.slave_id in silent:
-            failure = silent[read.slave_id]
-            detail = f"{failure.detail}; not asked again"
-            for i in read.members:
-                for pp in poller.blocks[i].points:
-                    poller._store(
-                        Reading.bad(pp.name, pp.config.unit, BadReason.TIMEOUT, detail, t_mono=0.0)
-                    )
-            continue
-        await poller._poll_read(read, retry_silence=False)
-        first = poller.readings.get(poller.blocks[read.members[0]].points[0].name)
-        if stats.silent_in_row and first is not None and first.reason is BadReason.TIMEOUT:
-            silent[read.slave_id] = first

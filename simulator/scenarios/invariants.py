@@ -497,21 +497,30 @@ class _AlarmLifecycle:
         if not s.powered:
             return
         if self.rebooted:
-            # The controller booted again: every alarm SCADA was told of must still be
-            # active (restored from the saved state) or be cleared now, never forgotten.
             self.rebooted = False
-            kept = {a.id for a in s.alarms} | {e.id for e in s.events if e.event == "clear"}
-            lost = self.raised - kept
-            if lost:
-                out.append(
-                    Violation(
-                        "alarm_lost_in_reboot",
-                        s.t,
-                        f"active alarms {sorted(lost)} forgotten by the reboot "
-                        "(SCADA never sees them clear)",
-                    )
+            self._forgotten_in_reboot(s, out)
+        self._events(s, out)
+        self._vanished(s, out)
+        self._cause_gone(s, out)
+
+    def _forgotten_in_reboot(self, s: TickState, out: list[Violation]) -> None:
+        """The controller booted again: every alarm SCADA was told of must still be
+        active (restored from the saved state) or be cleared now, never forgotten."""
+        kept = {a.id for a in s.alarms} | {e.id for e in s.events if e.event == "clear"}
+        lost = self.raised - kept
+        if lost:
+            out.append(
+                Violation(
+                    "alarm_lost_in_reboot",
+                    s.t,
+                    f"active alarms {sorted(lost)} forgotten by the reboot "
+                    "(SCADA never sees them clear)",
                 )
-            self.raised -= lost
+            )
+        self.raised -= lost
+
+    def _events(self, s: TickState, out: list[Violation]) -> None:
+        """Each raise says why; each clear follows a raise."""
         for ev in s.events:
             if ev.event == "raise":
                 if not ev.message.strip():
@@ -521,10 +530,16 @@ class _AlarmLifecycle:
                 if ev.id not in self.raised:
                     out.append(Violation("alarm_lifecycle", s.t, f"{ev.id} cleared, never raised"))
                 self.raised.discard(ev.id)
+
+    def _vanished(self, s: TickState, out: list[Violation]) -> None:
+        """A raised alarm no longer active, with no clear."""
         active = {a.id for a in s.alarms}
         for gone in sorted(self.raised - active):
             out.append(Violation("alarm_lifecycle", s.t, f"{gone} vanished without a clear"))
             self.raised.discard(gone)
+
+    def _cause_gone(self, s: TickState, out: list[Violation]) -> None:
+        """An alarm still active with its cause gone, and no unacknowledged latch holding it."""
         for a in s.alarms:
             if not a.condition and (not a.latched or a.acked):
                 out.append(

@@ -42,6 +42,11 @@ class Broker:
         return self._proc is not None and self._proc.poll() is None
 
     @property
+    def pid(self) -> int:
+        """The mosquitto process's id (0 when stopped), for its CPU and memory figures."""
+        return self._proc.pid if self._proc is not None else 0
+
+    @property
     def log_path(self) -> Path:
         return Path(self._dir, "mosquitto.log")
 
