@@ -119,12 +119,21 @@ def test_a_stop_inside_the_minimum_run_time() -> None:
         {"state": "off", "mode": "off"},
         {"powered": False, "state": "unpowered"},
         {"pump_states": ("locked out", "ready")},
+        {"pump_states": ("out of service", "ready")},  # switched Off: at once
     ],
 )
 def test_immediate_stops_by_design_are_not_a_minimum_run_violation(why: dict[str, object]) -> None:
     ticks = cycles([10.0], run_s=20.0, end=100)
     ticks[30] = replace(ticks[30], **why)  # type: ignore[arg-type]
     assert "min_run" not in found(ticks)
+
+
+def test_a_pump_switched_off_whose_relay_is_on() -> None:
+    ticks = trace(10)
+    ticks[5] = replace(ticks[5], pump_states=("out of service", "ready"))
+    assert "out_of_service_ran" in found(ticks)
+    ticks[5] = replace(ticks[5], relays=(False, False), running=(False, False))
+    assert "out_of_service_ran" not in found(ticks)
 
 
 def test_a_short_exercise_run_is_by_design() -> None:
@@ -226,11 +235,18 @@ def test_no_pump_below_the_setpoint_without_an_alarm_saying_why() -> None:
         (AlarmView("start_budget_exhausted", condition=True, latched=True), True),
         (AlarmView("high_pressure", condition=False, latched=True), False),  # cause gone
         (AlarmView("pump_lockout_P1", condition=True, latched=True), False),  # P2 is there
+        (AlarmView("pump_off_P1", condition=True, latched=False), False),  # so is P2
     ],
 )
 def test_which_alarms_explain_a_zone_without_service(alarm: AlarmView, explained: bool) -> None:
     ticks = _idle(int(NO_SERVICE_S) + 10, alarms=(alarm,))
     assert ("silent_no_service" in found(ticks)) is not explained
+
+
+def test_every_pump_locked_out_or_switched_off_explains_a_zone_without_service() -> None:
+    n = int(NO_SERVICE_S) + 10
+    assert found(_idle(n, pump_states=("out of service", "locked out"))) == set()
+    assert found(_idle(n, pump_states=("out of service", "ready"))) == {"silent_no_service"}
 
 
 def test_no_service_is_not_judged_in_manual_off_without_power_or_supply() -> None:

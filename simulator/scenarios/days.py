@@ -5,8 +5,8 @@ A day is a demand pattern (the station's diurnal curve, its level moved by
 ``suction_variation_bar``) and a list of events: the simulator's faults (see
 ``simulator/faults.py``; power cuts with and without a UPS, pump trips, drive faults
 and silence, sensor wire breaks and noise, supply loss and surges, bursts) and SCADA
-commands applied to the ControlCore (setpoint, mode, pump, ack, pressure_management),
-some of them hostile (out of range, NaN, infinite) as a SCADA link may carry.
+commands applied to the ControlCore (setpoint, mode, pump, pump_mode, ack,
+pressure_management), some of them hostile (out of range, NaN, infinite) as a SCADA link may carry.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class Command:
     """A SCADA command at ``at_s`` simulated seconds: ``name`` and its arguments."""
 
     at_s: float
-    name: str  # setpoint | mode | pump | ack | pressure_management
+    name: str  # setpoint | mode | pump | pump_mode | ack | pressure_management
     args: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
@@ -183,6 +183,24 @@ def _commands(rng: random.Random, st: GeneratedStation, duration_s: float) -> li
     return out
 
 
+def _pump_modes(rng: random.Random, st: GeneratedStation, duration_s: float) -> list[Command]:
+    """A technician takes a pump out of service (Off) for a while, now and then, in any
+    station mode, and gives it back (or forgets to); now and then a hostile pump mode."""
+    pumps = sorted(st.cfg.pumps)
+    out: list[Command] = []
+    for _ in range(rng.choice((0, 0, 0, 1, 1, 2))):
+        at = _at(rng, duration_s)
+        pump = rng.choice(pumps)
+        out.append(Command(at, "pump_mode", {"name": pump, "mode": "off"}))
+        if rng.random() < 0.8:
+            back = at + _dur(rng, 60, 6 * 3600)
+            out.append(Command(back, "pump_mode", {"name": pump, "mode": "auto"}))
+    if rng.random() < 0.1:
+        bad = rng.choice(({"name": "P99", "mode": "off"}, {"name": pumps[0], "mode": "hand"}))
+        out.append(Command(_at(rng, duration_s), "pump_mode", bad))
+    return out
+
+
 def generate_day(rng: random.Random, st: GeneratedStation, *, hours: float = 24.0) -> Day:
     """One random day of ``hours`` simulated hours for station ``st``."""
     duration_s = round(hours * 3600.0)
@@ -195,10 +213,14 @@ def generate_day(rng: random.Random, st: GeneratedStation, *, hours: float = 24.
     # A technician comes by after a lockout or a latched trip, now and then.
     if faults and rng.random() < 0.5:
         commands.append(Command(_at(rng, duration_s), "ack", {}))
+    start_hour = round(rng.uniform(0.0, 24.0), 2)
+    sim_seed = rng.randrange(2**31)
+    # Drawn last, so every other event of a seed is what it was before pumps had a mode.
+    commands += _pump_modes(rng, st, duration_s)
     return Day(
-        start_hour=round(rng.uniform(0.0, 24.0), 2),
+        start_hour=start_hour,
         duration_s=duration_s,
-        sim_seed=rng.randrange(2**31),
+        sim_seed=sim_seed,
         faults=tuple(sorted(faults, key=_fault_at)),
         commands=tuple(sorted(commands, key=lambda c: c.at_s)),
     )

@@ -20,8 +20,10 @@ docs/control.md):
   pulled in) is given back (not counted): the limits are the motor's.
 * ``min_run`` / ``min_off``: a relay stays on ``min_run_s`` and off ``min_off_s``
   (less one tick). Immediate stops are by design for protection stops, the operator's
-  ``off``, lockouts, power loss, a dark controller, exercise runs, and a start whose
-  motor never turned.
+  ``off`` (of the station, or of one pump: out of service), lockouts, power loss, a dark
+  controller, exercise runs, and a start whose motor never turned.
+* ``out_of_service_ran``: a pump switched Off (``pump_mode`` off: state ``out of
+  service``) has its relay open.
 * ``running_cap``: never more relays on than ``max_running``.
 * ``cutout``: the true discharge pressure is never above the anchored high-pressure
   limit (the controlled setpoint clamped to its range, plus ``margin_bar``; while
@@ -34,8 +36,8 @@ docs/control.md):
   pressure more than ``no_service_margin`` below the setpoint for longer than the
   station's ``protections.low_pressure.delay_s`` plus two ticks (its stated time; the
   power-on delay does not count) needs an active alarm whose cause is present and which explains
-  it (anything but a single pump's lockout or a drive's lost communication; every
-  pump locked out explains it).
+  it (anything but a single pump's lockout, a pump switched Off or a drive's lost
+  communication; every pump locked out or switched Off explains it).
 * ``alarm_lifecycle``: every raise says why (a message); an alarm whose cause has
   gone is cleared unless it is latched and unacknowledged; no alarm disappears
   without a clear. ``alarm_lost_in_reboot``: active alarms forgotten when the
@@ -314,6 +316,8 @@ class _Relays:
                 ep.no_power = ep.no_power or "power_cut" in s.faults
             if not relay and ep is not None:
                 self._stopped(i, ep, s, out)
+            if relay and s.pump_states and s.pump_states[i] == "out of service":
+                out.append(Violation("out_of_service_ran", s.t, f"{name} on while switched Off"))
 
     def _stopped(self, i: int, ep: _Episode, s: TickState, out: list[Violation]) -> None:
         lim = self.lim
@@ -329,7 +333,7 @@ class _Relays:
             or ep.faulted
             or not s.powered
             or s.state in IMMEDIATE_STOP_STATES
-            or s.pump_states[i] == "locked out"
+            or s.pump_states[i] in ("locked out", "out of service")
         )
         if ran_s < lim.min_run_s[i] - lim.tick_s - 1e-6 and not immediate:
             out.append(
@@ -433,11 +437,10 @@ class _Lockouts:
 
 def explains_no_service(s: TickState) -> bool:
     """An active alarm whose cause is present and that says why no pump runs."""
-    if s.pump_states and all(p == "locked out" for p in s.pump_states):
+    if s.pump_states and all(p in ("locked out", "out of service") for p in s.pump_states):
         return True
-    return any(
-        a.condition and not a.id.startswith(("pump_lockout_", "drive_comms_")) for a in s.alarms
-    )
+    single = ("pump_lockout_", "pump_off_", "drive_comms_")
+    return any(a.condition and not a.id.startswith(single) for a in s.alarms)
 
 
 class _NoService:

@@ -23,7 +23,12 @@ from typing import Any
 
 from controller.control.core import CommandRejected, ControlCore, ControlOutputs
 from controller.runtime.loop import make_sample
-from controller.telemetry.commands import valid_mode, valid_pressure_management, valid_setpoint
+from controller.telemetry.commands import (
+    valid_mode,
+    valid_pressure_management,
+    valid_pump_mode,
+    valid_setpoint,
+)
 from harness.closed_loop import ClosedLoop, Trace
 from simulator.scenarios.days import Command, Day, generate_day
 from simulator.scenarios.invariants import (
@@ -104,6 +109,8 @@ def _apply(core: ControlCore, cmd: Command) -> bool:
             core.set_mode(valid_mode(args["mode"]))
         elif cmd.name == "pump":
             core.pump(args["name"], args["on"])
+        elif cmd.name == "pump_mode":
+            core.pump_mode(args["name"], valid_pump_mode(args["mode"]))
         elif cmd.name == "ack":
             core.ack(args.get("alarm"))
         elif cmd.name == "pressure_management":
