@@ -26,7 +26,7 @@ from controller.telemetry.sparkplug import sparkplug_b_pb2 as pb
 from controller.telemetry.sparkplug.metrics import Catalogue, status_values
 from controller.telemetry.sparkplug.ncmd import NcmdHandler
 from harness.closed_loop import ClosedLoop
-from tests.conftest import EXAMPLE_CONFIG
+from tests.conftest import EXAMPLE_CONFIG, VFD_CONFIG
 from tests.test_stager import PUMPS, STAGING
 
 CFG = load_config(EXAMPLE_CONFIG)
@@ -172,6 +172,29 @@ def test_the_station_holds_its_pressure_on_the_other_pumps_and_says_which_is_off
     loop.keep_outputs = False
     loop.run(60)
     assert not loop.core.alarms.is_active("pump_off_P1")
+
+
+def test_a_drive_switched_off_leads_no_more_and_the_fixed_pumps_stage_in_steps() -> None:
+    """With its only drive's pump Off, a drive station stages like a relay station (the
+    fixed-speed deadband, the demand re-centred at each step) and holds its pressure."""
+    cfg = load_config(VFD_CONFIG)
+    [drive] = [n for n, p in cfg.pumps.items() if p.vfd is not None]
+    loop = ClosedLoop(cfg, start_hour=7.0, seed=2)
+    loop.run(600)
+    assert loop.core is not None
+    assert loop.core.stager.lead_vfd
+    loop.core.pump_mode(drive, "off")
+    loop.keep_outputs = True
+    loop.run(2400)
+    assert not loop.core.stager.lead_vfd
+    assert not any(out.relays[drive] for out in loop.outputs)
+    assert any(any(out.relays.values()) for out in loop.outputs)
+    settled = loop.trace.pressure_bar[-int(900 / cfg.control.tick_s) :]
+    assert min(settled) > cfg.control.setpoint_bar - 0.6
+    loop.core.pump_mode(drive, "auto")
+    loop.keep_outputs = False
+    loop.run(60)
+    assert loop.core.stager.lead_vfd
 
 
 # -- what SCADA sees ------------------------------------------------------------------------

@@ -85,7 +85,8 @@ class DriveCascade:
                 severity="major",
                 message=f"drive of {name} not answering: staging fixed-speed",
             )
-            live = live or (talking and not self.stager.pumps[name].locked)
+            # A drive leads only on a pump control may run (not locked out, not Off).
+            live = live or (talking and self.stager.pumps[name].usable)
         if live != self.stager.lead_vfd:
             self.stager.set_lead_vfd(live)
             self.pid.set_deadband(self.deadband_bar(self.cfg))
