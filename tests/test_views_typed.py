@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,14 +31,21 @@ from controller.hmi.status import HmiStatus
 from controller.runtime.loop import make_sample
 from controller.state.build import station_status
 from controller.state.dump import fields_of, to_json
-from controller.state.enums import BadReason, ControlState, Mode, Quality
-from controller.state.models import LocalStatus, LoopView, PointValue, SiteInfo, TelemetryMessage
+from controller.state.enums import AlarmEventKind, BadReason, ControlState, Mode, Quality, Severity
+from controller.state.models import (
+    AlarmEvent,
+    LocalStatus,
+    LoopView,
+    PointValue,
+    SiteInfo,
+    TelemetryMessage,
+)
 from controller.telemetry.buffer import SampleBuffer
 from controller.telemetry.commands import CommandProcessor
 from controller.telemetry.encoding import TelemetrySchema, decode_sample, dumpb, loads
 from controller.telemetry.sparkplug.backlog import Backlog, telemetry_message
 from controller.telemetry.sparkplug.metrics import long_form_values, sample_values, status_values
-from controller.telemetry.sparkplug.node import row_values
+from controller.telemetry.sparkplug.node import SparkplugNode, row_values
 from controller.values import Reading
 from tests.conftest import EXAMPLE_CONFIG, VFD_CONFIG
 from tests.test_pump_mode import command
@@ -323,3 +331,29 @@ def test_pages_show_the_typed_status_as_they_show_a_dict_of_it(tmp_path: Path, l
     assert view["fields"]["p.P3.state"] != view["fields"]["p.P1.state"]
     assert [a["id"] for a in view["alarms"]] == ["dry_run"]
     assert view["alarms"][0]["cls"] == "alarm-crit"
+
+
+@pytest.mark.asyncio
+async def test_the_node_stores_a_typed_alarm_event_as_the_json_of_a_dict_one(
+    tmp_path: Path,
+) -> None:
+
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["uplink"] = {"scheme": "sparkplug"}
+    data["buffer"] = {"path": str(tmp_path / "b.sqlite3")}
+    cfg = StationConfig.model_validate(data)
+    buffer = SampleBuffer(tmp_path / "b.sqlite3", site="bs01")
+    await buffer.open()
+    try:
+        node = SparkplugNode(cfg, buffer=buffer, status=dict, commands=None)
+        event = AlarmEvent(id="dry_run", event=AlarmEventKind.RAISE, severity=Severity.CRITICAL,
+                           message="suction < 0.2 bar", t_mono=12.5, latched=True)  # fmt: skip
+        node.publish_alarm(event)
+        node.publish_alarm(to_json(event))
+        rows = await node.backlog.alarms_after(0, 10)
+    finally:
+        await buffer.close()
+    typed, plain = (json.loads(text) for _, _, text in rows)
+    assert typed == {**plain, "seq": typed["seq"]}
+    assert typed["event"] == "raise"
+    assert typed["severity"] == "critical"
