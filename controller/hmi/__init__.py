@@ -31,17 +31,11 @@ def make_hmi(daemon: Daemon, *, demo: bool = False) -> HmiServer:
         except Exception as exc:  # a summary bug must not cost the diagnostics page
             return f"summary unavailable: {exc!r}"
 
-    def snapshot() -> dict[str, Any]:
-        snap = daemon.local_status_json()
-        # What the operator asked of each pump in manual mode: Hand or Off on the faceplate
-        # (the pump itself may follow later: anti-cycling, protections).
-        snap["manual"] = dict(daemon.core.manual)
-        return snap
-
     return HmiServer(
         cfg,
         station=lambda: daemon.cfg,
-        snapshot=snapshot,
+        snapshot=daemon.local_status,
+        manual=lambda: daemon.core.manual,
         commands=daemon.commands,
         audit=daemon.audit,
         history=History(history),

@@ -1,8 +1,8 @@
 """Server-rendered pages: plain HTML, no inline script or style (the CSP forbids both).
 
-Every text comes from the catalogue; every value from the snapshot goes through
-``esc``. Elements that update live carry ``data-live`` (text) and ``data-cls``
-(abnormal class) keys that match ``live.live_view``.
+Every text comes from the catalogue; every value from the station's status (an
+``HmiStatus``, read by attribute) goes through ``esc``. Elements that update live carry
+``data-live`` (text) and ``data-cls`` (abnormal class) keys that match ``live.live_view``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ from html import escape
 from typing import Any
 
 from controller.hmi.live import fmt
+from controller.hmi.status import HmiStatus, Snapshot, hmi_status
 from controller.i18n import alarm_text, state_name, t
+from controller.state.dump import to_json
+from controller.state.enums import Mode, Quality
 
 NAV = (
     ("/", "ui.overview"),
@@ -136,16 +139,14 @@ def _alarm_rows(
     return f'<table class="alarms" id="active-alarms"><tr>{head}</tr>{"".join(rows)}</table>'
 
 
-def setpoint_form(
-    lang: str, csrf: str, snap: Mapping[str, Any], limits: tuple[float, float]
-) -> str:
+def setpoint_form(lang: str, csrf: str, snap: HmiStatus, limits: tuple[float, float]) -> str:
     lo, hi = limits
     return (
         f'<form method="post" action="/cmd/setpoint" class="write">{csrf_field(csrf)}'
         '<input type="hidden" name="next" value="/">'
         f"<label>{esc(t(lang, 'ui.setpoint'))} (bar, {lo:g}-{hi:g})"
         f'<input name="value" id="setpoint-input" inputmode="decimal" maxlength="16" '
-        f'value="{esc(fmt(snap.get("base_setpoint_bar")))}"></label>'
+        f'value="{esc(fmt(snap.status.base_setpoint_bar))}"></label>'
         f'<button type="submit" id="setpoint-apply">{esc(t(lang, "ui.set"))}</button></form>'
     )
 
@@ -206,7 +207,7 @@ def pid_svg(lang: str, view: Mapping[str, Any], pumps: list[str], has: Mapping[s
 
 def overview_body(
     lang: str,
-    snap: Mapping[str, Any],
+    snap: Snapshot,
     view: Mapping[str, Any],
     *,
     csrf: str,
@@ -214,7 +215,8 @@ def overview_body(
     limits: tuple[float, float],
     has: Mapping[str, bool],
 ) -> str:
-    pumps = list(snap.get("pumps", {}))
+    hmi = hmi_status(snap)
+    pumps = list(hmi.status.pumps)
     facts = "".join(
         f"<div><dt>{esc(t(lang, label))}</dt><dd>{_live(key, view)}{esc(unit)}</dd></div>"
         for label, key, unit in (
@@ -231,8 +233,8 @@ def overview_body(
     )
     writes = ""
     if writable:
-        writes = setpoint_form(lang, csrf, snap, limits) + mode_form(
-            lang, csrf, str(snap.get("mode"))
+        writes = setpoint_form(lang, csrf, hmi, limits) + mode_form(
+            lang, csrf, str(hmi.status.mode)
         )
     else:
         writes = f'<p class="none">{esc(t(lang, "ui.read_only"))}</p>'
@@ -287,12 +289,13 @@ def alarms_body(
 
 
 def pumps_body(
-    lang: str, snap: Mapping[str, Any], view: Mapping[str, Any], *, csrf: str, writable: bool
+    lang: str, snap: Snapshot, view: Mapping[str, Any], *, csrf: str, writable: bool
 ) -> str:
+    hmi = hmi_status(snap)
     cards = []
-    manual = snap.get("mode") == "manual"
-    hz_pumps = {p for p, point in snap.get("frequency_points", {}).items() if point}
-    for name, pump in snap.get("pumps", {}).items():
+    manual = hmi.status.mode == Mode.MANUAL
+    hz_pumps = {p for p, point in hmi.frequency_points.items() if point}
+    for name, pump in hmi.status.pumps.items():
         rows = "".join(
             f"<div><dt>{esc(t(lang, label))}</dt><dd>{_live(f'p.{name}.{key}', view)}"
             f"{esc(unit)}</dd></div>"
@@ -309,10 +312,10 @@ def pumps_body(
             )
         )
         actions = ""
-        oos = bool(pump.get("out_of_service"))
+        oos = bool(pump.out_of_service)
         if writable:
             if manual and not oos:
-                on = not snap.get("manual", {}).get(name, pump.get("running"))
+                on = not hmi.manual.get(name, pump.running)
                 actions += (
                     f'<form method="post" action="/cmd/pump" class="inline">{csrf_field(csrf)}'
                     f'<input type="hidden" name="pump" value="{esc(name)}">'
@@ -335,7 +338,7 @@ def pumps_body(
                 f'<input type="hidden" name="pump" value="{esc(name)}">'
                 f'<input type="hidden" name="next" value="/pumps">{buttons}</form>'
             )
-            if pump.get("locked_out"):
+            if pump.locked_out:
                 actions += (
                     f'<form method="post" action="/cmd/ack" class="inline">{csrf_field(csrf)}'
                     f'<input type="hidden" name="alarm" value="pump_lockout_{esc(name)}">'
@@ -366,28 +369,30 @@ def _flatten(prefix: str, value: object, out: list[tuple[str, object]], depth: i
         out.append((prefix, value))
 
 
-def diagnostics_body(lang: str, snap: Mapping[str, Any], check: str) -> str:
+def diagnostics_body(lang: str, snap: Snapshot, check: str) -> str:
+    st = hmi_status(snap).status
     sections = []
-    for key, part in (
-        ("ui.modbus", "acquisition"),
-        ("ui.uplink", "uplink"),
-        ("ui.buffer", "buffer"),
-        ("ui.loop", "loop"),
+    for key, part, counters in (
+        ("ui.modbus", "acquisition", st.acquisition),
+        ("ui.uplink", "uplink", st.uplink),
+        ("ui.buffer", "buffer", st.buffer),
+        ("ui.loop", "loop", st.loop if st.loop is not None else {}),
     ):
         rows: list[tuple[str, object]] = []
-        _flatten("", snap.get(part, {}), rows)
+        # As the status socket sends them: a subsystem's own counters shown as JSON has them.
+        _flatten("", to_json(counters), rows)
         sections.append(f"<h2>{esc(t(lang, key))}</h2>{_table(rows, f'diag-{part}')}")
-    values = snap.get("values", {})
     vrows = "".join(
-        f"<tr><td>{esc(name)}</td><td>{esc(fmt(v.get('v'), 3))} {esc(v.get('unit', ''))}</td>"
-        f'<td class="{"" if v.get("q") == "good" else "bad"}">'
-        f"{esc(t(lang, 'ui.good') if v.get('q') == 'good' else v.get('reason', v.get('q')))}"
+        f"<tr><td>{esc(name)}</td><td>{esc(fmt(v.v, 3))} {esc(v.unit or '')}</td>"
+        f'<td class="{"" if v.q == Quality.GOOD else "bad"}">'
+        f"{esc(t(lang, 'ui.good') if v.q == Quality.GOOD else v.reason or v.q)}"
         "</td></tr>"
-        for name, v in values.items()
+        for name, v in st.values.items()
     )
     head = "".join(f"<th>{esc(t(lang, k))}</th>" for k in ("ui.point", "ui.value", "ui.quality"))
+    version = st.version if st.version is not None else "?"
     return (
-        f"{_table([(t(lang, 'ui.version'), snap.get('version', '?'))], 'diag-version')}"
+        f"{_table([(t(lang, 'ui.version'), version)], 'diag-version')}"
         f'<table class="values"><tr>{head}</tr>{vrows}</table>'
         + "".join(sections)
         + f'<h2>{esc(t(lang, "ui.station_file"))}</h2><pre id="check-summary">{esc(check)}</pre>'

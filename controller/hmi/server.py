@@ -21,7 +21,7 @@ import secrets
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from controller.hmi import pages
 from controller.hmi.history import History
 from controller.hmi.live import live_view, trend_values
 from controller.hmi.security import LoginThrottle, Session, Sessions, csrf_ok, security_headers
+from controller.hmi.status import HmiStatus, PointRoles
 from controller.hmi.users import (
     UserError,
     UserStore,
@@ -44,6 +45,8 @@ from controller.hmi.users import (
 )
 from controller.i18n import LANGUAGES, from_accept_language, t
 from controller.logs import get_logger
+from controller.state.dump import read
+from controller.state.models import ActiveAlarm, LocalStatus
 from controller.telemetry.commands import CommandProcessor
 
 log = get_logger(__name__)
@@ -72,17 +75,22 @@ class HmiServer:
         cfg: HmiConfig,
         *,
         station: Callable[[], StationConfig],
-        snapshot: Callable[[], dict[str, Any]],
+        snapshot: Callable[[], LocalStatus | Mapping[str, Any]],
         commands: CommandProcessor,
         audit: AuditLog,
         history: History,
         report: Callable[[dict[str, Any]], None] | None = None,
         check_summary: Callable[[], str] = lambda: "",
         demo: bool = False,
+        manual: Callable[[], Mapping[str, bool]] = dict,
     ) -> None:
+        """``snapshot`` gives the daemon's status (``Daemon.local_status``; a dict, from
+        tests and tools without a daemon, is read leniently); ``manual`` what the operator
+        asked of each pump in manual mode (``ControlCore.manual``)."""
         self.cfg = cfg
         self.station = station
         self._snapshot = snapshot
+        self._manual = manual
         self.commands = commands
         self.audit = audit
         self.history = history
@@ -96,7 +104,7 @@ class HmiServer:
         # that much per worker thread (see users.verify_and_release).
         self._kdf = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hmi-kdf")
         self._frame = asyncio.Event()
-        self._snap: dict[str, Any] = {}
+        self._snap: HmiStatus | None = None
         self._views: dict[str, str] = {}
         self._frames: dict[str, bytes] = {}  # the SSE frame per language, shared by all
         self._seq = 0
@@ -106,7 +114,7 @@ class HmiServer:
         self._tz: Any = UTC
         self._tz_name = ""
         self.alarm_history: deque[dict[str, Any]] = deque(maxlen=ALARM_HISTORY)
-        self._active: dict[str, dict[str, Any]] = {}
+        self._active: dict[str, ActiveAlarm] = {}
         self._acked_by: dict[str, str] = {}
         self.port: int | None = None  # the bound port (useful with port 0 in tests)
         self.started = asyncio.Event()
@@ -280,10 +288,10 @@ class HmiServer:
         )
         return self._html(html)
 
-    def _context(self, request: web.Request) -> tuple[Session, str, dict[str, Any], bool]:
+    def _context(self, request: web.Request) -> tuple[Session, str, HmiStatus, bool]:
         session: Session = request["session"]
         lang = self._lang(request, session)
-        snap = self._snap or self.snapshot()
+        snap = self._snap if self._snap is not None else self.snapshot(self._seq)
         return session, lang, snap, role_at_least(session.role, "operator")
 
     async def overview(self, request: web.Request) -> web.Response:
@@ -340,25 +348,31 @@ class HmiServer:
 
     # -- live data -----------------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
-        snap = self._snapshot()
-        ctl = self.station().control
-        snap["control_points"] = {
-            "suction": ctl.suction_point,
-            "flow": ctl.flow_point,
-            "far_end": ctl.far_end_point,
-        }
-        snap.setdefault("pressure_point", ctl.pressure_point)
-        snap["frequency_points"] = {
-            name: pump.vfd.frequency_point
-            for name, pump in self.station().pumps.items()
-            if pump.vfd is not None and pump.vfd.frequency_point
-        }
-        totals = {
-            name: int(p.get("starts_total") or 0) for name, p in snap.get("pumps", {}).items()
-        }
-        snap["starts_today"] = self.history.starts_today(self._local_day(), totals)
-        return snap
+    def snapshot(self, seq: int = 0) -> HmiStatus:
+        """The station now, as every page of live frame ``seq`` shows it."""
+        got = self._snapshot()
+        status = got if isinstance(got, LocalStatus) else read(LocalStatus, got)
+        station = self.station()
+        ctl = station.control
+        totals = {name: int(p.starts_total or 0) for name, p in status.pumps.items()}
+        pressure = status.pressure_point  # None: a dict without it (a test's core status)
+        return HmiStatus(
+            status=status,
+            roles=PointRoles(
+                discharge=ctl.pressure_point if pressure is None else pressure,
+                suction=ctl.suction_point,
+                flow=ctl.flow_point,
+                far_end=ctl.far_end_point,
+            ),
+            manual=dict(self._manual()),  # a copy: the frame must not change under a page
+            frequency_points={
+                name: pump.vfd.frequency_point
+                for name, pump in station.pumps.items()
+                if pump.vfd is not None and pump.vfd.frequency_point
+            },
+            starts_today=self.history.starts_today(self._local_day(), totals),
+            seq=seq,
+        )
 
     def _local_day(self) -> str:
         """The station's date (site.timezone): 'starts today' counts from its midnight."""
@@ -372,8 +386,8 @@ class HmiServer:
     def _view_json(self, lang: str) -> str:
         cached = self._views.get(lang)
         if cached is None:
+            assert self._snap is not None  # (every caller has a frame first)
             view = live_view(self._snap, lang)
-            view["seq"] = self._seq
             cached = self._views[lang] = json.dumps(view, separators=(",", ":"))
         return cached
 
@@ -387,8 +401,8 @@ class HmiServer:
 
     async def api_live(self, request: web.Request) -> web.Response:
         session: Session = request["session"]
-        if not self._snap:
-            self._snap = self.snapshot()
+        if self._snap is None:
+            self._snap = self.snapshot(self._seq)
         body = self._view_json(self._lang(request, session))
         return web.Response(text=body, content_type="application/json")
 
@@ -425,7 +439,7 @@ class HmiServer:
                 if self.sessions.get(token, touch=False) is None:
                     await response.write(b"event: expired\ndata: {}\n\n")
                     break
-                if self._seq != seq and self._snap:
+                if self._seq != seq and self._snap is not None:
                     seq = self._seq
                     await response.write(self._sse_frame(lang))
                 frame = self._frame
@@ -464,11 +478,12 @@ class HmiServer:
         """Once a second: one snapshot for every page, the trend sample, the alarm history."""
         while not stop.is_set():
             try:
-                self._snap = self.snapshot()
+                snap = self.snapshot(self._seq + 1)
             except Exception as exc:  # a status bug must not take the HMI down
                 log.error("hmi snapshot failed", error=repr(exc), exc_info=exc)
             else:
-                self._seq += 1
+                self._snap = snap
+                self._seq = snap.seq
                 self._views = {}
                 self._frames = {}
                 self._track_alarms(self._snap)
@@ -479,24 +494,24 @@ class HmiServer:
             frame.set()
             await wait_event(stop, FRAME_S)
 
-    def _track_alarms(self, snap: dict[str, Any]) -> None:
+    def _track_alarms(self, snap: HmiStatus) -> None:
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        current = {str(a.get("id")): a for a in snap.get("alarms", [])}
+        current = {str(a.id): a for a in snap.status.alarms}
         for aid, alarm in current.items():
             old = self._active.get(aid)
             if old is None:
                 self.alarm_history.append(
-                    {"when": now, "event": "raised", "id": aid, "message": alarm.get("message")}
+                    {"when": now, "event": "raised", "id": aid, "message": alarm.message}
                 )
-            elif alarm.get("acked") and not old.get("acked"):
+            elif alarm.acked and not old.acked:
                 by = self._acked_by.pop(aid, None)
                 self.alarm_history.append({"when": now, "event": "acknowledged", "id": aid,
-                                           "message": alarm.get("message"), "by": by})  # fmt: skip
+                                           "message": alarm.message, "by": by})  # fmt: skip
         for aid, alarm in self._active.items():
             if aid not in current:
                 by = self._acked_by.pop(aid, None)
                 self.alarm_history.append({"when": now, "event": "cleared", "id": aid,
-                                           "message": alarm.get("message"), "by": by})  # fmt: skip
+                                           "message": alarm.message, "by": by})  # fmt: skip
         self._active = current
 
     def on_command(

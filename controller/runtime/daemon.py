@@ -210,7 +210,7 @@ class Daemon:
             self.uplink = SparkplugNode(
                 cfg,
                 buffer=self.buffer,
-                status=self.status_payload,
+                status=self.station_status,
                 commands=self.commands,
                 manual=lambda: self.core.manual,
             )
@@ -296,7 +296,7 @@ class Daemon:
         return snap
 
     def status_payload(self) -> dict[str, Any]:
-        """The MQTT status body as a dict, with the site (the Sparkplug node reads it)."""
+        """The MQTT status body as a dict, with the site (the demo's JSON uplink sends it)."""
         snap: dict[str, Any] = to_json(self.station_status())
         snap["site"] = self.cfg.site.id
         return snap

@@ -1,8 +1,10 @@
 """The one place the Sparkplug node touches the SQLite buffer (re-point it here if its API moves).
 
-Rows come back oldest first as ``(seq, ts_ms, sample)``; a row is dropped from the buffer
-only once the broker is known to have it (``confirm_upto``). Alarm events have their own
-numbered stream, durable like samples: ``(seq, ts_ms, event JSON text)``.
+Rows come back oldest first as ``(seq, ts_ms, sample)``, the sample typed (a
+``TelemetryMessage`` and the schema that names its values) or, for a row an older release
+left, its long-form dict; a row is dropped from the buffer only once the broker is known
+to have it (``confirm_upto``). Alarm events have their own numbered stream, durable like
+samples: ``(seq, ts_ms, event JSON text)``.
 """
 
 from __future__ import annotations
@@ -10,11 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from controller.state.enums import ControlState, Mode, coerce
+from controller.state.models import TelemetryMessage
 from controller.telemetry.buffer import SampleBuffer
-from controller.telemetry.encoding import TELEMETRY_VERSION, decode_sample, dumps, loads
+from controller.telemetry.encoding import TELEMETRY_VERSION, TelemetrySchema, dumps, loads
 from controller.telemetry.sparkplug.metrics import iso_to_ms
 
-Row = tuple[int, int, dict[str, Any]]
+#: A buffered sample: format 2 as its model with its schema, or a format-1 row's dict.
+StoredSample = tuple[TelemetryMessage, TelemetrySchema] | dict[str, Any]
+Row = tuple[int, int, StoredSample]
 AlarmRow = tuple[int, int, str]
 
 
@@ -28,15 +34,16 @@ class Backlog:
         out = []
         for s, ts, payload in rows:
             sample = self._sample(payload)
-            out.append((s, _stamp_ms(sample.get("ts"), ts), sample))
+            own = sample[0].ts if isinstance(sample, tuple) else sample.get("ts")
+            out.append((s, _stamp_ms(own, ts), sample))
         return [r for r in out if upto is None or r[0] <= upto]
 
-    def _sample(self, payload: bytes) -> dict[str, Any]:
-        """The stored bytes (telemetry format 2, or 1 from an older release) as the long
-        form, with names and units from the schema the sample was taken with."""
+    def _sample(self, payload: bytes) -> StoredSample:
+        """The stored bytes: telemetry format 2 as its model, with the schema the sample
+        was taken with; format 1 (an older release's row) as its dict."""
         msg = loads(payload)
         if msg.get("v") == TELEMETRY_VERSION:
-            return decode_sample(msg, self.buffer.schemas[str(msg["sch"])])
+            return telemetry_message(msg), self.buffer.schemas[str(msg["sch"])]
         return msg
 
     async def confirm_upto(self, seq: int) -> None:
@@ -88,6 +95,28 @@ class Backlog:
 
     async def confirm_alarms_upto(self, seq: int) -> None:
         await self.buffer.delete_alarms_upto(seq)
+
+
+def telemetry_message(msg: dict[str, Any]) -> TelemetryMessage:
+    """A stored format-2 sample as its model, unvalidated (the station wrote it; the
+    state tests validate what it writes). A word an enum does not know stays text."""
+    return TelemetryMessage(
+        seq=msg["seq"],
+        boot=msg["boot"],
+        ts=msg["ts"],
+        ts_unsynced=msg.get("ts_unsynced"),
+        sch=msg["sch"],
+        m=coerce(Mode, msg["m"]),
+        st=coerce(ControlState, msg["st"]),
+        sp=msg["sp"],
+        dem=msg["dem"],
+        val=msg["val"],
+        pmp=msg["pmp"],
+        bad=msg.get("bad"),
+        held=msg.get("held"),
+        lock=msg.get("lock"),
+        spd=msg.get("spd"),
+    )
 
 
 def _stamp_ms(own: Any, row_ts: str) -> int:

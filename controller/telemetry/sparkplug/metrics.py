@@ -17,6 +17,18 @@ from typing import Any
 
 from controller.config.schema import SparkplugConfig, StationConfig
 from controller.control.core import MODES
+from controller.state.build import station_status
+from controller.state.dump import read, to_json
+from controller.state.models import StationStatus, TelemetrySample
+from controller.telemetry.encoding import (
+    PUMP_FAULT,
+    PUMP_FEEDBACK,
+    PUMP_NO_FEEDBACK,
+    PUMP_ON,
+    TelemetrySchema,
+    dumps,
+    pump_state,
+)
 from controller.telemetry.sparkplug import sparkplug_b_pb2 as pb
 
 #: A metric's value: None is sent as ``is_null`` (a bad reading, an unknown state).
@@ -167,10 +179,46 @@ def iso_to_ms(ts: str) -> int:
     return round(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000)
 
 
-def sample_values(seq: int, sample: Mapping[str, Any]) -> dict[str, Value]:
-    """The metric values a buffered sample (one control tick) holds."""
+def sample_values(seq: int, sample: TelemetrySample, schema: TelemetrySchema) -> dict[str, Value]:
+    """The metric values one control tick holds (a buffered format-2 sample, named by the
+    schema it was taken with), in the order of its values and pumps."""
+    out: dict[str, Value] = {
+        SAMPLE: seq,
+        MODE: _text(sample.m),
+        "Control/State": _text(sample.st),
+        "Control/Active Setpoint": _number(sample.sp),
+        "Control/Demand": _number(sample.dem),
+    }
+    bad = sample.bad or {}
+    held = sample.held or {}
+    for (name, _), v in zip(schema.points, sample.val, strict=True):
+        if name in bad:
+            out[f"Values/{name}"] = None
+            out[f"Values/{name}/Quality"] = _text(bad[name][0] or "bad")
+        else:
+            why = held.get(name)
+            out[f"Values/{name}"] = _number(v)
+            # A held value is good; its quality names why the fresh read failed.
+            out[f"Values/{name}/Quality"] = _text(why[0] or "good") if why else "good"
+    lockouts = sample.lock or {}
+    speeds = sample.spd if sample.spd is not None else [None] * len(schema.pumps)
+    for name, flags, speed in zip(schema.pumps, sample.pmp, speeds, strict=True):
+        base = f"Pumps/{name}"
+        out[f"{base}/Running"] = bool(flags & PUMP_ON)
+        out[f"{base}/Feedback"] = None if flags & PUMP_NO_FEEDBACK else bool(flags & PUMP_FEEDBACK)
+        out[f"{base}/Fault"] = bool(flags & PUMP_FAULT)
+        out[f"{base}/State"] = pump_state(flags)
+        out[f"{base}/Lockout"] = _text(lockouts.get(name)) or ""
+        if speed is not None:
+            out[f"{base}/Speed"] = _number(speed)
+    return out
+
+
+def long_form_values(seq: int, sample: Mapping[str, Any]) -> dict[str, Value]:
+    """``sample_values`` of a sample in the long form (``values.<point>``,
+    ``pumps.<name>``): a row a release before telemetry format 2 left in the buffer."""
     out: dict[str, Value] = {SAMPLE: seq}
-    out["Control/Mode"] = _text(sample.get("mode"))
+    out[MODE] = _text(sample.get("mode"))
     out["Control/State"] = _text(sample.get("state"))
     out["Control/Active Setpoint"] = _number(sample.get("setpoint_bar"))
     out["Control/Demand"] = _number(sample.get("demand"))
@@ -192,25 +240,37 @@ def sample_values(seq: int, sample: Mapping[str, Any]) -> dict[str, Value]:
     return out
 
 
-def status_values(status: Mapping[str, Any], manual: Mapping[str, bool]) -> dict[str, Value]:
-    """Metric values from the control core's status (what samples do not carry)."""
-    from controller.telemetry.encoding import dumps
-
-    alarms = [a for a in status.get("alarms") or [] if isinstance(a, Mapping)]
-    pm = status.get("pressure_management")
+def status_values(
+    status: StationStatus | Mapping[str, Any], manual: Mapping[str, bool]
+) -> dict[str, Value]:
+    """Metric values from the station's status (what samples do not carry): the daemon's
+    ``StationStatus``, or a dict (``typed_status``)."""
+    status = typed_status(status)
+    pm = status.pressure_management
     out: dict[str, Value] = {
-        SETPOINT: _number(status.get("base_setpoint_bar")),
-        MODE: _text(status.get("mode")),
-        PRESSURE_MANAGEMENT: dumps(pm) if pm is not None else "",
-        "Alarms/Active": ",".join(str(a.get("id")) for a in alarms),
-        "Alarms/Count": len(alarms),
+        SETPOINT: _number(status.base_setpoint_bar),
+        MODE: _text(status.mode),
+        PRESSURE_MANAGEMENT: dumps(to_json(pm)) if pm is not None else "",
+        "Alarms/Active": ",".join(str(a.id) for a in status.alarms),
+        "Alarms/Count": len(status.alarms),
     }
     for name, on in manual.items():
         out[f"Pumps/{name}{MANUAL_SUFFIX}"] = bool(on)
-    for name, row in (status.get("pumps") or {}).items():
-        if isinstance(row, Mapping):
-            out[f"Pumps/{name}{PUMP_MODE_SUFFIX}"] = "off" if row.get("out_of_service") else "auto"
+    for name, pump in status.pumps.items():
+        out[f"Pumps/{name}{PUMP_MODE_SUFFIX}"] = "off" if pump.out_of_service else "auto"
     return out
+
+
+def typed_status(status: StationStatus | Mapping[str, Any]) -> StationStatus:
+    """``status`` as the model: a control core's status dict is built into one (what the
+    daemon does); a partial dict (a tool's or a test's) is read leniently, what it lacks
+    is null (``read`` is the slow path, some 0.6 ms: not for every sample)."""
+    if isinstance(status, StationStatus):
+        return status
+    try:
+        return station_status(status)
+    except (KeyError, TypeError, ValueError):
+        return read(StationStatus, status)
 
 
 def _number(v: Any) -> float | None:

@@ -44,10 +44,12 @@ from controller import __version__
 from controller.aio import cancel_and_wait, raise_if_cancelling, wait_any, wait_event
 from controller.config.schema import StationConfig
 from controller.logs import get_logger
+from controller.state.dump import to_json
+from controller.state.models import AlarmEvent, StationStatus
 from controller.telemetry.buffer import SampleBuffer
 from controller.telemetry.commands import CommandProcessor, Invalid, loads_bounded
 from controller.telemetry.encoding import dumps
-from controller.telemetry.sparkplug.backlog import AlarmRow, Backlog, Row
+from controller.telemetry.sparkplug.backlog import AlarmRow, Backlog, Row, StoredSample
 from controller.telemetry.sparkplug.metrics import (
     ALARM_EVENT,
     BDSEQ,
@@ -57,6 +59,7 @@ from controller.telemetry.sparkplug.metrics import (
     ReportByException,
     Value,
     encode,
+    long_form_values,
     sample_values,
     status_values,
 )
@@ -109,7 +112,7 @@ class SparkplugNode:
         station: StationConfig,
         *,
         buffer: SampleBuffer,
-        status: Callable[[], dict[str, Any]],
+        status: Callable[[], StationStatus | Mapping[str, Any]],
         commands: CommandProcessor | None,
         manual: Callable[[], Mapping[str, bool]] = dict,
         clock: Callable[[], float] = time.time,
@@ -168,11 +171,12 @@ class SparkplugNode:
 
     # -- API for the daemon (as the JSON Uplink's) -------------------------------------------
 
-    def publish_alarm(self, event: dict[str, Any]) -> None:
+    def publish_alarm(self, event: AlarmEvent | Mapping[str, Any]) -> None:
         """An alarm event: stored in the buffer (durable, numbered, in order) and sent as
-        ``Alarms/Last Event`` with its own time; one raised before this session's birth
-        (host away, link down, the node restarted) goes out as historical data."""
-        self.backlog.append_alarm(dict(event))
+        ``Alarms/Last Event`` (its JSON) with its own time; one raised before this
+        session's birth (host away, link down, the node restarted) goes out as historical
+        data."""
+        self.backlog.append_alarm(to_json(event) if isinstance(event, AlarmEvent) else dict(event))
         self._alarms_due = True
         self._wake.set()
 
@@ -370,7 +374,7 @@ class SparkplugNode:
         now = self._now_ms()
         newest = await self.backlog.newest()
         if newest is not None:
-            self._current.update(sample_values(newest[0], newest[2]))
+            self._current.update(row_values(newest[0], newest[2]))
         self._current.update(self._status_values())
         values: dict[str, Value] = {d.name: self._current.get(d.name) for d in self.catalogue.defs}
         values.update({BDSEQ: bdseq, REBIRTH: False, "Node Info/Site Name": self.site_name,
@@ -462,7 +466,7 @@ class SparkplugNode:
         rows = await self.backlog.rows_after(after, LIVE_ROWS)
         sent = 0
         for seq, ts_ms, sample in rows:
-            values = sample_values(seq, sample)
+            values = row_values(seq, sample)
             values.update(self._status_values())
             values["Buffer/Backlog"] = self.backlog.backlog()
             self._current.update(values)
@@ -642,8 +646,16 @@ def _alarm_items(rows: list[AlarmRow]) -> list[tuple[str, Value, int]]:
 def _history_items(rows: list[Row]) -> list[tuple[str, Value, int]]:
     items: list[tuple[str, Value, int]] = []
     for seq, ts_ms, sample in rows:
-        items += [(name, value, ts_ms) for name, value in sample_values(seq, sample).items()]
+        items += [(name, value, ts_ms) for name, value in row_values(seq, sample).items()]
     return items
+
+
+def row_values(seq: int, sample: StoredSample) -> dict[str, Value]:
+    """The metric values of a buffered sample (typed, or an older release's dict)."""
+    if isinstance(sample, tuple):
+        message, schema = sample
+        return sample_values(seq, message, schema)
+    return long_form_values(seq, sample)
 
 
 def aiomqtt_logger() -> Any:
