@@ -132,6 +132,11 @@ def test_operator_session_in_the_browser(
         wait(driver, lambda d: any(m.get("event") == "hmi_command" and m.get("user") == "demo"
                                    and m.get("command") == "setpoint" for m in events.messages()),
              "the HMI write as an event on the alarm topic")  # fmt: skip
+        # ...which SCADA can validate with the committed schema, like every alarm event
+        from tests.test_state_broker import validator
+
+        for message in events.messages():
+            validator("alarm.json").validate(message)
 
         # a SCADA command lands in the same audit log
         subprocess.run(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from controller.hmi.server import HmiServer
     from controller.runtime.daemon import Daemon
+    from controller.state.models import CommandEvent
 
 
 def make_hmi(daemon: Daemon, *, demo: bool = False) -> HmiServer:
@@ -19,7 +20,7 @@ def make_hmi(daemon: Daemon, *, demo: bool = False) -> HmiServer:
     assert cfg is not None
     history = cfg.history_path or str(Path(daemon.cfg.buffer.path).parent / "hmi-history.sqlite3")
 
-    def report(event: dict[str, Any]) -> None:
+    def report(event: CommandEvent) -> None:
         if daemon.uplink is not None:
             daemon.uplink.publish_alarm(event)
 

@@ -46,7 +46,7 @@ from controller.hmi.users import (
 from controller.i18n import LANGUAGES, from_accept_language, t
 from controller.logs import get_logger
 from controller.state.dump import read
-from controller.state.models import ActiveAlarm, LocalStatus
+from controller.state.models import ActiveAlarm, CommandEvent, LocalStatus
 from controller.telemetry.commands import CommandProcessor
 
 log = get_logger(__name__)
@@ -79,7 +79,7 @@ class HmiServer:
         commands: CommandProcessor,
         audit: AuditLog,
         history: History,
-        report: Callable[[dict[str, Any]], None] | None = None,
+        report: Callable[[CommandEvent], None] | None = None,
         check_summary: Callable[[], str] = lambda: "",
         demo: bool = False,
         manual: Callable[[], Mapping[str, bool]] = dict,
@@ -612,21 +612,22 @@ class HmiServer:
     def _report(
         self, session: Session, name: str, body: dict[str, Any], reply: dict[str, Any]
     ) -> None:
-        """Tell SCADA: an HMI write is an event on the alarm/event topic."""
+        """Tell SCADA: an HMI write is a ``CommandEvent`` on the alarm topic."""
         if self.report is None:
             return
         fields = {k: v for k, v in body.items() if k not in ("id", "ts")}
+        name = name if len(name) <= 64 else name[:61] + "..."  # the URL's, any length
         self.report(
-            {
-                "id": "hmi_command",
-                "event": "hmi_command",
-                "severity": "info",
-                "message": f"HMI user {session.user} sent {name} {json.dumps(fields)}: "
+            CommandEvent(
+                id="hmi_command",
+                event="hmi_command",
+                severity="info",
+                message=f"HMI user {session.user} sent {name} {json.dumps(fields)}: "
                 + ("accepted" if reply.get("ok") else f"refused ({reply.get('error')})"),
-                "user": session.user,
-                "command": name,
-                "ok": bool(reply.get("ok")),
-            }
+                user=session.user,
+                command=name,
+                ok=bool(reply.get("ok")),
+            )
         )
 
     def _result(

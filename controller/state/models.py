@@ -219,6 +219,43 @@ class AlarmMessage(AlarmEvent, EventStamp):
     """The station's site id."""
 
 
+@with_config(CONFIG)
+@dataclass(frozen=True, kw_only=True)
+class CommandEvent:
+    """A write by a person at the station's web HMI, reported to SCADA on the alarm topic
+    beside the alarm events: who sent which command, and whether it was carried out. Not
+    an alarm (nothing to acknowledge or clear); SCADA's own commands are answered on
+    their reply topic instead."""
+
+    id: Literal["hmi_command"]
+    """Always ``hmi_command``."""
+    event: Literal["hmi_command"]
+    """Always ``hmi_command``: tells this message from an alarm event."""
+    severity: Literal["info"]
+    """Always ``info``."""
+    message: str
+    """What a person reads: the user, the command, its fields and the verdict."""
+    user: str
+    """The HMI account that sent it."""
+    command: str
+    """The command's name, as on ``cmd/<name>`` (setpoint, mode, pump, pump_mode, ack)."""
+    ok: bool
+    """It was carried out (false: refused, the message says why)."""
+
+
+@with_config(CONFIG)
+@dataclass(frozen=True, kw_only=True)
+class CommandEventMessage(CommandEvent, EventStamp):
+    """An HMI write on ``<prefix>/<site>/alarm``."""
+
+    site: str
+    """The station's site id."""
+
+
+#: A message on ``<prefix>/<site>/alarm``: an alarm event, or an HMI write.
+AlarmTopicMessage = AlarmMessage | CommandEventMessage
+
+
 # -- status ---------------------------------------------------------------------------------
 
 

@@ -30,7 +30,7 @@ PAYLOADS: dict[str, tuple[Any, str, str]] = {
     "telemetry.json": (models.TelemetryMessage, "<prefix>/<site>/telemetry", "out"),
     "telemetry-schema.json": (models.SchemaMessage, "<prefix>/<site>/schema/<id>", "out"),
     "status.json": (models.StatusMessage, "<prefix>/<site>/status", "out"),
-    "alarm.json": (models.AlarmMessage, "<prefix>/<site>/alarm", "out"),
+    "alarm.json": (models.AlarmTopicMessage, "<prefix>/<site>/alarm", "out"),
     "cmd-result.json": (models.CommandReply, "<prefix>/<site>/cmd/<name>/result", "out"),
     **{
         f"cmd-{name}.json": (model, f"<prefix>/<site>/cmd/{name}", "in")
@@ -44,6 +44,9 @@ UNION_NOTES = {
     "<prefix>/<site>/status": "One of: the station online (OnlineStatus: the status "
     "body under a head), its orderly stop (OfflineStatus), or the Last Will the broker "
     "publishes when the station falls silent (LastWill: no ts, will: true).",
+    "<prefix>/<site>/alarm": "One of: an alarm raised, cleared or acknowledged "
+    "(AlarmMessage), or a write by a person at the station's web HMI (CommandEventMessage: "
+    "event hmi_command, not an alarm).",
 }
 
 

@@ -50,6 +50,7 @@ from controller.logs import get_logger
 from controller.state.dump import fields_of, to_json
 from controller.state.models import (
     AlarmEvent,
+    CommandEvent,
     LastWill,
     OfflineStatus,
     OnlineStatus,
@@ -257,11 +258,12 @@ class Uplink:
 
     # -- API for the daemon -----------------------------------------------------------------
 
-    def publish_alarm(self, event: AlarmEvent | Mapping[str, Any]) -> None:
-        """Store an alarm event in the buffer (durable, numbered like samples); it is
-        forwarded in order when connected, after an outage and after a restart. The
-        buffer adds the stamp: what SCADA receives is an ``AlarmMessage``."""
-        body = to_json(event) if isinstance(event, AlarmEvent) else dict(event)
+    def publish_alarm(self, event: AlarmEvent | CommandEvent | Mapping[str, Any]) -> None:
+        """Store an alarm event (or an HMI write) in the buffer (durable, numbered like
+        samples); it is forwarded in order when connected, after an outage and after a
+        restart. The buffer adds the stamp: what SCADA receives is an ``AlarmMessage``
+        (a ``CommandEventMessage``)."""
+        body = to_json(event) if isinstance(event, (AlarmEvent, CommandEvent)) else dict(event)
         self.buffer.append_alarm({**body, "site": self.site})
 
     def notify_status_changed(self) -> None:

@@ -45,7 +45,7 @@ from controller.aio import cancel_and_wait, raise_if_cancelling, wait_any, wait_
 from controller.config.schema import StationConfig
 from controller.logs import get_logger
 from controller.state.dump import to_json
-from controller.state.models import AlarmEvent, StationStatus
+from controller.state.models import AlarmEvent, CommandEvent, StationStatus
 from controller.telemetry.buffer import SampleBuffer
 from controller.telemetry.commands import CommandProcessor, Invalid, loads_bounded
 from controller.telemetry.encoding import dumps
@@ -171,12 +171,13 @@ class SparkplugNode:
 
     # -- API for the daemon (as the JSON Uplink's) -------------------------------------------
 
-    def publish_alarm(self, event: AlarmEvent | Mapping[str, Any]) -> None:
+    def publish_alarm(self, event: AlarmEvent | CommandEvent | Mapping[str, Any]) -> None:
         """An alarm event: stored in the buffer (durable, numbered, in order) and sent as
         ``Alarms/Last Event`` (its JSON) with its own time; one raised before this
         session's birth (host away, link down, the node restarted) goes out as historical
         data."""
-        self.backlog.append_alarm(to_json(event) if isinstance(event, AlarmEvent) else dict(event))
+        body = to_json(event) if isinstance(event, (AlarmEvent, CommandEvent)) else dict(event)
+        self.backlog.append_alarm(body)
         self._alarms_due = True
         self._wake.set()
 
