@@ -78,14 +78,21 @@ def validate(kind: type[T], data: Any) -> T:
 def read(kind: type[T], data: Mapping[str, Any]) -> T:
     """A ``kind`` built from ``data`` without validation: what is missing is None, what
     is unknown is dropped, nested models are read the same way. For display only."""
-    hints = typing.get_type_hints(kind, include_extras=True)
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(kind):  # type: ignore[arg-type]
-        value = data.get(f.name)
-        if value is None and f.default is not dataclasses.MISSING:
-            value = f.default
-        kwargs[f.name] = _read_value(hints[f.name], value)
+    for name, hint, default in _read_plan(typing.cast(type, kind)):
+        value = data.get(name)
+        if value is None and default is not dataclasses.MISSING:
+            value = default
+        kwargs[name] = _read_value(hint, value)
     return kind(**kwargs)
+
+
+@functools.cache
+def _read_plan(kind: type) -> tuple[tuple[str, Any, Any], ...]:
+    """Each field's name, resolved type hint and default: resolving the hints of a model
+    costs ~0.1 ms, and a model's fields never change."""
+    hints = typing.get_type_hints(kind, include_extras=True)
+    return tuple((f.name, hints[f.name], f.default) for f in dataclasses.fields(kind))
 
 
 def _read_value(hint: Any, value: Any) -> Any:
