@@ -10,8 +10,8 @@
   it is the same for both.
 * Sparkplug, per live row too: the status metrics. Typed: the daemon's
   ``station_status`` and ``status_values`` over it. Before: the same status dumped to
-  its JSON dict (``Daemon.status_payload``) and read by key (``_dict_status_values``
-  below, the code as of commit 28faadc).
+  its JSON dict (as the former ``Daemon.status_payload`` did) and read by key
+  (``_dict_status_values`` below, the code as of commit 28faadc).
 * HMI, once a second: the frame (``HmiServer.snapshot``, the live view in both
   languages, encoded), and what it no longer does: dump the ``LocalStatus`` to a dict.
 

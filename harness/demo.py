@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,7 @@ from controller.config.schema import HmiConfig, StationConfig
 from controller.dashboard import headline, render
 from controller.runtime.assembly import ValueSource
 from controller.runtime.daemon import EXIT_OK, Daemon
-from controller.telemetry.buffer import utc_iso
-from controller.telemetry.uplink import Uplink
+from controller.state.models import LocalStatus, SimInfo
 from drivers.gpio.sim import SimGpio
 from harness.pacing import FRAME_S, SimulatedTime
 from simulator.plant import Plant, build_plant
@@ -129,26 +128,29 @@ class Demo:
     undelivered: int | None = None
     boots: int = 1
 
-    def sim_status(self) -> dict[str, Any]:
+    def sim_status(self) -> SimInfo:
         """The simulated clock and what the plant's customers draw, for the dashboard."""
         from zoneinfo import ZoneInfo
 
         st = self.plant.station.state
         local = datetime.fromtimestamp(self.pacer.wall(), ZoneInfo(self.daemon.cfg.site.timezone))
-        return {
-            "time": local.strftime("%a %Y-%m-%d %H:%M"),
-            "speed": self.options.speed,
-            "demand_m3h": round(st.demand_m3h, 2),
-            "leakage_m3h": round(st.leakage_m3h, 2),
-        }
+        return SimInfo(
+            time=local.strftime("%a %Y-%m-%d %H:%M"),
+            speed=self.options.speed,
+            demand_m3h=round(st.demand_m3h, 2),
+            leakage_m3h=round(st.leakage_m3h, 2),
+        )
 
-    def extend_status(self, snap: dict[str, Any]) -> None:
+    def extend_status(self, status: LocalStatus) -> LocalStatus:
         """The daemon's status plus the simulation's: its clock, and each pump's energy."""
-        snap["sim"] = self.sim_status()
-        pumps = snap.get("pumps", {})
-        for name, pump in self.plant.station.state.pumps.items():
-            if name in pumps:
-                pumps[name]["energy_kwh"] = round(pump.energy_kwh, 2)
+        plant = self.plant.station.state.pumps
+        pumps = {
+            name: replace(pump, energy_kwh=round(plant[name].energy_kwh, 2))
+            if name in plant
+            else pump
+            for name, pump in status.pumps.items()
+        }
+        return replace(status, sim=self.sim_status(), pumps=pumps)
 
     async def drain(self) -> None:
         """The simulated time is up: wait (bounded) until the broker has every sample, so
@@ -262,7 +264,7 @@ def build_demo(cfg: StationConfig, options: DemoOptions) -> Demo:
 
     def make_daemon() -> Daemon:
         gpio.closed = False  # after a power cut the GPIO chip is back with the power
-        daemon = Daemon(
+        return Daemon(
             cfg,
             config_path=None,
             gpio=gpio,
@@ -273,9 +275,6 @@ def build_demo(cfg: StationConfig, options: DemoOptions) -> Demo:
             hmi_demo=True,
             extend_status=demo.extend_status,
         )
-        if isinstance(daemon.uplink, Uplink):  # the status's ts on the simulated clock too
-            daemon.uplink.status = lambda: {**daemon.status_payload(), "ts": utc_iso(pacer.wall())}
-        return daemon
 
     demo.make_daemon = make_daemon
     demo.daemon = make_daemon()
@@ -340,4 +339,4 @@ async def _dashboard(demo: Demo) -> None:
                     if demo.pacer.power_lost.is_set()
                     else headline(demo.daemon.local_status_json())
                 )
-                print(f"{sim['time']}  {line}", flush=True)
+                print(f"{sim.time}  {line}", flush=True)

@@ -138,8 +138,8 @@ class Daemon:
     source for a station file (Modbus acquisition by default, the simulated plant in
     the demo), ``local_time`` the (weekday, hour) schedules follow. ``hangup_stops``:
     SIGHUP stops instead of reloading (a program run from a terminal: it was closed).
-    ``hmi_demo`` serves the HMI in demo mode; ``extend_status`` adds to the status
-    snapshot (the demo's simulated time and energy).
+    ``hmi_demo`` serves the HMI in demo mode; ``extend_status`` returns the local status
+    with what the demo adds (its simulated time, each pump's energy).
     """
 
     #: The last failure to build the headline (logged once until it changes or recovers).
@@ -157,7 +157,7 @@ class Daemon:
         local_time: Callable[[], tuple[int, float]] | None = None,
         hangup_stops: bool = False,
         hmi_demo: bool = False,
-        extend_status: Callable[[dict[str, Any]], None] | None = None,
+        extend_status: Callable[[LocalStatus], LocalStatus] | None = None,
     ) -> None:
         self.cfg = cfg
         self.config_path = config_path
@@ -275,7 +275,7 @@ class Daemon:
     def local_status(self) -> LocalStatus:
         """Everything ``boosterd status`` and the dashboard show."""
         site = self.cfg.site
-        return LocalStatus(
+        status = LocalStatus(
             **fields_of(self.brief_status()),
             site=SiteInfo(id=site.id, name=site.name, language=site.language),
             version=__version__,
@@ -287,18 +287,11 @@ class Daemon:
             uplink=self.uplink.stats() if self.uplink else {"connected": False},
             ready=self.ready,
         )
+        return self.extend_status(status)
 
     def local_status_json(self) -> dict[str, Any]:
-        """``local_status`` as the status socket sends it (and the HMI reads it), with
-        what the demo adds (its simulated clock, each pump's energy)."""
+        """``local_status`` as the status socket sends it (the dashboard reads it)."""
         snap: dict[str, Any] = to_json(self.local_status())
-        self.extend_status(snap)
-        return snap
-
-    def status_payload(self) -> dict[str, Any]:
-        """The MQTT status body as a dict, with the site (the demo's JSON uplink sends it)."""
-        snap: dict[str, Any] = to_json(self.station_status())
-        snap["site"] = self.cfg.site.id
         return snap
 
     def _record(self, sample: dict[str, Any]) -> None:
@@ -628,8 +621,8 @@ class Daemon:
         return True
 
 
-def _no_extension(snap: dict[str, Any]) -> None:
-    return None
+def _no_extension(status: LocalStatus) -> LocalStatus:
+    return status
 
 
 async def _first_of(*events: asyncio.Event, then: asyncio.Event) -> None:
