@@ -112,12 +112,25 @@ def utc_now_iso() -> str:
     return utc_iso()
 
 
-# The same text every commit: sqlite3 reuses the prepared statement it caches by text.
+SCHEMA_SQL = "INSERT OR REPLACE INTO schemas VALUES (?, ?)"
+#: Rows up to this many go into one INSERT statement (one text per count, each prepared
+#: once: sqlite3 caches statements by their text); a longer batch is an executemany.
+ROWS_PER_INSERT = 16
+_ROW = "(?, '', ?, ?, ?)"
 _INSERT_SQL = {
-    t: f"INSERT OR REPLACE INTO {t} (seq, ts, data, synced, t) VALUES (?, '', ?, ?, ?)"
+    t: [f"INSERT OR REPLACE INTO {t} (seq, ts, data, synced, t) VALUES " + ", ".join([_ROW] * n)
+        for n in range(ROWS_PER_INSERT + 1)]
     for t in ("samples", "alarms")
-}
+}  # fmt: skip
 _DELETE_SQL = {t: f"DELETE FROM {t} WHERE seq <= ?" for t in ("samples", "alarms")}
+
+
+def _inserts(table: str, batch: list[Row]) -> tuple[str, Any, bool]:
+    """The statement that stores ``batch``: (SQL, parameters, whether an executemany)."""
+    if len(batch) > ROWS_PER_INSERT:
+        return _INSERT_SQL[table][1], [(r[0], r[2], r[3], r[4]) for r in batch], True
+    params = [v for seq, _, data, synced, t in batch for v in (seq, data, synced, t)]
+    return _INSERT_SQL[table][len(batch)], params, False
 
 
 @dataclass
@@ -146,14 +159,6 @@ class _Stream:
     #: While the disk refuses writes, the last row delivered from memory: committed
     #: again and again when nothing else waits, to learn when the disk takes rows again.
     probe: Row | None = None
-
-    @property
-    def insert_sql(self) -> str:
-        return _INSERT_SQL[self.table]
-
-    @property
-    def delete_sql(self) -> str:
-        return _DELETE_SQL[self.table]
 
     def waiting(self) -> list[Row]:
         return [*self.inflight, *self.pending]
@@ -512,21 +517,26 @@ class SampleBuffer:
             self._mark_due(s, top, upto)
             for s, top, upto in zip(streams, tops, deletes, strict=True)
         ]
+        ops: list[tuple[str, Any, bool]] = [
+            (SCHEMA_SQL, (schema.id, dumpb(schema.as_dict())), False) for schema in schemas
+        ]
+        for stream, batch, upto, (mark, _) in zip(streams, batches, deletes, marks, strict=True):
+            if upto:
+                ops.append((_DELETE_SQL[stream.table], (upto,), False))
+            if batch:
+                ops.append(_inserts(stream.table, batch))
+            if mark:
+                ops.append((MARK_SQL, (stream.meta_key, mark), False))
         db = self._conn()
-        with db:
-            db.execute("BEGIN")
-            for schema in schemas:
-                db.execute("INSERT OR REPLACE INTO schemas VALUES (?, ?)",
-                           (schema.id, dumpb(schema.as_dict())))  # fmt: skip
-            for stream, batch, upto, (mark, _) in zip(streams, batches, deletes, marks,
-                                                      strict=True):  # fmt: skip
-                if upto:
-                    db.execute(stream.delete_sql, (upto,))
-                if batch:
-                    rows = [(seq, data, synced, t) for seq, _, data, synced, t in batch]
-                    db.executemany(stream.insert_sql, rows)
-                if mark:
-                    db.execute(MARK_SQL, (stream.meta_key, mark))
+        if len(ops) == 1 and not ops[0][2]:
+            # The usual commit, rows added and nothing else: one statement, a transaction
+            # of its own (committed and fsynced as it completes, all rows or none).
+            db.execute(ops[0][0], ops[0][1])
+        else:
+            with db:
+                db.execute("BEGIN")
+                for sql, params, many in ops:
+                    (db.executemany if many else db.execute)(sql, params)
         for stream, (mark, high) in zip(streams, marks, strict=True):
             stream.high = high
             stream.marked = mark or stream.marked
