@@ -415,8 +415,7 @@ class SampleBuffer:
             if sid not in self.schemas:
                 self.schemas[sid] = schema
                 self._new_schemas.append(schema)
-            # Once per tick: one dict for the message ("sch" keeps its place in it).
-            seq = self._queue(self._samples, sample, {"sch": sid})
+            seq = self._queue(self._samples, sample, sid)
         else:
             seq = self._queue(self._samples, sample)
         if len(self._samples.pending) > self.max_pending:
@@ -435,9 +434,7 @@ class SampleBuffer:
         self.alarms_ready.set()
         return seq
 
-    def _queue(
-        self, stream: _Stream, data: dict[str, Any], extra: dict[str, Any] | None = None
-    ) -> int:
+    def _queue(self, stream: _Stream, data: dict[str, Any], sch: str | None = None) -> int:
         seq = stream.next_seq
         stream.next_seq = seq + 1
         self.synced = synced = self.clock_synced()
@@ -446,10 +443,14 @@ class SampleBuffer:
         # the ISO text their documented format has. The row keeps ``now``: the ISO text
         # a row fetched from memory goes out with is made only then.
         stamp = round(now * 1000) if stream is self._samples else utc_iso(now)
-        head: dict[str, Any] = {"seq": seq, "boot": self.boot, "ts": stamp}
-        if not synced:
-            head["ts_unsynced"] = True
-        message = {**head, **data, **extra} if extra else {**head, **data}
+        # One dict per message, built once per tick: "sch" (the schema's id in place of
+        # the schema) keeps its place in it.
+        if synced:
+            message = {"seq": seq, "boot": self.boot, "ts": stamp, **data}
+        else:
+            message = {"seq": seq, "boot": self.boot, "ts": stamp, "ts_unsynced": True, **data}
+        if sch is not None:
+            message["sch"] = sch
         stream.pending.append((seq, now, dumpb(message), synced, int(now)))
         return seq
 
