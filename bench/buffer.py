@@ -7,7 +7,8 @@ drives), with samples made by the daemon's own ``make_sample``: the buffer is fi
 to each row count (one sample per second of an injected clock, so the age cap sees a
 real spread of ages), reopened, and then committed as the daemon does, once per second
 with 1-10 samples (a fixed-seed mix: 0.5-1 s ticks, and a late flush now and then).
-Each commit's wall time and CPU time (this process) is recorded: p50, p99, max; the age
+Each commit's wall time and CPU time (this process) is recorded, after the fill has
+been written back to the disk (``os.sync``): p50, p99, max; the age
 cap's own once-a-minute run falls inside the window. Bytes per sample is the file's
 used pages (WAL checkpointed) over its rows. The size cap is lifted (``max_mb`` 8192)
 so the 50-point station really holds 1M rows; with the default 512 MB it would evict.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import shutil
 import sqlite3
@@ -162,6 +164,11 @@ async def run(rows_list: list[int], n: int) -> tuple[dict[str, Any], list[dict[s
             await fill(path, pool, rows)
             fill_s = time.perf_counter() - t0
             per_sample = used_bytes(path)
+            # The fill's hundreds of MB written back to the disk before the commits are
+            # measured, not during them: a station's backlog builds up over days, its
+            # pages long on the card; the kernel's writeback of them would be charged to
+            # the commits that happen to run beside it (more at 1M rows than at 10k).
+            os.sync()
             got = await commits(path, pool, rows, n)
             row = {
                 "station": label, "rows": rows,

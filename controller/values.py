@@ -96,13 +96,18 @@ class Reading:
     ) -> Reading:
         return cls(name, None, unit, Quality.BAD, reason, detail, raw, t_mono)
 
-    def as_dict(self) -> dict[str, object]:
-        """JSON-ready form used in telemetry and status."""
-        # As many digits as the source carries: a 32-bit totaliser stays exact, a float32
-        # does not grow float64 noise digits (123.456, not 123.45600128173828).
+    def wire_value(self) -> float | None:
+        """The value as telemetry and the status carry it: as many digits as the source
+        carries (a 32-bit totaliser stays exact, a float32 does not grow float64 noise
+        digits: 123.456, not 123.45600128173828)."""
         v = self.value
         if v is not None and self.digits is not None:
             v = float(f"{v:.{self.digits}g}")
+        return v
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form used in telemetry and status."""
+        v = self.wire_value()
         out: dict[str, object] = {"v": v, "unit": self.unit, "q": self.quality.value}
         if self.held:
             out["held"] = True

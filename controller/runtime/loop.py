@@ -126,7 +126,7 @@ def telemetry_sample(
     bad: dict[str, Why] = {}
     held: dict[str, Why] = {}
     for name, r in readings.items():
-        values.append(r.as_dict()["v"])  # type: ignore[arg-type]  # a float or None
+        values.append(r.wire_value())  # not as_dict(): a dict per point per tick, for "v"
         if r.reason is not None:
             why: Why = (r.reason, r.detail) if r.detail else (r.reason,)
             # A held value is good (the last good one, kept through a failed poll): its

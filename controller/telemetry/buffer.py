@@ -2,8 +2,12 @@
 broker has it.
 
 * SQLite in WAL mode; two streams, ``samples`` and ``alarms``, each one row per message
-  with its own sequence number that keeps rising across restarts (a high-water mark in
-  the ``meta`` table, never reused even after rows are deleted) and a UTC timestamp.
+  with its own sequence number that keeps rising across restarts, never reused even
+  after rows are deleted, and a UTC timestamp. A reopened file continues above its
+  newest row or the high-water mark in the ``meta`` table, whichever is higher: a
+  commit that only adds rows leaves its newest row as the mark and writes nothing
+  else; the ``meta`` mark is written in the transactions that may delete the newest row
+  (delivered rows, evictions) or follow rows published from memory.
 * ``append`` only queues in memory; the flusher commits the queue once per
   ``commit_interval_s`` in one transaction with ``synchronous=FULL``: the commit is on
   the card (fsync) before the uplink can read it, so nothing SCADA has received can be
@@ -19,7 +23,8 @@ broker has it.
   turns them back into a dict. The telemetry schemas the samples refer to are kept in
   the ``schemas`` table, so a backlog taken before a station-file change still decodes.
 * A size cap and an age cap evict the oldest rows first and count what they evicted.
-  Neither grows with the backlog: the size check reads three PRAGMAs; the age cap runs
+  Neither grows with the backlog: the size check reads the used pages (when the rows
+  added since the last reading could reach a 1/1024 of the cap); the age cap runs
   once per ``EVICT_EVERY_S`` of the wall clock and deletes a seq range (a walk from the
   oldest row to the first young one), never a scan of the table.
   The age cap only runs on a synchronised wall clock (``clock.py``) and only on rows
@@ -35,17 +40,20 @@ broker has it.
   ``write_error`` says why while it lasts.
 * At start-up ``PRAGMA quick_check`` runs; a damaged file is moved aside as
   ``<name>.corrupt-<UTC time>`` and a fresh buffer started, never refusing to run.
-* Every SQLite call runs on one dedicated worker thread, never on the event loop.
+* Every SQLite call runs on one dedicated worker thread, never on the event loop; a
+  commit costs the loop one queue entry and one wake-up (``_Worker``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,9 +86,17 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS schemas (id TEXT PRIMARY KEY, data BLOB NOT NULL);
 """
 
-#: One queued message: (seq, ts, the published bytes, stamped on a synchronised clock,
-#: the stamp in whole Unix seconds for the age cap).
-Row = tuple[int, str, bytes, bool, int]
+#: A stream's high-water mark in ``meta`` (the boot counter and ``evicted`` live there too).
+MARK_SQL = "INSERT OR REPLACE INTO meta VALUES (?, ?)"
+#: Pages in use: the file's pages less the free ones (one statement, not three pragmas).
+USED_PAGES_SQL = (
+    "SELECT (SELECT page_count FROM pragma_page_count())"
+    " - (SELECT freelist_count FROM pragma_freelist_count())"
+)
+
+#: One queued message: (seq, its stamp in Unix seconds, the published bytes, stamped on
+#: a synchronised clock, the stamp in whole Unix seconds for the age cap).
+Row = tuple[int, float, bytes, bool, int]
 #: One message for the uplink: (seq, ts, the bytes to publish as they are).
 Fetched = tuple[int, str, bytes]
 
@@ -96,6 +112,27 @@ def utc_now_iso() -> str:
     return utc_iso()
 
 
+SCHEMA_SQL = "INSERT OR REPLACE INTO schemas VALUES (?, ?)"
+#: Rows up to this many go into one INSERT statement (one text per count, each prepared
+#: once: sqlite3 caches statements by their text); a longer batch is an executemany.
+ROWS_PER_INSERT = 16
+_ROW = "(?, '', ?, ?, ?)"
+_INSERT_SQL = {
+    t: [f"INSERT OR REPLACE INTO {t} (seq, ts, data, synced, t) VALUES " + ", ".join([_ROW] * n)
+        for n in range(ROWS_PER_INSERT + 1)]
+    for t in ("samples", "alarms")
+}  # fmt: skip
+_DELETE_SQL = {t: f"DELETE FROM {t} WHERE seq <= ?" for t in ("samples", "alarms")}
+
+
+def _inserts(table: str, batch: list[Row]) -> tuple[str, Any, bool]:
+    """The statement that stores ``batch``: (SQL, parameters, whether an executemany)."""
+    if len(batch) > ROWS_PER_INSERT:
+        return _INSERT_SQL[table][1], [(r[0], r[2], r[3], r[4]) for r in batch], True
+    params = [v for seq, _, data, synced, t in batch for v in (seq, data, synced, t)]
+    return _INSERT_SQL[table][len(batch)], params, False
+
+
 @dataclass
 class _Stream:
     """One numbered stream (a table), its queue and its delivery marks."""
@@ -103,6 +140,12 @@ class _Stream:
     table: str
     meta_key: str
     next_seq: int = 1
+    #: The highest seq the file has held or the uplink has had from memory, and the
+    #: value of the file's ``meta`` mark for it: a reopened file continues above
+    #: ``max(meta, MAX(seq))``, so the mark is written only where a transaction can
+    #: leave the table without a row at ``high`` (``_needs_mark``).
+    high: int = 0
+    marked: int = 0
     pending: list[Row] = field(default_factory=list)
     #: The batch being committed right now (still readable from memory meanwhile).
     inflight: list[Row] = field(default_factory=list)
@@ -119,6 +162,80 @@ class _Stream:
 
     def waiting(self) -> list[Row]:
         return [*self.inflight, *self.pending]
+
+
+#: A call for the worker: (its claim, the loop and future awaiting it, what to run).
+_Job = tuple[list[bool], asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any],
+             tuple[Any, ...]]  # fmt: skip
+
+
+class _Worker:
+    """One thread that runs the buffer's calls in order, off the event loop.
+
+    ``run_in_executor`` costs a commit two futures chained across threads; here a call
+    is a queue entry and one wake-up of the loop (``call_soon_threadsafe``) with its
+    result. As with an executor, a call whose caller is cancelled before the thread has
+    taken it never runs (its claim is gone); one already running finishes, unheard."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise RuntimeError("buffer worker already shut down")
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        claim = [True]  # popped once: by the thread to run it, or here to cancel it
+        self._jobs.put((claim, loop, future, fn, args))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            with contextlib.suppress(IndexError):  # IndexError: already running
+                claim.pop()
+            raise
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            claim, loop, future, fn, args = job
+            try:
+                claim.pop()
+            except IndexError:
+                continue  # cancelled before it started
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # handed to the caller, as an executor does
+                self._reply(loop, _fail, future, exc)
+            else:
+                self._reply(loop, _succeed, future, result)
+            del job, future, fn, args
+
+    @staticmethod
+    def _reply(loop: asyncio.AbstractEventLoop, how: Callable[..., None], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(how, *args)
+
+    def shutdown(self) -> None:
+        """Finish the calls queued, then end the thread (blocks until it has)."""
+        self._closed = True
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+
+
+def _succeed(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
 
 
 class SampleBuffer:
@@ -156,7 +273,7 @@ class SampleBuffer:
         self.write_error: str | None = None
         self._db: sqlite3.Connection | None = None
         self._flush_lock = asyncio.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer")
+        self._worker = _Worker("buffer")
         self.boot = 0
         self.rows = 0
         self.evicted = 0
@@ -170,6 +287,9 @@ class SampleBuffer:
         self.schemas: dict[str, TelemetrySchema] = {}
         self._new_schemas: list[TelemetrySchema] = []
         self._age_checked: float | None = None
+        self._page_size = 4096
+        #: Sample bytes committed since the file's size was last read (``_evict``).
+        self._unmeasured = self.max_bytes
         #: Set when new samples can be fetched (committed, or waiting in memory while
         #: the disk refuses writes); the uplink waits on it instead of polling.
         self.samples_ready = asyncio.Event()
@@ -187,7 +307,7 @@ class SampleBuffer:
     # -- thread plumbing --------------------------------------------------------------------
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await self._worker.call(fn, *args)
 
     def _conn(self) -> sqlite3.Connection:
         assert self._db is not None, "SampleBuffer.open() first"
@@ -226,7 +346,10 @@ class SampleBuffer:
                 # ceiling, the most that can have been handed out before.
                 floor = max(floor, record.ceiling.get(stream.table, 0))
             stream.next_seq = floor + 1
+            stream.high = floor
+            stream.marked = int(meta.get(stream.meta_key, 0))
         self.rows = int(db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+        self._page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
         for sid, data in db.execute("SELECT id, data FROM schemas"):
             self.schemas[str(sid)] = TelemetrySchema.from_dict(loads(data))
         self.evicted = int(meta.get("evicted", 0))
@@ -288,12 +411,15 @@ class SampleBuffer:
         and replaced by its id."""
         schema = sample.get("sch")
         if isinstance(schema, TelemetrySchema):
-            if schema.id not in self.schemas:
-                self.schemas[schema.id] = schema
+            sid = schema.id
+            if sid not in self.schemas:
+                self.schemas[sid] = schema
                 self._new_schemas.append(schema)
-            sample = {**sample, "sch": schema.id}
-        seq = self._queue(self._samples, sample)
-        self._cap_pending()
+            seq = self._queue(self._samples, sample, sid)
+        else:
+            seq = self._queue(self._samples, sample)
+        if len(self._samples.pending) > self.max_pending:
+            self._cap_pending()
         if self.write_error is not None:
             self.samples_ready.set()  # goes out from memory: no commit to wait for
         return seq
@@ -308,19 +434,24 @@ class SampleBuffer:
         self.alarms_ready.set()
         return seq
 
-    def _queue(self, stream: _Stream, data: dict[str, Any]) -> int:
+    def _queue(self, stream: _Stream, data: dict[str, Any], sch: str | None = None) -> int:
         seq = stream.next_seq
-        stream.next_seq += 1
-        self.synced = self.clock_synced()
+        stream.next_seq = seq + 1
+        self.synced = synced = self.clock_synced()
         now = self.clock()
-        ts = utc_iso(now)
         # Samples carry Unix milliseconds (format 2, 11 bytes shorter); alarm events keep
-        # the ISO text their documented format has.
-        stamp: int | str = round(now * 1000) if stream is self._samples else ts
-        head: dict[str, Any] = {"seq": seq, "boot": self.boot, "ts": stamp}
-        if not self.synced:
-            head["ts_unsynced"] = True
-        stream.pending.append((seq, ts, dumpb({**head, **data}), self.synced, int(now)))
+        # the ISO text their documented format has. The row keeps ``now``: the ISO text
+        # a row fetched from memory goes out with is made only then.
+        stamp = round(now * 1000) if stream is self._samples else utc_iso(now)
+        # One dict per message, built once per tick: "sch" (the schema's id in place of
+        # the schema) keeps its place in it.
+        if synced:
+            message = {"seq": seq, "boot": self.boot, "ts": stamp, **data}
+        else:
+            message = {"seq": seq, "boot": self.boot, "ts": stamp, "ts_unsynced": True, **data}
+        if sch is not None:
+            message["sch"] = sch
+        stream.pending.append((seq, now, dumpb(message), synced, int(now)))
         return seq
 
     def _cap_pending(self) -> None:
@@ -381,39 +512,67 @@ class SampleBuffer:
         self, batches: list[list[Row]], deletes: list[int], schemas: list[TelemetrySchema]
     ) -> None:
         streams = (self._samples, self._alarms)
-        self._reserve([(s, b[-1][0]) for s, b in zip(streams, batches, strict=True) if b])
+        tops = [b[-1][0] if b else 0 for b in batches]
+        self._reserve([(s, top) for s, b, top in zip(streams, batches, tops, strict=True) if b])
+        marks = [
+            self._mark_due(s, top, upto)
+            for s, top, upto in zip(streams, tops, deletes, strict=True)
+        ]
+        ops: list[tuple[str, Any, bool]] = [
+            (SCHEMA_SQL, (schema.id, dumpb(schema.as_dict())), False) for schema in schemas
+        ]
+        for stream, batch, upto, (mark, _) in zip(streams, batches, deletes, marks, strict=True):
+            if upto:
+                ops.append((_DELETE_SQL[stream.table], (upto,), False))
+            if batch:
+                ops.append(_inserts(stream.table, batch))
+            if mark:
+                ops.append((MARK_SQL, (stream.meta_key, mark), False))
         db = self._conn()
-        with db:
-            db.execute("BEGIN")
-            for schema in schemas:
-                db.execute("INSERT OR REPLACE INTO schemas VALUES (?, ?)",
-                           (schema.id, dumpb(schema.as_dict())))  # fmt: skip
-            for stream, batch, upto in zip(streams, batches, deletes, strict=True):
-                if upto:
-                    db.execute(f"DELETE FROM {stream.table} WHERE seq <= ?", (upto,))
-                if not batch:
-                    continue
-                db.executemany(
-                    f"INSERT OR REPLACE INTO {stream.table} (seq, ts, data, synced, t) "
-                    "VALUES (?, '', ?, ?, ?)",
-                    [(seq, data, synced, t) for seq, _, data, synced, t in batch],
-                )
-                top = max(batch[-1][0], stream.from_memory)
-                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (stream.meta_key, top))
+        if len(ops) == 1 and not ops[0][2]:
+            # The usual commit, rows added and nothing else: one statement, a transaction
+            # of its own (committed and fsynced as it completes, all rows or none).
+            db.execute(ops[0][0], ops[0][1])
+        else:
+            with db:
+                db.execute("BEGIN")
+                for sql, params, many in ops:
+                    (db.executemany if many else db.execute)(sql, params)
+        for stream, (mark, high) in zip(streams, marks, strict=True):
+            stream.high = high
+            stream.marked = mark or stream.marked
         # Rows delivered from memory meanwhile (disk errors) are not backlog.
-        self.rows += sum(1 for r in batches[0] if r[0] > self._samples.acked)
+        samples, alarms = batches
+        acked = self._samples.acked
+        self.rows += sum(1 for r in samples if r[0] > acked)
         self.commits += 1
         # The batch is on disk now: an eviction failing must not send it back to the queue.
         try:
-            self._evict()
+            self._evict(bool(alarms), sum(len(r[2]) for r in samples))
         except sqlite3.Error as exc:
             log.warning("buffer eviction failed; retried after the next commit", error=str(exc))
+
+    @staticmethod
+    def _mark_due(stream: _Stream, top: int, upto: int) -> tuple[int, int]:
+        """The ``meta`` mark a commit must write for ``stream`` (0: none) and the
+        stream's ``high`` after it. A reopened file continues above ``max(meta,
+        MAX(seq))``: an insert keeps every row before it, so the batch's newest row
+        covers it; the mark is needed only when this transaction deletes rows and no
+        row at ``high`` stays, or when the uplink had newer rows from memory (the disk
+        refused writes) than the file ever held."""
+        high = max(stream.high, top, stream.from_memory)
+        # What the file knows after it: the rows before an insert stay; a delete may
+        # take all but the batch's newest row (if it keeps that), or that row too.
+        kept = max(stream.marked, top if top > upto else 0) if upto else max(stream.high, top)
+        return (high if high > kept else 0), high
 
     def _reserve(self, tops: list[tuple[_Stream, int]], *, live: bool = False) -> bool:
         """Raise the durable ceiling (and the live mark) above ``tops`` before those seq
         numbers can leave the station; False (and nothing raised) when the record
         cannot be written."""
         record = self._highwater.record
+        if not live and all(record.ceiling.get(s.table, 0) >= top for s, top in tops):
+            return True  # the usual commit: inside the block reserved before
         before = (dict(record.ceiling), dict(record.live))
         for stream, top in tops:
             if record.ceiling.get(stream.table, 0) < top:
@@ -434,17 +593,27 @@ class SampleBuffer:
     def _reserve_live(self, stream: _Stream, top: int) -> bool:
         return self._reserve([(stream, top)], live=True)
 
-    def _quick(self, sql: str, *args: Any) -> int:
+    def _quick(self, sql: str, *args: Any, mark: _Stream | None = None) -> int:
         """A delete whose loss to a power cut is harmless (evicted rows come back):
-        committed without an fsync of its own. One dict argument binds by name."""
+        committed without an fsync of its own. One dict argument binds by name. With
+        ``mark``, a delete that may take that stream's newest row writes its ``meta``
+        mark in the same transaction (``_mark_due``)."""
         params: Any = args[0] if len(args) == 1 and isinstance(args[0], dict) else args
         db = self._conn()
         db.execute("PRAGMA synchronous=NORMAL")
         try:
             with db:
+                db.execute("BEGIN")
                 n = db.execute(sql, params).rowcount
+                if n > 0 and mark is not None and mark.high > mark.marked:
+                    db.execute(MARK_SQL, (mark.meta_key, mark.high))
+                    marked = mark.high
+                else:
+                    marked = 0
         finally:
             db.execute("PRAGMA synchronous=FULL")
+        if mark is not None and marked:
+            mark.marked = marked
         return int(n)
 
     def _age_due(self) -> bool:
@@ -456,11 +625,12 @@ class SampleBuffer:
         self._age_checked = now
         return True
 
-    def _evict_old(self, table: str, cutoff: float) -> int:
+    def _evict_old(self, stream: _Stream, cutoff: float) -> int:
         """Delete the synced rows older than ``cutoff`` in front of the first young one:
         a walk along the primary key over the rows it deletes (and the few
         unsynchronised ones among them), a range delete, never a table scan."""
         db = self._conn()
+        table = stream.table
         # Rows since format 2 have ``t``; older ones only their ISO text.
         stamp_old = "(CASE WHEN t IS NULL THEN ts < :iso ELSE t < :t END)"
         old = f"synced = 1 AND {stamp_old}"
@@ -469,29 +639,35 @@ class SampleBuffer:
             f"SELECT seq FROM {table} WHERE synced = 1 AND NOT {stamp_old} ORDER BY seq LIMIT 1",
             args,
         ).fetchone()
-        if first_young is None:
-            return self._quick(f"DELETE FROM {table} WHERE {old}", args)
+        if first_young is None:  # every synced row old: the newest may go too
+            return self._quick(f"DELETE FROM {table} WHERE {old}", args, mark=stream)
         return self._quick(
             f"DELETE FROM {table} WHERE seq < :young AND {old}", {**args, "young": first_young[0]}
         )
 
-    def _evict(self) -> None:
+    def _evict(self, alarms: bool, added: int) -> None:
+        """The caps, after a commit that added ``added`` bytes of samples (and alarm
+        rows when ``alarms``): each check only when it can find something."""
         evicted = 0
         if self.clock_synced() and self._age_due():
             # Only rows stamped by a synchronised clock can be judged old by it.
             cutoff = self.clock() - self.max_age_s
-            evicted += self._evict_old("samples", cutoff)
-            self._evict_old("alarms", cutoff)
-        # A range on the primary key: costs what it deletes.
-        self._quick(
-            "DELETE FROM alarms WHERE seq <= (SELECT MAX(seq) FROM alarms) - ?", MAX_ALARM_ROWS
-        )
-        db = self._conn()
-        page = db.execute("PRAGMA page_size").fetchone()[0]
-        used = (
-            db.execute("PRAGMA page_count").fetchone()[0]
-            - db.execute("PRAGMA freelist_count").fetchone()[0]
-        ) * page
+            evicted += self._evict_old(self._samples, cutoff)
+            self._evict_old(self._alarms, cutoff)
+        if alarms:  # only new alarm rows can take the table past its cap
+            # A range on the primary key: costs what it deletes.
+            self._quick(
+                "DELETE FROM alarms WHERE seq <= (SELECT MAX(seq) FROM alarms) - ?", MAX_ALARM_ROWS
+            )
+        # The file's used size, read when the rows added since the last reading could
+        # have reached a 1/1024 of the cap (or while over it): the cap is overshot by
+        # at most about that much, and a commit does not pay for the reading each time.
+        self._unmeasured += added
+        if not self.over_cap and self._unmeasured < self.max_bytes // 1024:
+            self._finish_evict(evicted)
+            return
+        self._unmeasured = 0
+        used = self._conn().execute(USED_PAGES_SQL).fetchone()[0] * self._page_size
         self.over_cap = used > self.max_bytes
         if self.over_cap and self.rows > 0:
             # Drop the oldest tenth; freed pages are reused, so the file stops growing.
@@ -499,7 +675,11 @@ class SampleBuffer:
             evicted += self._quick(
                 "DELETE FROM samples WHERE seq IN (SELECT seq FROM samples ORDER BY seq LIMIT ?)",
                 n,
+                mark=self._samples,
             )
+        self._finish_evict(evicted)
+
+    def _finish_evict(self, evicted: int) -> None:
         if evicted:
             self.rows = max(0, self.rows - evicted)
             self.evicted += evicted
@@ -571,7 +751,7 @@ class SampleBuffer:
             extra = [r for r in extra if r[0] <= ceiling]
         if extra:
             stream.from_memory = max(stream.from_memory, extra[-1][0])
-        return rows + [(seq, ts, data) for seq, ts, data, _, _ in extra]
+        return rows + [(seq, utc_iso(now), data) for seq, now, data, _, _ in extra]
 
     def _fetch(self, table: str, after_seq: int, limit: int) -> list[Fetched]:
         rows = (
@@ -634,7 +814,7 @@ class SampleBuffer:
             if self._db is not None:
                 db, self._db = self._db, None
                 await self._call(db.close)
-            self._executor.shutdown(wait=True)
+            self._worker.shutdown()
 
     def stats(self) -> dict[str, Any]:
         """Counters for the status: rows, backlog, pending, evicted, over_cap, last_seq, ..."""
