@@ -454,3 +454,17 @@ def test_a_station_whose_tick_points_outrun_the_default_baud_gets_a_faster_bus()
     again = pickle.loads(pickle.dumps(err.value))
     assert isinstance(again, ConfigError)
     assert str(again) == str(err.value)
+
+
+def test_a_power_cut_under_pumps_without_feedback_locks_out_no_sound_pump() -> None:
+    """Seed 100362 of the large run, shrunk: a grid failure (sensors and Pi on the UPS)
+    under running pumps that have no feedback contact. The one pump that has one tried
+    twice without its contactor pulling in and was locked out, though nothing was wrong
+    with it. The pressures (discharge at the suction's level with pumps switched on) say
+    the supply failed: a power loss, no lockout."""
+    station = Case.generate(100362).station
+    assert [p.run_feedback is not None for p in station.cfg.pumps.values()].count(True) == 1
+    day = parse_events("day start_hour=22.77 duration_s=12540 sim_seed=561446449\n"
+                       "fault power_cut@12349+2400,sensors=1\n")  # fmt: skip
+    res = run_day(station, day)
+    assert [v for v in res.violations if v.kind != "plant_vessel"] == []

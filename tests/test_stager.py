@@ -196,3 +196,23 @@ def test_an_idle_standby_pump_is_exercised_briefly_once_per_interval() -> None:
         assert len(runs[n]) == 2, runs
         assert 24 * 3600 <= runs[n][0] <= 24 * 3600 + 30
         assert stager.pumps[n].run_s == pytest.approx(2 * staging.exercise_s, abs=2)
+
+
+@pytest.mark.parametrize("no_lift", [False, True])
+def test_a_silent_pump_beside_pumps_without_feedback_is_a_fault_unless_nothing_lifts(
+    no_lift: bool,
+) -> None:
+    """P1 has no feedback contact and runs; P2's contactor never pulls in, twice. With the
+    pressures showing P1 lifting, P2 is faulty: locked out. With nothing lifting, the
+    supply failed: a power loss, P2 not locked out (seed 100362)."""
+    pumps = {"P1": pump("GPIO1", min_off_s=10), "P2": pump("GPIO2", min_off_s=10),
+             "P3": pump("GPIO3", min_off_s=10)}  # fmt: skip
+    staging = StagingConfig(max_running=3, station_max_starts_per_hour=60, stage_up_delay_s=1)
+    stager = Stager(pumps, staging, now=0.0)
+    feedback: dict[str, bool | None] = {"P1": None, "P2": False, "P3": None}
+    now = 0.0
+    while now < 400 and not stager.pumps["P2"].locked and stager.power_lost_since is None:
+        now += 1.0
+        stager.update(now, Demand(3.0), feedback=feedback, no_lift=no_lift)
+    assert (stager.pumps["P2"].locked is not None) is not no_lift
+    assert (stager.power_lost_since is not None) is no_lift

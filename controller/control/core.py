@@ -172,7 +172,12 @@ class ControlCore:
         # Mode (filling, PID) -> one directive -> the stager's relays.
         directive, self.state = self._decide(now, dt, verdict, pv, start_ok=start_ok, sizing=sizing)
         before = self.stager.running()
-        self.relays = self.stager.update(now, directive, feedback=feedback, fault=fault)
+        no_lift = hydraulics.no_lift(
+            self.cfg, readings, pv=pv, pumps=list(self.stager.pumps.values()), now=now
+        )
+        self.relays = self.stager.update(
+            now, directive, feedback=feedback, fault=fault, no_lift=no_lift
+        )
         automatic = isinstance(directive, Demand)
         if automatic:
             self._recentre(before, pv)

@@ -21,12 +21,38 @@ from controller.values import Reading
 START_HEADROOM_BAR = 0.2
 #: A set of pumps must carry this much more than the flow the zone needs to count as enough.
 SIZING_MARGIN = 1.05
+#: A fixed-speed pump switched on this long lifts the discharge at least ``NO_LIFT_BAR``
+#: above the suction, at any point of its curve the station runs it at, when it turns.
+NO_LIFT_AFTER_S = 10.0
+NO_LIFT_BAR = 0.2
 
 
 def good(readings: Mapping[str, Reading], point: str | None) -> float | None:
     """The value of a configured point when it is good; None otherwise."""
     r = readings.get(point) if point else None
     return r.value if r is not None and r.good else None
+
+
+def no_lift(
+    cfg: StationConfig,
+    readings: Mapping[str, Reading],
+    *,
+    pv: float | None,
+    pumps: Sequence[PumpRecord],
+    now: float,
+) -> bool:
+    """The pressures say the pumps switched on do not turn: a fixed-speed pump has been
+    on ``NO_LIFT_AFTER_S`` and the discharge stands less than ``NO_LIFT_BAR`` above the
+    suction. On a station whose running pumps have no feedback contact, that is how a
+    grid failure shows (the contactors drop, the relays stay on). False whenever a
+    reading cannot tell (no suction point, a bad reading, no such pump on)."""
+    suction = good(readings, cfg.control.suction_point)
+    if pv is None or suction is None:
+        return False
+    settled = any(
+        r.on and r.cfg.vfd is None and now - r.started_at >= NO_LIFT_AFTER_S for r in pumps
+    )
+    return settled and pv - suction < NO_LIFT_BAR
 
 
 def start_check(

@@ -15,7 +15,10 @@ Rules, in order of precedence:
    have power: the pump is stopped and held as suspect while another is tried; another
    contactor pulling in locks the suspect out, a second silent start is a power loss
    (pumps without a feedback input may have been the only ones running when it went).
-   With no other pump to try, the suspect's own second silent start locks it out.
+   With no other pump to try, the suspect's own second silent start locks it out,
+   unless the pressures show the pumps switched on are not lifting (``no_lift``: the
+   supply failed under pumps that have no feedback contact; seed 100362 of the
+   scenario generator locked a sound pump out in a power cut without it).
 2. A protection stop (``stop_all``) stops every pump at once, minimum run time or not:
    a dry-running or over-pressured pump is worse than a short run.
 3. Otherwise a pump starts only if its minimum off time has passed and the start
@@ -254,6 +257,8 @@ class Stager:
         #: a pump whose feedback never came after its start, and when: not yet known to
         #: be a pump fault (the supply may have failed)
         self._suspect: tuple[str, float] | None = None
+        #: this tick, the pressures show the pumps switched on are not turning
+        self._no_lift = False
 
     # -- configuration --------------------------------------------------------------------
 
@@ -395,7 +400,8 @@ class Stager:
             suspect = self._suspect
             if suspect is not None and now - suspect[1] > SUSPECT_WINDOW_S:
                 suspect = self._suspect = None
-            if self.power_lost_since is None and suspect is not None and suspect[0] == rec.name:
+            own = suspect is not None and suspect[0] == rec.name
+            if self.power_lost_since is None and own and not self._no_lift:
                 self._suspect = None  # its own second try, with nothing else to tell by
                 self._lock(rec, self._no_feedback_reason(rec), now)
                 continue
@@ -666,12 +672,15 @@ class Stager:
         *,
         feedback: Mapping[str, bool | None] | None = None,
         fault: Mapping[str, bool] | None = None,
+        no_lift: bool = False,
     ) -> dict[str, bool]:
         """Advance to ``now`` and return the relay state of every pump.
 
         ``feedback`` and ``fault`` are what the pumps report (a missing feedback: no
-        input configured); ``directive`` is what the control asks for this tick.
+        input configured); ``directive`` is what the control asks for this tick;
+        ``no_lift``: the pressures show the pumps switched on are not turning (rule 1).
         """
+        self._no_lift = no_lift
         dt = max(0.0, now - self._last)
         self._last = now
         for rec in self.pumps.values():
