@@ -23,6 +23,7 @@ applies the protections after the mode, every tick.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -107,6 +108,12 @@ def _finite_only(readings: Mapping[str, Reading]) -> Mapping[str, Reading]:
         else Reading.bad(r.name, r.unit, BadReason.DECODE, f"not finite: {r.value}")
         for name, r in readings.items()
     }
+
+
+@functools.cache
+def _pump_alarm_ids(name: str) -> tuple[str, str]:
+    """A pump's lockout and switched-Off alarm ids (built once: this runs every tick)."""
+    return f"pump_lockout_{name}", f"pump_off_{name}"
 
 
 def _term(value: float) -> float | None:
@@ -352,15 +359,19 @@ class ControlCore:
                 latched=True,
             )
         for name, rec in self.stager.pumps.items():
+            lockout_id, off_id = _pump_alarm_ids(name)
             if not rec.locked:
-                self.alarms.set(f"pump_lockout_{name}", False, now)
-            self.alarms.set(
-                f"pump_off_{name}",
-                rec.out_of_service,
-                now,
-                severity="warning",
-                message=f"{name} switched Off (out of service): control does not start it",
-            )
+                self.alarms.set(lockout_id, False, now)
+            if rec.out_of_service:
+                self.alarms.set(
+                    off_id,
+                    True,
+                    now,
+                    severity="warning",
+                    message=f"{name} switched Off (out of service): control does not start it",
+                )
+            else:
+                self.alarms.set(off_id, False, now)
 
     def _starting(self, now: float) -> bool:
         return now - self.protections.started < self.cfg.protections.power_on_delay_s
