@@ -23,6 +23,7 @@ management and checked in ``bench.pressure_management``.
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 import time
@@ -147,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs: list[dict[str, Any]] = []
     diurnal: dict[str, ClosedLoop] = {}
+    reference = [reference_cpu_s()]
     for scenario in SCENARIOS:
         if args.only and scenario.name != args.only:
             continue
@@ -162,11 +164,41 @@ def main(argv: list[str] | None = None) -> int:
     if diurnal:  # the VFD station's day again without the sink: its cost, and no effect
         bare = run_scenario(SCENARIOS[0], "boosterd_vfd", sink=False)[1]
         print(f"diurnal_24h boosterd_vfd without the sink: {bare}", file=sys.stderr)
+    reference.append(reference_cpu_s())
     figures, targets = summary(runs, bare=bare)
+    figures |= machine_speed(reference, figures)
     given = sys.argv[1:] if argv is None else argv
     command = "python -m bench.control_scenarios " + " ".join(given)
     finish("control", figures, targets, args, command=command.strip(), tables={"runs": runs})
     return 0
+
+
+def reference_cpu_s() -> float:
+    """CPU seconds of a fixed pure-Python workload (the best of five): how fast this
+    machine runs Python now. A VM's CPU seconds are not a fixed amount of work: the same
+    24 h day measured 52 to 82 CPU s on this 2-core VM within one evening, and the panel's
+    own day 18 to 47, as the host's load came and went."""
+    best = math.inf
+    for _ in range(5):
+        started = time.process_time()
+        acc = 0.0
+        for i in range(1, 400_000):
+            acc += (i % 7) * 0.5 / i
+        best = min(best, time.process_time() - started)
+    return round(best, 4)
+
+
+def machine_speed(reference: list[float], figures: dict[str, Any]) -> dict[str, Any]:
+    """The reference before and after the runs, and the 24 h day in units of it (a figure
+    that does not move with the machine's speed; no target: the target is in CPU s)."""
+    out: dict[str, Any] = {
+        "reference_cpu_s_before": reference[0],
+        "reference_cpu_s_after": reference[-1],
+    }
+    mean = sum(reference) / len(reference)
+    if "diurnal_vfd_cpu_s" in figures and mean > 0:
+        out["diurnal_vfd_cpu_in_references"] = round(figures["diurnal_vfd_cpu_s"] / mean)
+    return out
 
 
 def max_starts_limit() -> int:
