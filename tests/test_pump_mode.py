@@ -123,6 +123,7 @@ def test_the_command_path_takes_a_pump_out_of_service_and_back_in_any_station_mo
         ({"pump": "P2", "mode": "hand"}, "pump mode must be one of auto, off"),
         ({"pump": "P2"}, "'mode' must be a non-empty string"),
         ({"mode": "off"}, "'pump' must be a non-empty string"),
+        ({"pump": "P" * 129, "mode": "off"}, "'pump' is 129 characters long; at most 128"),
     ):
         reply = command(core, "pump_mode", **fields)
         assert reply["ok"] is False

@@ -63,6 +63,8 @@ MAX_DEPTH = 16
 MAX_NUMBER_CHARS = 32
 MAX_ERROR_CHARS = 500  # a reply's error stays readable whatever the payload echoed into it
 FUTURE_SKEW_S = 60.0
+#: The longest text field (an id, a pump's name, a mode) a command may carry.
+MAX_TEXT_CHARS = 128
 REMEMBERED_COMMANDS = 1000
 
 
@@ -241,8 +243,10 @@ def _text(payload: dict[str, Any], key: str, *, required: bool = True) -> str | 
     value = payload.get(key)
     if value is None and not required:
         return None
-    if not isinstance(value, str) or not value or len(value) > 128:
+    if not isinstance(value, str) or not value:
         raise Invalid(f"'{key}' must be a non-empty string")
+    if len(value) > MAX_TEXT_CHARS:
+        raise Invalid(f"'{key}' is {len(value)} characters long; at most {MAX_TEXT_CHARS}")
     return value
 
 
