@@ -105,18 +105,20 @@ def valid_setpoint(bar: object, control: ControlConfig) -> float:
     return float(bar)
 
 
+def _one_of(value: object, choices: tuple[str, ...], what: str) -> str:
+    if value not in choices:
+        raise CommandRejected(f"{what} must be one of {', '.join(choices)}, not {value!r}")
+    return str(value)
+
+
 def valid_mode(mode: object) -> str:
     """``mode`` if it is one of ``MODES``."""
-    if mode not in MODES:
-        raise CommandRejected(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    return str(mode)
+    return _one_of(mode, MODES, "mode")
 
 
 def valid_pump_mode(mode: object) -> str:
     """``mode`` if it is one of ``PUMP_MODES``."""
-    if mode not in PUMP_MODES:
-        raise CommandRejected(f"pump mode must be one of {', '.join(PUMP_MODES)}, not {mode!r}")
-    return str(mode)
+    return _one_of(mode, PUMP_MODES, "pump mode")
 
 
 def valid_pressure_management(
