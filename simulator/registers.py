@@ -55,6 +55,11 @@ class RegisterImage:
     def __init__(self) -> None:
         self.slaves: dict[tuple[str, int], SlaveTables] = {}
         self._points: dict[str, tuple[tuple[str, int], PointConfig]] = {}
+        #: Where each point's registers live: its slave's table and first address.
+        self._where: dict[str, tuple[dict[int, int], int, int]] = {}
+        #: The last value ``set_value`` encoded per point and its words: the simulator
+        #: serves the same value tick after tick for most points.
+        self._encoded: dict[str, tuple[float, list[int]]] = {}
 
     @classmethod
     def from_config(cls, cfg: StationConfig) -> RegisterImage:
@@ -65,6 +70,7 @@ class RegisterImage:
             for name, point in dev.points.items():
                 image._points[name] = (key, point)
                 table = slave.tables[point.kind]
+                image._where[name] = (table, point.address, point.register_count)
                 for a in range(point.address, point.address + point.register_count):
                     table.setdefault(a, 0)
         return image
@@ -73,15 +79,20 @@ class RegisterImage:
         return self.slaves.get((bus, slave_id))
 
     def _store(self, name: str, words: list[int]) -> None:
-        key, point = self._points[name]
-        table = self.slaves[key].tables[point.kind]
+        table, address, _ = self._where[name]
         for i, w in enumerate(words):
-            table[point.address + i] = w
+            table[address + i] = w
 
     def set_value(self, name: str, value: float) -> None:
         """Serve ``value`` (engineering units) for point ``name``."""
-        _, point = self._points[name]
-        self._store(name, from_engineering(point, value))
+        last = self._encoded.get(name)
+        # 0.0 and -0.0 are equal but encode apart (a float32's sign bit): not reused.
+        if last is not None and last[0] == value and value != 0.0:
+            words = last[1]
+        else:
+            words = from_engineering(self._points[name][1], value)
+            self._encoded[name] = (value, words)
+        self._store(name, words)
 
     def set_current_ma(self, name: str, ma: float) -> None:
         """Serve the raw counts of a 4-20 mA loop current (0 mA = a broken wire)."""
@@ -99,6 +110,13 @@ class RegisterImage:
         (bus, slave_id), point = self._points[name]
         words = self.read(bus, slave_id, point.kind, point.address, point.register_count)
         return to_engineering(name, point, words).value
+
+    def words_of(self, name: str) -> list[int]:
+        """Point ``name``'s registers as they stand (a configured point is always mapped)."""
+        table, address, count = self._where[name]
+        if count == 1:
+            return [table[address]]
+        return [table[a] for a in range(address, address + count)]
 
     def read(self, bus: str, slave_id: int, kind: str, address: int, count: int) -> list[int]:
         slave = self.slaves.get((bus, slave_id))

@@ -104,18 +104,21 @@ class SimSource:
         self.publish()
         station = self.station
         t = station.t
+        image = self.image
+        faults: dict[tuple[str, int], str | None] = {}  # per slave, once per read
         out: dict[str, Reading] = {}
         for name, bus, slave_id, point in self._points:
-            fault = station.slave_fault(bus, slave_id)
+            key = (bus, slave_id)
+            if key in faults:
+                fault = faults[key]
+            else:
+                fault = faults[key] = station.slave_fault(bus, slave_id)
             if fault is not None:
                 reading = self._failed(
                     name, point.unit, bus=bus, slave_id=slave_id, fault=fault, t=t
                 )
             else:
-                regs = self.image.read(
-                    bus, slave_id, point.kind, point.address, point.register_count
-                )
-                reading = to_engineering(name, point, regs, t_mono=t)
+                reading = to_engineering(name, point, image.words_of(name), t_mono=t)
             guard = self.guards[name]
             guard.update(reading)
             out[name] = judged = guard.view(t)

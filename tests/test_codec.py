@@ -100,3 +100,52 @@ def test_valid_range_and_nan_are_bad_not_exceptions() -> None:
     nan_regs = [int.from_bytes(struct.pack(">f", math.nan)[i : i + 2], "big") for i in (0, 2)]
     assert to_engineering("f", point, nan_regs).reason is BadReason.DECODE
     assert to_engineering("f", point, [1]).reason is BadReason.DECODE  # one register short
+
+
+# -- the precompiled layouts against the definition ------------------------------------
+
+
+def _reference_order(data: bytes, byte_order: str) -> bytes:
+    """The byte orders by their definition: A B C D most significant first."""
+    if len(data) == 2:
+        return data[::-1] if byte_order in ("BADC", "DCBA") else data
+    a, b, c, d = data
+    return {
+        "ABCD": data,
+        "CDAB": bytes((c, d, a, b)),
+        "BADC": bytes((b, a, d, c)),
+        "DCBA": bytes((d, c, b, a)),
+    }[byte_order]
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("dtype", [*sorted(RANGES), "float32"])
+@given(data=st.data())
+def test_layouts_equal_the_definition(dtype: str, order: str, data: st.DataObject) -> None:
+    """Any registers decode, and any value encodes, as joining the words big-endian and
+    permuting the bytes by the order's name does (the codec precompiles that per type
+    and order)."""
+    fmt = {"int16": ">h", "uint16": ">H", "int32": ">i", "uint32": ">I", "float32": ">f"}[dtype]
+    n = struct.calcsize(fmt) // 2
+    regs = data.draw(st.lists(st.integers(0, 0xFFFF), min_size=n, max_size=n))
+    wire = b"".join(r.to_bytes(2, "big") for r in regs)
+    expected = struct.unpack(fmt, _reference_order(wire, order))[0]
+    got = decode_registers(regs, dtype=dtype, byte_order=order)
+    assert got == expected or (math.isnan(got) and math.isnan(expected))
+    if dtype == "float32":
+        value = data.draw(st.floats(width=32))
+        packed = struct.pack(fmt, value)
+    else:
+        lo, hi = RANGES[dtype]
+        value = data.draw(st.floats(lo - 1e6, hi + 1e6) | st.integers(lo, hi))
+        packed = struct.pack(fmt, min(max(round(value), lo), hi))
+    wire = _reference_order(packed, order)
+    words = [int.from_bytes(wire[i : i + 2], "big") for i in range(0, len(wire), 2)]
+    assert encode_value(value, dtype=dtype, byte_order=order) == words
+
+
+def test_unknown_type_or_order_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="byte order"):
+        decode_registers([1, 2], dtype="float32", byte_order="XYZW")
+    with pytest.raises(ValueError, match="data type"):
+        encode_value(1.0, dtype="float64")

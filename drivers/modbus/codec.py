@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from controller.config.datatypes import DATA_TYPES, REGISTER_COUNT
 from controller.config.schema import PointConfig
@@ -28,49 +29,80 @@ WIRE_BREAK_MA = 3.8
 OVER_RANGE_MA = 20.5
 
 _FORMAT = {n: t.struct_format for n, t in DATA_TYPES.items() if t.struct_format is not None}
+BYTE_ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
 
 
 def register_count(dtype: str) -> int:
     return REGISTER_COUNT[dtype]
 
 
-def _order_bytes(data: bytes, byte_order: str) -> bytes:
-    """Reorder between wire order and big-endian ABCD (the permutation is its own inverse)."""
-    if len(data) == 2:
-        return data[::-1] if byte_order in ("BADC", "DCBA") else data
-    a, b, c, d = data
-    if byte_order == "ABCD":
-        return data
-    if byte_order == "CDAB":
-        return bytes((c, d, a, b))
-    if byte_order == "BADC":
-        return bytes((b, a, d, c))
-    if byte_order == "DCBA":
-        return bytes((d, c, b, a))
-    raise ValueError(f"unknown byte order {byte_order!r}")
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """How one (data type, byte order) sits in registers, as two precompiled structs:
+    ``words`` turns the registers (in ``reversed`` order when the words are swapped)
+    into the value's big-endian bytes and back; ``value`` is the type's own format.
+    Equal to joining the words big-endian and permuting the bytes by the order's name
+    (tests/test_codec.py checks every type and order against that reference), without
+    a bytes object per word."""
+
+    count: int
+    words: struct.Struct
+    reversed: bool
+    value: struct.Struct
+    #: the integer type's range (None for float32): encode rounds and clamps into it
+    limits: tuple[int, int] | None
+
+
+def _layout(dtype: str, byte_order: str) -> _Layout:
+    n = REGISTER_COUNT[dtype]
+    byte_swap = byte_order in ("BADC", "DCBA")
+    words = struct.Struct(("<" if byte_swap else ">") + "H" * n)
+    limits = None
+    if dtype != "float32":
+        bits = 16 * n
+        signed = dtype[0] == "i"
+        limits = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    # A 16-bit value has no word order: CDAB reads as ABCD, DCBA as BADC.
+    word_swap = n > 1 and byte_order in ("CDAB", "DCBA")
+    return _Layout(n, words, word_swap, struct.Struct(_FORMAT[dtype]), limits)
+
+
+_LAYOUTS = {(dtype, order): _layout(dtype, order) for dtype in _FORMAT for order in BYTE_ORDERS}
+
+
+def _layout_of(dtype: str, byte_order: str) -> _Layout:
+    layout = _LAYOUTS.get((dtype, byte_order))
+    if layout is None:
+        if byte_order not in BYTE_ORDERS:
+            raise ValueError(f"unknown byte order {byte_order!r}")
+        raise ValueError(f"unknown data type {dtype!r}")
+    return layout
 
 
 def decode_registers(regs: Sequence[int], *, dtype: str, byte_order: str = "ABCD") -> float:
     """The number held in ``regs`` (as many registers as ``dtype`` needs)."""
-    n = REGISTER_COUNT[dtype]
-    if len(regs) != n:
-        raise ValueError(f"{dtype} needs {n} registers, got {len(regs)}")
-    wire = b"".join(int(r & 0xFFFF).to_bytes(2, "big") for r in regs)
-    value: float = struct.unpack(_FORMAT[dtype], _order_bytes(wire, byte_order))[0]
+    layout = _layout_of(dtype, byte_order)
+    if len(regs) != layout.count:
+        raise ValueError(f"{dtype} needs {layout.count} registers, got {len(regs)}")
+    words = [r & 0xFFFF for r in regs]
+    if layout.reversed:
+        words.reverse()
+    value: float = layout.value.unpack(layout.words.pack(*words))[0]
     return value
 
 
 def encode_value(value: float, *, dtype: str, byte_order: str = "ABCD") -> list[int]:
     """Registers holding ``value`` (rounded and clamped to the integer type's range)."""
-    fmt = _FORMAT[dtype]
-    if dtype == "float32":
-        data = struct.pack(fmt, value)
+    layout = _layout_of(dtype, byte_order)
+    limits = layout.limits
+    if limits is None:
+        data = layout.value.pack(value)
     else:
-        bits = 16 if dtype.endswith("16") else 32
-        lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if dtype[0] == "i" else (0, 2**bits - 1)
-        data = struct.pack(fmt, min(max(round(value), lo), hi))
-    wire = _order_bytes(data, byte_order)
-    return [int.from_bytes(wire[i : i + 2], "big") for i in range(0, len(wire), 2)]
+        data = layout.value.pack(min(max(round(value), limits[0]), limits[1]))
+    words = list(layout.words.unpack(data))
+    if layout.reversed:
+        words.reverse()
+    return words
 
 
 #: Significant digits kept for a value read from an integer register: more than any 32-bit
@@ -130,7 +162,7 @@ def to_engineering(
     name: str, point: PointConfig, words: Sequence[int], *, t_mono: float = 0.0
 ) -> Reading:
     """Decode, scale and range-check one point; never raises for bad data."""
-    raw = tuple(int(w) for w in words)
+    raw = tuple(map(int, words))
     unit = point.unit
     if point.type == "bool":
         if len(raw) != 1:
