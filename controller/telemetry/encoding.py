@@ -32,20 +32,26 @@ def finite(obj: Any) -> Any:
     return obj
 
 
+#: ``json.dumps`` with options builds an encoder per call; these are built once (an
+#: encoder keeps no state between calls, so one serves every thread).
+_TEXT = json.JSONEncoder(allow_nan=False, default=str)
+_COMPACT = json.JSONEncoder(allow_nan=False, default=str, separators=(",", ":"))
+
+
 def dumps(obj: Any) -> str:
     """Strict JSON text of ``obj``: non-finite floats as null, unknown objects as text."""
     try:
-        return json.dumps(obj, allow_nan=False, default=str)
+        return _TEXT.encode(obj)
     except ValueError:  # a NaN or infinity somewhere: the rare path pays for the copy
-        return json.dumps(finite(obj), allow_nan=False, default=str)
+        return _TEXT.encode(finite(obj))
 
 
 def dumpb(obj: Any) -> bytes:
     """``dumps`` without spaces, as bytes: what is stored and published, byte for byte."""
     try:
-        text = json.dumps(obj, allow_nan=False, default=str, separators=(",", ":"))
+        text = _COMPACT.encode(obj)
     except ValueError:
-        text = json.dumps(finite(obj), allow_nan=False, default=str, separators=(",", ":"))
+        text = _COMPACT.encode(finite(obj))
     return text.encode()
 
 
