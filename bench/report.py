@@ -118,7 +118,7 @@ def pi3_budget(docs: dict[str, Any]) -> list[str]:
     """Per-tick CPU and commit cost scaled by PI3_FACTOR, and the headroom at 10 Hz."""
     tick_ms = _figures(docs, "daemon").get("cpu_ms_per_tick_10hz")
     commit_ms = _figures(docs, "buffer").get("example_1000k_commit_cpu_ms_p50")
-    control_us = _figures(docs, "control").get("diurnal_vfd_cpu_us_per_tick")
+    control_us = _figures(docs, "control").get("realtime_day_cpu_us_per_tick")
     lines = [
         f"Scaled by a stated factor of {PI3_FACTOR:g} (a Pi 3 core against one core of the "
         f"measuring machine; CPU time, not wall time). Where it comes from: {PI3_SOURCE} "
@@ -139,7 +139,8 @@ def pi3_budget(docs: dict[str, Any]) -> list[str]:
     if control_us is not None:
         lines.append(
             f"| CPU per control tick of the closed loop (control stack, simulator physics and "
-            f"the telemetry sink; no Modbus, no asyncio ticker) | control.json "
+            f"the telemetry sink committing once per simulated second as in real time; no "
+            f"Modbus, no asyncio ticker) | control.json "
             f"| {fmt(control_us / 1000)} | {fmt(control_us / 1000 * PI3_FACTOR)} |"
         )
     lines += [

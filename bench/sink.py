@@ -1,14 +1,24 @@
 """The daemon's telemetry sink for the closed loop: every tick's sample made, encoded and
-committed as ``boosterd run`` does, in simulated time.
+committed as ``boosterd run`` does.
 
 ``ControlLoop.tick`` calls ``make_sample`` (controller/runtime/loop.py) once a sink is
 set; the sink appends it to a real ``SampleBuffer`` (controller/telemetry/buffer.py),
-which encodes it once, to the bytes SCADA receives; every ``buffer.commit_interval_s``
-of simulated time the queued samples are committed in one transaction on the buffer's
-worker thread, as the daemon's flusher does once per second of its clock. Nothing is
-delivered (the link is down all day: the backlog grows, the buffer's worst case short
-of its caps). The file sits on tmpfs when there is one, so an fsync costs no time here:
-the CPU of a commit is measured, the card's write cost is ``bench.sd_writes``'s subject.
+which encodes it once, to the bytes SCADA receives; the queued samples are committed in
+one transaction on the buffer's worker thread every ``buffer.commit_interval_s``, as the
+daemon's flusher does. Which clock that interval runs on is the sink's ``commit_clock``:
+
+* ``"wall"``: the flusher's own, the event loop's real clock, which an accelerated
+  simulation does not speed up. This is the stack as it runs when it simulates a day
+  (``boosterd demo``): a commit per real second, hundreds of ticks in each.
+* ``"simulated"``: one commit per simulated ``commit_interval_s``, as a station running
+  in real time commits. A day run so costs the CPU one real station-day costs the
+  daemon, and gives the commit's cost with a few samples in each (the daemon's commit
+  sizes).
+
+Nothing is delivered (the link is down all day: the backlog grows, the buffer's worst
+case short of its caps). The file sits on tmpfs when there is one, so an fsync costs no
+time here: the CPU of a commit is measured, the card's write cost is
+``bench.sd_writes``'s subject.
 
 The sink never feeds anything back to the control law, so a run with it gives the same
 control figures as one without (``bench.control_scenarios`` checks that on every run).
@@ -21,7 +31,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from controller.config.schema import StationConfig
 from controller.telemetry.buffer import SampleBuffer
@@ -35,6 +45,8 @@ EPOCH_S = 1_767_225_600.0
 #: timing all 172,800 of the day's appends would add to the day's CPU.
 APPEND_TIMED_EVERY = 16
 
+CommitClock = Literal["wall", "simulated"]
+
 
 def scratch_dir() -> Path:
     """A fresh directory for the buffer, on tmpfs where the machine has one."""
@@ -45,8 +57,16 @@ def scratch_dir() -> Path:
 class TelemetrySink:
     """A ``SampleBuffer`` fed by ``loop``'s ticks; ``run`` advances the loop and commits."""
 
-    def __init__(self, cfg: StationConfig, loop: ClosedLoop, directory: Path) -> None:
+    def __init__(
+        self,
+        cfg: StationConfig,
+        loop: ClosedLoop,
+        directory: Path,
+        *,
+        commit_clock: CommitClock = "simulated",
+    ) -> None:
         self.loop = loop
+        self.commit_clock = commit_clock
         self.interval_s = cfg.buffer.commit_interval_s
         station = loop.station
         self.buffer = SampleBuffer(
@@ -76,19 +96,31 @@ class TelemetrySink:
 
     async def _run(self, duration_s: float) -> None:
         tick = self.loop.cfg.control.tick_s
+        # The loop runs a commit interval of simulated time between looks at the clock.
         chunk = max(1, round(self.interval_s / tick)) * tick
+        wall = self.commit_clock == "wall"
         await self.buffer.open()
         try:
             done = 0.0
+            due = time.monotonic() + self.interval_s
             while done < duration_s - tick / 2:
                 step = min(chunk, duration_s - done)
                 self.loop.run(step)
                 done += step
-                c0 = time.process_time()  # this process, the buffer's worker thread too
-                await self.buffer.flush()
-                self.commit_cpu_s.append(time.process_time() - c0)
+                if wall:
+                    if time.monotonic() < due:
+                        continue
+                    due = time.monotonic() + self.interval_s
+                await self._commit()
+            if wall:
+                await self._commit()  # what is still queued, as an orderly stop's last flush
         finally:
             await self.buffer.close()
+
+    async def _commit(self) -> None:
+        c0 = time.process_time()  # this process, the buffer's worker thread too
+        await self.buffer.flush()
+        self.commit_cpu_s.append(time.process_time() - c0)
 
     def run(self, duration_s: float) -> None:
         asyncio.run(self._run(duration_s))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,27 @@ def test_the_telemetry_sink_buffers_every_tick_and_changes_no_control_figure() -
     assert 100 < figures["bytes_on_disk_per_sample"] < 2000
     without = {k: v for k, v in summarise(bare).items() if k != "wall_s"}
     assert {k: v for k, v in summarise(fed).items() if k != "wall_s"} == without
+
+
+def test_a_sink_on_the_wall_clock_commits_once_per_real_interval_and_keeps_every_tick() -> None:
+    """As the daemon's flusher when the stack simulates: its interval is real time, so a
+    run much faster than real time commits a few times, every tick still on disk."""
+    cfg = load_config(REPO / "config" / "station.vfd-example.yaml")
+    fed = ClosedLoop(cfg, seed=7, start_hour=6.0)
+    directory = scratch_dir()
+    try:
+        sink = TelemetrySink(cfg, fed, directory, commit_clock="wall")
+        started = time.monotonic()
+        sink.run(600)
+        wall_s = time.monotonic() - started
+        figures = sink.figures()
+        rows = _rows(directory / "buffer.sqlite3")
+    finally:
+        shutil.rmtree(directory)
+    assert figures["samples"] == round(600 / cfg.control.tick_s) == rows
+    # The last flush, and one per real interval before it.
+    assert 1 <= figures["commits"] <= wall_s / cfg.buffer.commit_interval_s + 1
+    assert figures["commits"] < 600 / cfg.buffer.commit_interval_s
 
 
 def _rows(path: Path) -> int:
