@@ -107,9 +107,7 @@ class RegisterImage:
 
     def value_of(self, name: str) -> float | None:
         """What point ``name`` holds now, in engineering units (as a master would read it)."""
-        (bus, slave_id), point = self._points[name]
-        words = self.read(bus, slave_id, point.kind, point.address, point.register_count)
-        return to_engineering(name, point, words).value
+        return to_engineering(name, self._points[name][1], self.words_of(name)).value
 
     def words_of(self, name: str) -> list[int]:
         """Point ``name``'s registers as they stand (a configured point is always mapped)."""

@@ -12,7 +12,7 @@ and the same ``PointGuard``s judge plausibility and hold the last good value.
 
 from __future__ import annotations
 
-from controller.config.schema import PointConfig, StationConfig
+from controller.config.schema import StationConfig
 from controller.values import Reading
 from drivers.modbus.codec import to_engineering
 from drivers.modbus.faults import FAULT_QUALITY, WireFault, fault_detail
@@ -37,7 +37,7 @@ class SimSource:
         self._progress = 0
         self._bad = 0
         self._speed_points = {
-            name: (pcfg.vfd, self._point(pcfg.vfd.speed_point))
+            name: (pcfg.vfd, cfg.points()[pcfg.vfd.speed_point][1])
             for name, pcfg in cfg.pumps.items()
             if pcfg.vfd is not None
         }
@@ -50,22 +50,13 @@ class SimSource:
     def stats(self) -> dict[str, object]:
         return {"source": "simulator", "snapshots": self._progress, "bad_readings": self._bad}
 
-    def _point(self, name: str) -> tuple[str, int, PointConfig]:
-        dev, point = self.cfg.points()[name]
-        device = self.cfg.devices[dev]
-        return device.bus, device.slave_id, point
-
     def _speed_ref(self, pump: str) -> float | None:
         """What the drive reads from its speed register, as a fraction of rated speed
         (0 while its Modbus run command, if it takes one, says stop)."""
-        vfd, (bus, slave_id, point) = self._speed_points[pump]
-        if vfd.run_point is not None:
-            rbus, rslave, rpoint = self._point(vfd.run_point)
-            words = self.image.read(rbus, rslave, rpoint.kind, rpoint.address, 1)
-            if not words[0]:
-                return 0.0
-        words = self.image.read(bus, slave_id, point.kind, point.address, point.register_count)
-        r = to_engineering(vfd.speed_point, point, words)
+        vfd, point = self._speed_points[pump]
+        if vfd.run_point is not None and not self.image.words_of(vfd.run_point)[0]:
+            return 0.0
+        r = to_engineering(vfd.speed_point, point, self.image.words_of(vfd.speed_point))
         if r.value is None:
             return None
         return r.value / 100.0 if vfd.speed_unit == "percent" else r.value / vfd.rated_hz

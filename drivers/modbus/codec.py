@@ -18,9 +18,10 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import get_args
 
 from controller.config.datatypes import DATA_TYPES, REGISTER_COUNT
-from controller.config.schema import PointConfig
+from controller.config.schema import ByteOrder, PointConfig
 from controller.values import BadReason, Reading
 
 #: Loop current below this is an open loop (a cut cable or a dead transmitter).
@@ -29,7 +30,7 @@ WIRE_BREAK_MA = 3.8
 OVER_RANGE_MA = 20.5
 
 _FORMAT = {n: t.struct_format for n, t in DATA_TYPES.items() if t.struct_format is not None}
-BYTE_ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
+BYTE_ORDERS: tuple[str, ...] = get_args(ByteOrder)
 
 
 def register_count(dtype: str) -> int:
